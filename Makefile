@@ -1,0 +1,41 @@
+# Tally: two commands for a new user: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export TALLY_LANDING_DIR   ?= $(CURDIR)/data/landing
+export TALLY_WAREHOUSE_PATH ?= $(CURDIR)/data/warehouse.duckdb
+export DAGSTER_HOME        ?= $(CURDIR)/.dagster_home
+
+.PHONY: demo test ui venv clean bench
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+## Generate the sample landing zone, run the bill cycle for its months through Dagster, print a summary.
+demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m pipelines.demo
+
+## Run the test suite in the same environment (with the dev extras).
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+
+## Dagster webserver and daemon on 127.0.0.1:3000 over the same warehouse.
+ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -m pipelines.definitions -h 127.0.0.1 -p 3000
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.rating
+
+clean:
+	rm -rf data .dagster_home

@@ -1,0 +1,83 @@
+"""Exact money arithmetic (DESIGN.md, "Money").
+
+Amounts are DECIMAL end to end. DuckDB's ``round`` on DECIMAL already rounds half away from
+zero, but ``DECIMAL / x`` yields DOUBLE, so every division goes through ``div_round``, which
+works on the unscaled HUGEINT value and never leaves exact arithmetic.
+
+SQL macros (installed on a connection by :func:`install_money_macros`):
+
+* ``minor_unit(currency)``: ISO 4217 exponent (JPY 0, KWD 3, most 2).
+* ``div_round(n, d, s)``: ``n / d`` rounded half away from zero to ``s`` decimals (0..10),
+  exact, as DECIMAL(38,10). ``n`` is a DECIMAL with at most 10 decimals, ``d`` a positive integer.
+* ``round_money(x, currency)``: ``x`` rounded half away from zero to the currency's minor unit.
+* ``prorate(amount, days, period_days)``: ``amount * days / period_days`` kept to 10 decimals.
+
+Python twins (:func:`minor_unit`, :func:`div_round`, :func:`round_money`) state the same
+rules for tests and small computations.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+
+import duckdb
+
+MONEY = "DECIMAL(38,10)"  # precise amounts: up to 10 decimal places
+AMOUNT = "DECIMAL(18,4)"  # rounded amounts: any ISO 4217 minor unit fits
+
+# ISO 4217 currencies whose minor unit is not 2 decimals.
+_EXPONENTS = {
+    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0,
+    "RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
+    "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
+    "CLF": 4, "UYW": 4,
+}
+
+
+def minor_unit(currency: str) -> int:
+    """ISO 4217 exponent of ``currency`` (2 unless listed otherwise)."""
+    return _EXPONENTS.get(currency.upper(), 2)
+
+
+def round_money(amount: Decimal, currency: str) -> Decimal:
+    """Round half away from zero to the currency's minor unit."""
+    return amount.quantize(Decimal(1).scaleb(-minor_unit(currency)), rounding=ROUND_HALF_UP)
+
+
+def div_round(numerator: Decimal, denominator: int, scale: int) -> Decimal:
+    """``numerator / denominator`` rounded half away from zero to ``scale`` decimals, exactly."""
+    from fractions import Fraction
+
+    q = Fraction(numerator) / denominator * (10**scale)
+    magnitude = (abs(q.numerator) * 2 + q.denominator) // (2 * q.denominator)
+    sign = -1 if q < 0 else 1
+    return Decimal(sign * magnitude).scaleb(-scale)
+
+
+def _exponent_case() -> str:
+    groups: dict[int, list[str]] = {}
+    for cur, exp in _EXPONENTS.items():
+        groups.setdefault(exp, []).append(f"'{cur}'")
+    whens = " ".join(f"WHEN upper(c) IN ({', '.join(sorted(v))}) THEN {e}" for e, v in sorted(groups.items()))
+    return f"CASE {whens} ELSE 2 END"
+
+
+_MACROS = f"""
+CREATE OR REPLACE MACRO minor_unit(c) AS ({_exponent_case()});
+CREATE OR REPLACE MACRO _unscaled(n) AS CAST(CAST(n AS {MONEY}) * 10000000000 AS HUGEINT);
+CREATE OR REPLACE MACRO _pow10(k) AS CAST(pow(10, k) AS HUGEINT);
+CREATE OR REPLACE MACRO div_round(n, d, s) AS
+    CAST(
+        sign(_unscaled(n)) * (
+            (abs(_unscaled(n)) * 2 + CAST(d AS HUGEINT) * _pow10(10 - s))
+            // (2 * CAST(d AS HUGEINT) * _pow10(10 - s))
+        ) AS DECIMAL(38,0)
+    ) * CAST(('1e-' || CAST(s AS VARCHAR)) AS {MONEY});
+CREATE OR REPLACE MACRO round_money(x, c) AS CAST(div_round(x, 1, minor_unit(c)) AS {AMOUNT});
+CREATE OR REPLACE MACRO prorate(amount, days, period_days) AS div_round(CAST(amount AS {MONEY}) * days, period_days, 10);
+"""
+
+
+def install_money_macros(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the money macros on ``con`` (idempotent)."""
+    con.execute(_MACROS)
