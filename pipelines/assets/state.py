@@ -1,0 +1,72 @@
+"""State assets: raw change logs → current state + SCD2 history; services from confirmed orders."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pipelines.assets.ingest import RAW_KEYS
+from pipelines.resources import Warehouse
+from pipelines.state import cdc
+from pipelines.state.subscriptions import order_exceptions, subscription_versions, subscriptions
+from sources.entities import ENTITIES
+from warehouse.writer import write
+
+CDC_ENTITIES = [e for e in ENTITIES.values() if e.name != "usage_records"]
+STATE_KEYS = {e.name: dg.AssetKey(["core", e.name]) for e in CDC_ENTITIES}
+USAGE_EVENTS = dg.AssetKey(["core", "usage_events"])
+VERSIONS = dg.AssetKey(["core", "subscription_versions"])
+SUBSCRIPTIONS = dg.AssetKey(["core", "subscriptions"])
+ORDER_EXCEPTIONS = dg.AssetKey(["core", "order_exceptions"])
+
+
+@dg.multi_asset(
+    name="core_state",
+    specs=[
+        dg.AssetSpec(
+            key, deps=[RAW_KEYS[name]], group_name="state",
+            description=f"Current state of {name} (core.{name}) and its SCD2 history (core.{name}_history).",
+        )
+        for name, key in STATE_KEYS.items()
+    ]
+    + [dg.AssetSpec(USAGE_EVENTS, deps=[RAW_KEYS["usage_records"]], group_name="state",
+                    description="Usage events as of their latest change, deduplicated and ordered by sequence.")],
+    pool="duckdb_writer",
+)
+def core_state(context: dg.AssetExecutionContext, warehouse: Warehouse):
+    """Rebuild current state and SCD2 history of every entity from its deduplicated change log, ordered by source position."""
+    with warehouse.connection() as con:
+        for entity in CDC_ENTITIES:
+            hist = f"core.{entity.name}_history"
+            write(con, [(hist, cdc.history(con, entity, f"raw.{entity.name}"), "true")])
+            n = write(con, [(f"core.{entity.name}", cdc.current(con, entity, hist), "true")])[f"core.{entity.name}"]
+            versions, deleted = con.execute(
+                f"SELECT (SELECT count(*) FROM {hist}), count(*) FILTER (WHERE is_deleted) FROM core.{entity.name}"
+            ).fetchone()
+            yield dg.MaterializeResult(
+                asset_key=STATE_KEYS[entity.name],
+                metadata={"rows": n, "history_versions": versions, "deleted_keys": deleted},
+            )
+        n = write(con, [("core.usage_events", cdc.usage_events(con, "raw.usage_records"), "true")])["core.usage_events"]
+        yield dg.MaterializeResult(asset_key=USAGE_EVENTS, metadata={"events": n})
+
+
+@dg.multi_asset(
+    name="services",
+    specs=[
+        dg.AssetSpec(VERSIONS, group_name="state", deps=[STATE_KEYS[n] for n in ("orders", "order_items", "products", "plan_charges", "billing_accounts")],
+                     description="Plan in force per subscription over time, from confirmed orders (upgrades now, downgrades at period end)."),
+        dg.AssetSpec(SUBSCRIPTIONS, group_name="state", deps=[VERSIONS], description="One row per service: start, end, status."),
+        dg.AssetSpec(ORDER_EXCEPTIONS, group_name="state", deps=[STATE_KEYS["orders"], STATE_KEYS["order_items"]],
+                     description="Confirmed order items that could not be applied to a service, with the reason."),
+    ],
+    pool="duckdb_writer",
+)
+def services(context: dg.AssetExecutionContext, warehouse: Warehouse):
+    """Derive subscriptions and their plan versions from CONFIRMED orders; report order items that cannot apply."""
+    with warehouse.connection() as con:
+        counts = write(con, [("core.subscription_versions", subscription_versions(con), "true")])
+        counts |= write(con, [("core.subscriptions", subscriptions(con), "true"),
+                              ("core.order_exceptions", order_exceptions(con), "true")])
+    yield dg.MaterializeResult(asset_key=VERSIONS, metadata={"versions": counts["core.subscription_versions"]})
+    yield dg.MaterializeResult(asset_key=SUBSCRIPTIONS, metadata={"subscriptions": counts["core.subscriptions"]})
+    yield dg.MaterializeResult(asset_key=ORDER_EXCEPTIONS, metadata={"exceptions": counts["core.order_exceptions"]})

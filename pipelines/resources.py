@@ -1,0 +1,49 @@
+"""Dagster resources: where the warehouse and the landing zone live.
+
+Both paths are configuration, read from the environment when the definitions load:
+``TALLY_WAREHOUSE_PATH`` (default ``data/warehouse.duckdb``) and ``TALLY_LANDING_DIR``
+(default ``data/landing``). All SQL goes through :class:`Warehouse`, the one place that
+opens DuckDB, so the engine behind it can be swapped without rewriting assets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from warehouse.connection import connect, default_landing_dir, default_warehouse_path
+from warehouse.schema import create_all
+from warehouse.snapshot import publish_snapshot
+
+
+class Warehouse(dg.ConfigurableResource):
+    """The DuckDB warehouse file (one writer at a time: assets that write are in the duckdb_writer pool)."""
+
+    path: str
+
+    @contextmanager
+    def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection with every schema and table created and the domain macros installed."""
+        with connect(Path(self.path)) as con:
+            create_all(con)
+            yield con
+
+    def publish_snapshot(self) -> Path:
+        return publish_snapshot(Path(self.path))
+
+
+class LandingZone(dg.ConfigurableResource):
+    """The folder the operational systems' CDC extracts land in (<system>/<entity>/<file>)."""
+
+    path: str
+
+
+def default_resources() -> dict:
+    return {
+        "warehouse": Warehouse(path=str(default_warehouse_path())),
+        "landing": LandingZone(path=str(default_landing_dir())),
+    }
