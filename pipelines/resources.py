@@ -6,7 +6,6 @@ Both paths are configuration, read from the environment when the definitions loa
 opens DuckDB, so the engine behind it can be swapped without rewriting assets.
 """
 
-from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager

@@ -187,7 +187,7 @@ def _decode_debezium(path: Path, entity: Entity) -> tuple[pl.DataFrame, int]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
-            emit(no, line, reason=f"invalid JSON: {e.msg} at char {e.pos}")
+            emit(no, line, reason=f"invalid JSON: {e.msg.removesuffix(' at')} at char {e.pos}")
             continue
         if not isinstance(obj, dict):
             emit(no, line, reason="invalid record: not a JSON object")
@@ -330,13 +330,7 @@ def _read_ragged_csv(path: Path) -> pl.DataFrame:
 def _table_meta(raw: pl.DataFrame, entity: Entity) -> pl.DataFrame:
     """Map op/seq to the change-log meta columns; mark rows whose op or seq is unusable."""
     height = raw.height
-    payload_cols = [c for c in raw.columns if not c.startswith("_csv_")]
-    if "_csv_payload" in raw.columns:
-        payload = pl.col("_csv_payload")
-    elif payload_cols:
-        payload = pl.struct([pl.col(c) for c in payload_cols]).struct.json_encode()
-    else:
-        payload = pl.lit("{}")
+    payload = pl.col("_csv_payload") if "_csv_payload" in raw.columns else pl.lit(None, dtype=pl.String)
     cols = set(raw.columns)
     op_raw = pl.col("op").cast(pl.String).str.strip_chars() if "op" in cols else pl.lit(None, dtype=pl.String)
     op = op_raw.str.to_uppercase().replace_strict(_TABLE_OPS, default=None, return_dtype=pl.String)
@@ -553,6 +547,13 @@ def _finish(raw: pl.DataFrame, entity: Entity, rel: str, records_read: int) -> R
 
     good = frame.filter(pl.col("_reason").is_null())
     bad = frame.filter(pl.col("_reason").is_not_null())
+    if bad.height and bad.get_column("_raw_payload").null_count():
+        # Table rows: the raw row (as read, before typing) as JSON, computed for rejects only.
+        raw_cols = [c for c in raw.columns if not c.startswith("_")]
+        payload = raw.select(raw_cols).with_row_index("_i").filter(pl.col("_i").is_in(bad.get_column("_i").implode())).select(
+            "_i", pl.struct(raw_cols).struct.json_encode().alias("_payload"))
+        bad = bad.join(payload, on="_i", how="left").with_columns(
+            pl.coalesce("_raw_payload", "_payload").alias("_raw_payload"))
     good = good.with_columns(pl.lit(rel, dtype=pl.String).alias("_file"))
     good = good.with_columns(row_hash(good, entity))
     out_schema = change_log_schema(entity)

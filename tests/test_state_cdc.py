@@ -249,3 +249,30 @@ def test_usage_events_agree_with_generic_current(con):
     assert fast == generic
     assert fast[0][:2] == ("e1", Decimal("2"))  # hash 'b' > 'a'
     assert fast[0][4] == "u0.parquet"  # first delivery of the winning image
+
+
+def test_leading_version_without_source_ts_starts_at_epoch(con):
+    make_raw(con, "raw_b", BUNDLES, [
+        bundle(1, "A", "0.1", "r", 1, None),
+        bundle(1, "B", "0.2", "u", 2, ts(5)),
+    ])
+    assert hist(con, cols=("name", "valid_from", "valid_to")) == [
+        ("A", datetime(1970, 1, 1), ts(5)), ("B", ts(5), OPEN)
+    ]
+
+
+def test_outputs_insert_into_the_generated_core_tables_for_every_entity(con):
+    from warehouse.schema import entity_ddl
+
+    con.execute("CREATE SCHEMA raw; CREATE SCHEMA core")
+    for entity in ENTITIES.values():
+        con.execute(entity_ddl(entity))
+        if entity.name == "usage_records":
+            con.execute(f"INSERT INTO core.usage_events BY NAME {cdc.usage_events(con).sql_query()}")
+            continue
+        con.execute(f"INSERT INTO core.{entity.name}_history BY NAME {cdc.history_sql(entity, f'raw.{entity.name}')}")
+        assert cdc.history(con, entity, f"raw.{entity.name}").columns == con.sql(f"FROM core.{entity.name}_history").columns
+        cur = cdc.current(con, entity, f"core.{entity.name}_history")
+        assert cur.columns == con.sql(f"FROM core.{entity.name}").columns
+        con.execute(f"INSERT INTO core.{entity.name} BY NAME {cur.sql_query()}")
+    assert cdc.usage_events(con).columns == con.sql("FROM core.usage_events").columns

@@ -1,6 +1,5 @@
 """Ingestion assets: landing zone → raw change logs, quarantine, file ledger."""
 
-from __future__ import annotations
 
 from pathlib import Path
 

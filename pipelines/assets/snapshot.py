@@ -1,6 +1,5 @@
 """The analysts' read-only snapshot, republished after each bill cycle."""
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -1,6 +1,5 @@
 """State assets: raw change logs → current state + SCD2 history; services from confirmed orders."""
 
-from __future__ import annotations
 
 import dagster as dg
 
@@ -42,9 +41,10 @@ def core_state(context: dg.AssetExecutionContext, warehouse: Warehouse):
             versions, deleted = con.execute(
                 f"SELECT (SELECT count(*) FROM {hist}), count(*) FILTER (WHERE is_deleted) FROM core.{entity.name}"
             ).fetchone()
+            anomalies = dict(cdc.anomalies(con, entity, f"raw.{entity.name}").aggregate("kind, count(*) AS n", "kind").fetchall())
             yield dg.MaterializeResult(
                 asset_key=STATE_KEYS[entity.name],
-                metadata={"rows": n, "history_versions": versions, "deleted_keys": deleted},
+                metadata={"rows": n, "history_versions": versions, "deleted_keys": deleted, "cdc_anomalies": anomalies},
             )
         n = write(con, [("core.usage_events", cdc.usage_events(con, "raw.usage_records"), "true")])["core.usage_events"]
         yield dg.MaterializeResult(asset_key=USAGE_EVENTS, metadata={"events": n})
@@ -53,7 +53,7 @@ def core_state(context: dg.AssetExecutionContext, warehouse: Warehouse):
 @dg.multi_asset(
     name="services",
     specs=[
-        dg.AssetSpec(VERSIONS, group_name="state", deps=[STATE_KEYS[n] for n in ("orders", "order_items", "products", "plan_charges", "billing_accounts")],
+        dg.AssetSpec(VERSIONS, group_name="state", deps=[STATE_KEYS[n] for n in ("orders", "order_items", "products", "price_plans", "plan_charges", "billing_accounts")],
                      description="Plan in force per subscription over time, from confirmed orders (upgrades now, downgrades at period end)."),
         dg.AssetSpec(SUBSCRIPTIONS, group_name="state", deps=[VERSIONS], description="One row per service: start, end, status."),
         dg.AssetSpec(ORDER_EXCEPTIONS, group_name="state", deps=[STATE_KEYS["orders"], STATE_KEYS["order_items"]],

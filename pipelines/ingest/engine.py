@@ -44,7 +44,7 @@ def _ledger_row(f: LandedFile, status: str, read=0, loaded=0, quarantined=0, dup
     return pl.DataFrame(
         [{
             "file": f.relative_path, "entity": f.entity.name if f.entity else None, "sha256": f.sha256,
-            "size_bytes": f.size_bytes, "status": status, "duplicate_of": duplicate_of, "records_read": read,
+            "size_bytes": f.size, "status": status, "duplicate_of": duplicate_of, "records_read": read,
             "records_loaded": loaded, "records_quarantined": quarantined, "error": error, "ingested_at": _now(),
         }],
         schema_overrides={"entity": pl.String, "duplicate_of": pl.String, "error": pl.String},

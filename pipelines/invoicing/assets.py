@@ -1,6 +1,5 @@
 """Invoicing assets: the bill cycle's draft invoices and their lines, per billing month."""
 
-from __future__ import annotations
 
 import dagster as dg
 

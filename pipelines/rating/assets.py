@@ -1,6 +1,5 @@
 """Rating assets: usage → rated charges and unrated usage, per billing month."""
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -1,6 +1,5 @@
 """Revenue assets: recognition per invoice line and deferred revenue, per accounting month."""
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -14,7 +14,7 @@ with examples, in ``docs/state.md``; in short:
 * a column named in ``_unavailable`` keeps the previous version's value, through any number
   of consecutive omissions, while a real NULL stays NULL;
 * ``valid_from`` is ``_source_ts`` raised to the running maximum over the key's earlier
-  versions (clock skew), ``valid_to`` is the next version's ``valid_from`` or
+  versions (clock skew; 1970-01-01 when no earlier version has a timestamp), ``valid_to`` is the next version's ``valid_from`` or
   ``TIMESTAMP '9999-12-31'``: intervals are half-open, contiguous and never overlap;
 * a delete is a version of its own (before image, ``is_deleted = true``); a later create
   re-opens the key.
@@ -30,6 +30,7 @@ import duckdb
 from sources.entities import ENTITIES, Entity
 
 OPEN_END = "TIMESTAMP '9999-12-31'"
+NO_TS = "TIMESTAMP '1970-01-01'"  # valid_from of leading versions without a source timestamp
 
 HISTORY_META = ("valid_from", "valid_to", "is_deleted", "_op", "_position", "_file")
 USAGE_META = ("is_deleted", "_position", "_file")
@@ -84,9 +85,9 @@ WITH changes AS (
 )
 SELECT
     {", ".join(cols)},
-    CAST(max(_source_ts) OVER upto AS TIMESTAMP) AS valid_from,
+    CAST(coalesce(max(_source_ts) OVER upto, {NO_TS}) AS TIMESTAMP) AS valid_from,
     CAST(CASE WHEN lead(1) OVER seq IS NULL THEN {OPEN_END}
-              ELSE max(_source_ts) OVER upto_next END AS TIMESTAMP) AS valid_to,
+              ELSE coalesce(max(_source_ts) OVER upto_next, {NO_TS}) END AS TIMESTAMP) AS valid_to,
     _op = 'd' AS is_deleted,
     CAST(_op AS VARCHAR) AS _op,
     CAST(_position AS BIGINT) AS _position,

@@ -1,0 +1,260 @@
+"""Catalog side of rating: billing periods, service segments and the price versions in force.
+
+Everything here works on the small tables (accounts, subscription versions, plan charges),
+never on events. The output is the *slots* table: one row per (subscription, service
+segment, USAGE price version) over the account's billing period billed in the month, with
+the charge's parameters parsed once from ``properties`` and ``tiers`` (docs/rating.md).
+
+A service segment is the intersection of the billing period, a subscription version island
+(consecutive versions on the same plan are merged) and a price version's
+``[effective_from, effective_to)``. A plan change or a price change therefore splits the
+period; each part carries its own proration factor (segment days / period days, or
+/ ``proration_days``) for allowances, free units and commitments.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+
+DEC = "DECIMAL(38,10)"
+OPEN_TS = "TIMESTAMP '9999-12-31'"
+OPEN_DATE = "DATE '9999-12-31'"
+
+USAGE_MODELS = ("PER_UNIT", "GRADUATED", "VOLUME", "PACKAGE", "PERCENTAGE", "GRADUATED_PERCENTAGE", "MATRIX", "DYNAMIC")
+AGGREGATIONS = ("SUM", "COUNT", "MAX", "UNIQUE_COUNT", "LATEST", "TIME_WEIGHTED_SUM")
+TIERED_MODELS = ("GRADUATED", "VOLUME", "GRADUATED_PERCENTAGE")
+
+_TIER_TYPE = '[{"up_to":"VARCHAR","unit_amount":"VARCHAR","flat_amount":"VARCHAR","rate":"VARCHAR"}]'
+_BANDS_TYPE = '[{"band":"VARCHAR","from_hour":"INTEGER","to_hour":"INTEGER"}]'
+
+
+def columns_of(con: duckdb.DuckDBPyConnection, relation: str) -> set[str]:
+    """Lower-cased column names of a relation (table, view or table function)."""
+    return {c.lower() for c in con.sql(f"SELECT * FROM {relation} LIMIT 0").columns}
+
+
+def live_filter(cols: set[str]) -> str:
+    """Predicate keeping non-deleted rows when the relation has ``is_deleted``."""
+    return "NOT coalesce(is_deleted, false)" if "is_deleted" in cols else "true"
+
+
+def month_literal(billing_month: dt.date) -> str:
+    if billing_month.day != 1:
+        raise ValueError(f"billing_month must be the first day of a month, got {billing_month}")
+    return f"DATE '{billing_month.isoformat()}'"
+
+
+def _prop_dec(name: str) -> str:
+    return f"TRY_CAST(json_extract_string(properties, '$.{name}') AS {DEC})"
+
+
+def build_catalog(
+    con: duckdb.DuckDBPyConnection,
+    billing_month: dt.date,
+    tag: str,
+    *,
+    subscriptions: str,
+    accounts: str,
+    charges: str,
+) -> None:
+    """Create the temp tables ``{tag}_acct``, ``{tag}_ver``, ``{tag}_subs``, ``{tag}_chg``,
+    ``{tag}_tiers`` and ``{tag}_slots`` on ``con``."""
+    bm = month_literal(billing_month)
+    a_live = live_filter(columns_of(con, accounts))
+    s_live = live_filter(columns_of(con, subscriptions))
+    c_live = live_filter(columns_of(con, charges))
+
+    # Accounts and the period each bills in this month (NULL period: none ends this month).
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {tag}_acct AS
+    SELECT account_id, currency, bill_cycle_day, billing_cycle, pe AS period_end,
+           CASE WHEN pe IS NOT NULL THEN period_start_for(pe, bill_cycle_day, billing_cycle) END AS period_start
+    FROM (SELECT account_id, upper(currency) AS currency, bill_cycle_day, upper(billing_cycle) AS billing_cycle,
+                 period_end_in({bm}, bill_cycle_day, upper(billing_cycle)) AS pe
+          FROM {accounts} WHERE {a_live})
+    """)
+
+    # Subscription version islands: consecutive versions on the same plan are one island.
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {tag}_ver AS
+    WITH v AS (
+        SELECT subscription_id, plan_id, CAST(valid_from AS DATE) AS vf,
+               CAST(coalesce(valid_to, {OPEN_DATE}) AS DATE) AS vt
+        FROM {subscriptions} WHERE {s_live} AND valid_from < coalesce(valid_to, {OPEN_DATE})
+    ), f AS (
+        SELECT *, CASE WHEN lag(plan_id) OVER w IS NOT DISTINCT FROM plan_id AND lag(vt) OVER w = vf
+                       THEN 0 ELSE 1 END AS brk
+        FROM v WINDOW w AS (PARTITION BY subscription_id ORDER BY vf, vt)
+    ), g AS (
+        SELECT *, sum(brk) OVER (PARTITION BY subscription_id ORDER BY vf, vt ROWS UNBOUNDED PRECEDING) AS island FROM f
+    )
+    SELECT subscription_id, plan_id, min(vf) AS valid_from, max(vt) AS valid_to
+    FROM g GROUP BY subscription_id, island, plan_id
+    """)
+
+    # Every known subscription: its account, the account's period and the event window that
+    # belongs to this partition (unknown account: the calendar month, all unrated).
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {tag}_subs AS
+    SELECT s.subscription_id, s.account_id, a.currency, a.period_start, a.period_end,
+           CASE WHEN a.account_id IS NULL THEN 'unknown billing account' END AS problem,
+           CAST(CASE WHEN a.account_id IS NULL THEN {bm} ELSE a.period_start END AS TIMESTAMP) AS win_start,
+           CAST(CASE WHEN a.account_id IS NULL THEN {bm} + INTERVAL 1 MONTH ELSE a.period_end END AS TIMESTAMP) AS win_end
+    FROM (SELECT subscription_id, arg_max(account_id, valid_from) AS account_id
+          FROM {subscriptions} WHERE {s_live} GROUP BY subscription_id) s
+    LEFT JOIN {tag}_acct a USING (account_id)
+    """)
+
+    # USAGE price versions, normalised.
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {tag}_chg AS
+    SELECT price_id, plan_id, charge_code, metric,
+           upper(coalesce(aggregation, 'SUM')) AS aggregation, upper(charge_model) AS charge_model,
+           upper(coalesce(billing_timing, 'IN_ARREARS')) AS billing_timing, coalesce(prorate, true) AS prorate,
+           CAST(unit_price AS {DEC}) AS unit_price, CAST(coalesce(included_quantity, 0) AS {DEC}) AS included_quantity,
+           tiers, properties, proration_days,
+           CAST(effective_from AS TIMESTAMP) AS effective_from,
+           CAST(coalesce(effective_to, {OPEN_TS}) AS TIMESTAMP) AS effective_to
+    FROM {charges}
+    WHERE {c_live} AND upper(charge_type) = 'USAGE'
+    """)
+
+    # Tiers, parsed once per price version: tier k covers (lower, upper], upper NULL = open.
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {tag}_tiers AS
+    WITH p AS (
+        SELECT price_id, from_json(tiers, '{_TIER_TYPE}') AS arr
+        FROM {tag}_chg
+        WHERE charge_model IN {TIERED_MODELS} AND tiers IS NOT NULL AND json_valid(tiers)
+              AND json_type(tiers) = 'ARRAY'
+    ), u AS (
+        SELECT price_id, unnest(arr) AS t, unnest(range(1, len(arr) + 1)) AS tier FROM p
+    ), c AS (
+        SELECT price_id, CAST(tier AS INTEGER) AS tier,
+               t.up_to IS NULL AS is_open,
+               TRY_CAST(t.up_to AS {DEC}) AS upper,
+               TRY_CAST(coalesce(t.unit_amount, t.rate, '0') AS {DEC}) AS unit_amount,
+               TRY_CAST(coalesce(t.flat_amount, '0') AS {DEC}) AS flat_amount,
+               (t.up_to IS NOT NULL AND TRY_CAST(t.up_to AS {DEC}) IS NULL)
+                 OR TRY_CAST(coalesce(t.unit_amount, t.rate, '0') AS {DEC}) IS NULL
+                 OR TRY_CAST(coalesce(t.flat_amount, '0') AS {DEC}) IS NULL AS unparsable
+        FROM u
+    )
+    SELECT *, coalesce(lag(upper) OVER (PARTITION BY price_id ORDER BY tier), CAST(0 AS {DEC})) AS lower,
+           count(*) OVER (PARTITION BY price_id) AS n_tiers
+    FROM c
+    """)
+
+    # Slots: (subscription, segment, price version) over the period.
+    dims = "from_json(json_extract(properties, '$.dimensions'), '[\"VARCHAR\"]')"
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {tag}_slots AS
+    WITH sv AS (
+        SELECT s.subscription_id, s.account_id, s.currency, s.period_start, s.period_end, v.plan_id,
+               CAST(greatest(v.valid_from, s.period_start) AS TIMESTAMP) AS vs,
+               CAST(least(v.valid_to, s.period_end) AS TIMESTAMP) AS ve
+        FROM {tag}_subs s JOIN {tag}_ver v USING (subscription_id)
+        WHERE s.problem IS NULL AND s.period_start IS NOT NULL
+          AND v.valid_from < s.period_end AND v.valid_to > s.period_start
+    ), j AS (
+        SELECT sv.subscription_id, sv.account_id, sv.currency, sv.period_start, sv.period_end, sv.plan_id,
+               c.* EXCLUDE (plan_id, effective_from, effective_to),
+               greatest(sv.vs, c.effective_from) AS seg_start, least(sv.ve, c.effective_to) AS seg_end
+        FROM sv JOIN {tag}_chg c ON c.plan_id = sv.plan_id AND c.effective_from < sv.ve AND c.effective_to > sv.vs
+    ), tier_check AS (
+        SELECT price_id,
+               CASE WHEN bool_or(unparsable) THEN 'tiers: unparsable number'
+                    WHEN bool_or(is_open AND tier < n_tiers) THEN 'tiers: only the last tier may be open'
+                    WHEN bool_or(tier = n_tiers AND NOT is_open) THEN 'tiers: the last tier must be open (up_to null)'
+                    WHEN bool_or(tier > 1 AND upper <= lower) OR bool_or(tier = 1 AND upper <= 0)
+                         THEN 'tiers: up_to must increase' END AS tier_error
+        FROM {tag}_tiers GROUP BY price_id
+    ), p AS (
+        SELECT j.*,
+               date_diff('day', period_start, period_end) AS period_days,
+               date_diff('day', CAST(seg_start AS DATE), CAST(seg_end AS DATE)) AS seg_days,
+               seg_start = CAST(period_start AS TIMESTAMP) AND seg_end = CAST(period_end AS TIMESTAMP) AS whole_period,
+               {_prop_dec('rate')} AS rate,
+               {_prop_dec('fixed_fee')} AS fixed_fee,
+               {_prop_dec('per_event_min')} AS per_event_min,
+               {_prop_dec('per_event_max')} AS per_event_max,
+               coalesce({_prop_dec('free_units')}, 0) AS free_units,
+               coalesce(TRY_CAST(json_extract_string(properties, '$.free_events') AS BIGINT), 0) AS free_events,
+               {_prop_dec('package_size')} AS package_size,
+               {_prop_dec('minimum_amount')} AS minimum_amount,
+               {_prop_dec('maximum_amount')} AS maximum_amount,
+               {_prop_dec('default_unit_price')} AS default_unit_price,
+               json_extract_string(properties, '$.unique_attribute') AS unique_attribute,
+               coalesce(json_extract_string(properties, '$.price_attribute'), 'unit_price') AS price_attribute,
+               CASE WHEN json_valid(properties) THEN {dims} END AS dims,
+               CASE WHEN json_valid(properties) THEN json_extract(properties, '$.time_bands') END AS time_bands,
+               CASE WHEN json_valid(properties) THEN json_extract(properties, '$.prices') END AS matrix_prices,
+               tc.tier_error,
+               (SELECT count(*) FROM {tag}_tiers t WHERE t.price_id = j.price_id) AS n_tiers
+        FROM j LEFT JOIN tier_check tc USING (price_id)
+    ), q AS (
+        SELECT p.*,
+               CASE WHEN NOT prorate OR whole_period THEN CAST(1 AS {DEC})
+                    ELSE least(CAST(1 AS {DEC}), div_round(seg_days, coalesce(proration_days, period_days), 10)) END
+                 AS proration_factor,
+               coalesce(json_array_length(time_bands), 0) > 0 AS has_bands
+        FROM p
+    )
+    SELECT CAST(row_number() OVER (ORDER BY subscription_id, metric, seg_start, price_id) AS INTEGER) AS slot_id,
+           q.*,
+           CASE WHEN charge_model IN ('MATRIX', 'DYNAMIC') THEN CAST(0 AS {DEC})
+                WHEN NOT prorate OR whole_period THEN included_quantity + free_units
+                ELSE least(included_quantity + free_units,
+                           prorate(included_quantity + free_units, seg_days, coalesce(proration_days, period_days))) END
+             AS allowance,
+           CASE WHEN minimum_amount IS NULL OR NOT prorate OR whole_period THEN minimum_amount
+                ELSE least(minimum_amount, prorate(minimum_amount, seg_days, coalesce(proration_days, period_days))) END
+             AS minimum_prorated,
+           CASE WHEN maximum_amount IS NULL OR NOT prorate OR whole_period THEN maximum_amount
+                ELSE least(maximum_amount, prorate(maximum_amount, seg_days, coalesce(proration_days, period_days))) END
+             AS maximum_prorated,
+           {_dim_kind(1)} AS k1, {_dim_kind(2)} AS k2, {_dim_kind(3)} AS k3,
+           '$."' || dims[1] || '"' AS path1, '$."' || dims[2] || '"' AS path2, '$."' || dims[3] || '"' AS path3,
+           '$."' || unique_attribute || '"' AS unique_path,
+           '$."' || price_attribute || '"' AS price_path,
+           charge_model = 'PERCENTAGE' AND (free_events > 0
+               OR (free_units + included_quantity > 0 AND (per_event_min IS NOT NULL OR per_event_max IS NOT NULL)))
+             AS pct_ordered,
+           charge_model = 'PERCENTAGE' AND NOT (free_events > 0
+               OR (free_units + included_quantity > 0 AND (per_event_min IS NOT NULL OR per_event_max IS NOT NULL)))
+             AND (per_event_min IS NOT NULL OR per_event_max IS NOT NULL) AS pct_clamped,
+           CASE
+             WHEN properties IS NOT NULL AND NOT json_valid(properties) THEN 'properties is not valid JSON'
+             WHEN charge_model = 'FLAT' THEN 'FLAT is a RECURRING charge model (billed by invoicing)'
+             WHEN charge_model IS NULL OR charge_model NOT IN {USAGE_MODELS} THEN 'unknown charge model ' || coalesce(charge_model, 'NULL')
+             WHEN aggregation NOT IN {AGGREGATIONS} THEN 'unknown aggregation ' || aggregation
+             WHEN charge_model IN ('PER_UNIT', 'PACKAGE') AND unit_price IS NULL THEN charge_model || ' needs unit_price'
+             WHEN charge_model = 'PACKAGE' AND coalesce(package_size, 0) <= 0 THEN 'PACKAGE needs package_size > 0'
+             WHEN charge_model IN {TIERED_MODELS} AND n_tiers = 0 THEN charge_model || ' needs tiers'
+             WHEN charge_model IN {TIERED_MODELS} AND tier_error IS NOT NULL THEN tier_error
+             WHEN charge_model = 'PERCENTAGE' AND rate IS NULL THEN 'PERCENTAGE needs properties.rate'
+             WHEN charge_model = 'MATRIX' AND (dims IS NULL OR len(dims) = 0 OR len(dims) > 3)
+               THEN 'MATRIX needs 1 to 3 properties.dimensions'
+             WHEN charge_model = 'MATRIX' AND aggregation IN ('UNIQUE_COUNT', 'TIME_WEIGHTED_SUM')
+               THEN 'MATRIX supports SUM, COUNT, MAX and LATEST aggregations'
+             WHEN aggregation = 'UNIQUE_COUNT' AND unique_attribute IS NULL THEN 'UNIQUE_COUNT needs properties.unique_attribute'
+             WHEN aggregation = 'TIME_WEIGHTED_SUM' AND charge_model IN ('PERCENTAGE', 'DYNAMIC')
+               THEN charge_model || ' cannot use TIME_WEIGHTED_SUM'
+           END AS config_error
+    FROM q
+    """)
+
+
+def _dim_kind(k: int) -> str:
+    return (f"CASE WHEN charge_model <> 'MATRIX' OR dims[{k}] IS NULL THEN NULL "
+            f"WHEN dims[{k}] = 'zone' THEN 'zone' "
+            f"WHEN dims[{k}] = 'time_band' AND has_bands THEN 'hour' ELSE 'attr' END")
+
+
+def band_of_hour(hour_expr: str, bands_expr: str) -> str:
+    """SQL: the time band (``properties.time_bands``) containing an hour 0..23; bands may wrap midnight."""
+    return (f"list_filter(from_json({bands_expr}, '{_BANDS_TYPE}'), b -> "
+            f"(b.from_hour <= b.to_hour AND {hour_expr} >= b.from_hour AND {hour_expr} < b.to_hour) OR "
+            f"(b.from_hour > b.to_hour AND ({hour_expr} >= b.from_hour OR {hour_expr} < b.to_hour)))[1].band")

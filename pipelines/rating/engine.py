@@ -1,0 +1,286 @@
+"""Rating engine: usage priced under the plan and price version in force at event time.
+
+``rate_usage`` is a plain function over a DuckDB connection (``pipelines.domain.install_macros``
+installed) and relation names; it returns DuckDB relations shaped like ``billing.rated_usage``
+and ``billing.unrated_usage``. Steps (docs/rating.md):
+
+1. catalog: periods, subscription islands, slots (segment x USAGE price version), tiers;
+2. one scan of usage: hash joins to the partition window and to the slot, aggregation per
+   (slot, matrix key), unrated events kept one per group (``scan.py``);
+3. quantities per aggregation (TIME_WEIGHTED_SUM carried across segments), allowance, billable;
+4. one pricer per model (``pricers.py``), commitment lines (MINIMUM_TRUE_UP, MAXIMUM_CAP);
+5. unrated reasons.
+
+The heavy step is materialised once into a temp table; the returned relations read the small
+temp tables, so they can be inserted, counted or re-read without rescanning usage.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import duckdb
+
+from pipelines.rating.catalog import DEC, band_of_hour, build_catalog, month_literal
+from pipelines.rating.pricers import all_pricers, install_rating_macros
+from pipelines.rating.scan import Features, build_scan, event_slot_join, usage_source
+
+LINE_TYPES = ("USAGE", "MINIMUM_TRUE_UP", "MAXIMUM_CAP")
+
+RATED_COLUMNS = (
+    "rated_line_id", "billing_month", "account_id", "subscription_id", "plan_id", "price_id", "charge_code",
+    "metric", "aggregation", "charge_model", "billing_timing", "line_type", "dimensions", "currency",
+    "period_start", "period_end", "service_start", "service_end", "segment_start", "segment_end",
+    "proration_factor", "quantity", "included_quantity", "billable_quantity", "unit_price", "tier_slices",
+    "event_count", "first_event_at", "last_event_at", "amount_precise", "amount",
+)
+UNRATED_COLUMNS = ("billing_month", "event_id", "subscription_id", "account_id", "metric", "quantity",
+                   "event_time", "reason", "_file")
+
+_counter = itertools.count(1)
+
+
+@dataclass
+class RatingResult:
+    """Relations shaped like ``billing.rated_usage`` and ``billing.unrated_usage``."""
+
+    rated: duckdb.DuckDBPyRelation
+    unrated: duckdb.DuckDBPyRelation
+    billing_month: dt.date
+    tag: str
+    unrated_share: Decimal | None = None
+    unrated_share_limit: Decimal | None = None
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def within_limit(self) -> bool:
+        """False when a limit was given and the unrated share exceeds it (the blocking check)."""
+        if self.unrated_share_limit is None or self.unrated_share is None:
+            return True
+        return self.unrated_share <= self.unrated_share_limit
+
+
+def _window(con: duckdb.DuckDBPyConnection, tag: str, bm: str) -> tuple[str, str]:
+    lo, hi = con.execute(f"""
+        SELECT least(min(win_start), CAST({bm} AS TIMESTAMP)),
+               greatest(max(win_end), CAST({bm} + INTERVAL 1 MONTH AS TIMESTAMP))
+        FROM {tag}_subs""").fetchone()
+    return f"TIMESTAMP '{lo}'", f"TIMESTAMP '{hi}'"
+
+
+def rate_usage(
+    con: duckdb.DuckDBPyConnection,
+    billing_month: dt.date,
+    *,
+    usage: str = "core.usage_events",
+    subscriptions: str = "core.subscription_versions",
+    accounts: str = "core.billing_accounts",
+    charges: str = "core.plan_charges",
+    unrated_share_limit: float | Decimal | None = None,
+) -> RatingResult:
+    """Rate the usage of the billing periods billed in ``billing_month`` (first of month).
+
+    Returns relations over temp tables of ``con``: ``.rated`` (columns ``RATED_COLUMNS``) and
+    ``.unrated`` (``UNRATED_COLUMNS``). With ``unrated_share_limit``, ``.unrated_share`` is the
+    share of events unrated and ``.within_limit`` tells whether invoicing may proceed."""
+    install_rating_macros(con)
+    tag = f"_rating_{billing_month:%Y%m}_{next(_counter)}"
+    bm = month_literal(billing_month)
+    build_catalog(con, billing_month, tag, subscriptions=subscriptions, accounts=accounts, charges=charges)
+    f = Features.of(con, f"{tag}_slots")
+    src = usage_source(con, usage)
+    build_scan(con, tag, src, bm, _window(con, tag, bm), f)
+    _build_cells(con, tag)
+    _build_base(con, tag)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {tag}_priced AS {all_pricers(f'{tag}_base', f'{tag}_tiers', f'{tag}_slots')}")
+    _build_rated(con, tag, bm)
+    _build_unrated(con, tag, bm, src, f)
+    rated = con.sql(f"SELECT {', '.join(RATED_COLUMNS)} FROM {tag}_rated")
+    unrated = con.sql(f"SELECT {', '.join(UNRATED_COLUMNS)} FROM {tag}_unrated")
+    result = RatingResult(rated, unrated, billing_month, tag)
+    if unrated_share_limit is not None:
+        result.unrated_share_limit = Decimal(str(unrated_share_limit))
+        result.unrated_share = unrated_share(con, billing_month, rated=f"{tag}_rated", unrated=f"{tag}_unrated")
+    return result
+
+
+def _build_cells(con: duckdb.DuckDBPyConnection, tag: str) -> None:
+    """Rated aggregates per (slot, matrix cell): hour keys mapped to time bands, re-aggregated."""
+    v = ", ".join(
+        f"CASE WHEN s.k{k} = 'hour' THEN {band_of_hour(f'CAST(a.m{k} AS INTEGER)', 's.time_bands')} ELSE a.m{k} END AS v{k}"
+        for k in (1, 2, 3))
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {tag}_cells AS
+    WITH a AS (
+        SELECT a.*, {v} FROM {tag}_agg a JOIN {tag}_slots s USING (slot_id) WHERE a.u_event_id IS NULL
+    )
+    SELECT slot_id, v1, v2, v3, sum(n) AS n, sum(sum_q) AS sum_q, min(first_at) AS first_at, max(last_at) AS last_at,
+           max(max_q) AS max_q, max(latest) AS latest, sum(ucount) AS ucount, sum(tw) AS tw, sum(dyn) AS dyn,
+           sum(pct) AS pct, any_value(evs) AS evs
+    FROM a GROUP BY slot_id, v1, v2, v3
+    """)
+
+
+def _build_base(con: duckdb.DuckDBPyConnection, tag: str) -> None:
+    """One row per (slot, cell), zero-usage slots included: quantity per aggregation, billable."""
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {tag}_base AS
+    WITH carry AS (  -- TIME_WEIGHTED_SUM: the gauge value carried into a segment from earlier ones
+        SELECT s.slot_id, coalesce(sum(c.sum_q), 0) AS carry
+        FROM {tag}_slots s
+        JOIN {tag}_slots p ON p.subscription_id = s.subscription_id AND p.metric = s.metric
+                          AND p.aggregation = 'TIME_WEIGHTED_SUM' AND p.seg_end <= s.seg_start
+        LEFT JOIN {tag}_cells c ON c.slot_id = p.slot_id
+        WHERE s.aggregation = 'TIME_WEIGHTED_SUM'
+        GROUP BY s.slot_id
+    ), q AS (
+        SELECT s.*, c.v1, c.v2, c.v3, coalesce(c.n, 0) AS n, c.first_at, c.last_at, c.evs, c.dyn, c.pct,
+               CASE s.aggregation
+                 WHEN 'SUM' THEN coalesce(c.sum_q, 0)
+                 WHEN 'COUNT' THEN CAST(coalesce(c.n, 0) AS {DEC})
+                 WHEN 'MAX' THEN coalesce(c.max_q, 0)
+                 WHEN 'UNIQUE_COUNT' THEN CAST(coalesce(c.ucount, 0) AS {DEC})
+                 WHEN 'LATEST' THEN coalesce(c.latest.q, 0)
+                 WHEN 'TIME_WEIGHTED_SUM' THEN div_round(
+                      coalesce(k.carry, 0) * date_diff('millisecond', s.seg_start, s.seg_end) + coalesce(c.tw, 0),
+                      CAST(s.period_days AS BIGINT) * 86400000, 10)
+               END AS quantity
+        FROM {tag}_slots s LEFT JOIN {tag}_cells c USING (slot_id) LEFT JOIN carry k USING (slot_id)
+        WHERE s.config_error IS NULL
+    )
+    SELECT CAST(row_number() OVER (ORDER BY slot_id, v1, v2, v3) AS BIGINT) AS cell_id, q.*,
+           CAST(greatest(quantity - allowance, 0) AS {DEC}) AS billable
+    FROM q
+    """)
+
+
+def _line_id(bm: str, line_type: str) -> str:
+    return (f"md5(concat_ws('|', CAST({bm} AS VARCHAR), CAST(subscription_id AS VARCHAR), charge_code, "
+            f"CAST(price_id AS VARCHAR), CAST(seg_start AS VARCHAR), CAST(seg_end AS VARCHAR), {line_type}, "
+            f"coalesce(dimensions, '')))")
+
+
+def _build_rated(con: duckdb.DuckDBPyConnection, tag: str, bm: str) -> None:
+    common = ("account_id, subscription_id, plan_id, price_id, charge_code, metric, aggregation, charge_model, "
+              "billing_timing, currency, period_start, period_end, seg_start, seg_end, proration_factor")
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {tag}_lines AS
+    WITH u AS (
+        SELECT b.*, p.billable_quantity, p.applied_unit_price, p.tier_slices, p.dimensions, p.amount_precise
+        FROM {tag}_base b JOIN {tag}_priced p USING (cell_id)
+        WHERE NOT p.unpriced
+    ), tot AS (
+        SELECT slot_id, sum(amount_precise) AS total FROM u GROUP BY slot_id
+    ), s AS (
+        SELECT s.*, coalesce(t.total, 0) AS total FROM {tag}_slots s JOIN tot t USING (slot_id)
+    )
+    SELECT {common}, 'USAGE' AS line_type, dimensions, quantity, allowance AS included_quantity, billable_quantity,
+           applied_unit_price AS unit_price, tier_slices, n AS event_count, first_at AS first_event_at,
+           last_at AS last_event_at, amount_precise
+    FROM u
+    UNION ALL
+    SELECT {common}, 'MINIMUM_TRUE_UP', NULL, total, 0, 1, minimum_prorated, NULL, 0, NULL, NULL,
+           minimum_prorated - total
+    FROM s WHERE minimum_prorated IS NOT NULL AND total < minimum_prorated
+    UNION ALL
+    SELECT {common}, 'MAXIMUM_CAP', NULL, total, 0, 1, maximum_prorated, NULL, 0, NULL, NULL,
+           maximum_prorated - total
+    FROM s WHERE maximum_prorated IS NOT NULL AND total > maximum_prorated
+    """)
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {tag}_rated AS
+    SELECT {_line_id(bm, 'line_type')} AS rated_line_id, {bm} AS billing_month,
+           account_id, subscription_id, plan_id, price_id, charge_code, metric, aggregation, charge_model,
+           billing_timing, line_type, dimensions, currency, period_start, period_end,
+           CAST(seg_start AS DATE) AS service_start, CAST(seg_end AS DATE) AS service_end,
+           seg_start AS segment_start, seg_end AS segment_end,
+           CAST(proration_factor AS {DEC}) AS proration_factor, CAST(quantity AS {DEC}) AS quantity,
+           CAST(included_quantity AS {DEC}) AS included_quantity, CAST(billable_quantity AS {DEC}) AS billable_quantity,
+           CAST(unit_price AS {DEC}) AS unit_price, tier_slices, CAST(event_count AS BIGINT) AS event_count,
+           first_event_at, last_event_at, CAST(amount_precise AS {DEC}) AS amount_precise,
+           round_money(amount_precise, currency) AS amount
+    FROM {tag}_lines
+    ORDER BY subscription_id, metric, charge_code, segment_start, line_type, dimensions
+    """)
+
+
+def _build_unrated(con: duckdb.DuckDBPyConnection, tag: str, bm: str, src: str, f: Features) -> None:
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {tag}_unrated AS
+    SELECT {bm} AS billing_month, a.u_event_id AS event_id, a.subscription_id, sp.account_id, a.metric,
+           a.sum_q AS quantity, a.first_at AS event_time,
+           CASE
+             WHEN a.bad IS NOT NULL THEN a.bad
+             WHEN sp.subscription_id IS NULL THEN 'unknown subscription'
+             WHEN sp.problem IS NOT NULL THEN sp.problem
+             WHEN v.plan_id IS NULL THEN 'no active subscription at event time'
+             WHEN a.metric IS NULL OR a.metric NOT IN (SELECT metric FROM {tag}_chg WHERE metric IS NOT NULL)
+               THEN 'unknown metric'
+             WHEN NOT EXISTS (SELECT 1 FROM {tag}_chg c WHERE c.plan_id = v.plan_id AND c.metric = a.metric)
+               THEN 'metric not priced by plan'
+             ELSE 'no price in effect at event time'
+           END AS reason,
+           a._file
+    FROM {tag}_agg a
+    LEFT JOIN {tag}_subs sp ON sp.subscription_id = a.subscription_id
+    LEFT JOIN {tag}_ver v ON v.subscription_id = a.subscription_id
+         AND a.first_at >= CAST(v.valid_from AS TIMESTAMP) AND a.first_at < CAST(v.valid_to AS TIMESTAMP)
+    WHERE a.u_event_id IS NOT NULL
+    QUALIFY row_number() OVER (PARTITION BY a.u_event_id ORDER BY reason) = 1
+    """)
+    if not f.matrix:
+        return
+    n_bad = con.execute(f"""SELECT count(*) FROM {tag}_priced WHERE unpriced""").fetchone()[0]
+    if not n_bad:
+        return
+    # Rare path: matrix cells without a price (and no default): their events, found by a
+    # targeted rescan restricted to those slots, become unrated.
+    select, _ = event_slot_join(tag, f)
+    v = ", ".join(
+        f"CASE WHEN s.k{k} = 'hour' THEN {band_of_hour(f'CAST(x.m{k} AS INTEGER)', 's.time_bands')} ELSE x.m{k} END AS v{k}"
+        for k in (1, 2, 3))
+    con.execute(f"""
+    INSERT INTO {tag}_unrated
+    WITH bc AS (
+        SELECT b.slot_id, b.v1, b.v2, b.v3, p.dimensions
+        FROM {tag}_base b JOIN {tag}_priced p USING (cell_id) WHERE p.unpriced
+    ), x AS (
+        SELECT {select}, s.account_id
+        FROM ({src}) e
+        JOIN {tag}_slots s ON s.subscription_id = e.subscription_id AND s.metric = e.metric
+             AND e.event_time >= s.seg_start AND e.event_time < s.seg_end
+        WHERE s.slot_id IN (SELECT slot_id FROM bc)
+    ), y AS (
+        SELECT x.*, {v} FROM x JOIN {tag}_slots s USING (slot_id) WHERE x.bad IS NULL
+    )
+    SELECT {bm}, y.event_id, y.subscription_id, y.account_id, y.metric, y.quantity, y.event_time,
+           'bad attributes: no matrix price for ' || bc.dimensions, y._file
+    FROM y JOIN bc ON bc.slot_id = y.slot_id AND bc.v1 IS NOT DISTINCT FROM y.v1
+                  AND bc.v2 IS NOT DISTINCT FROM y.v2 AND bc.v3 IS NOT DISTINCT FROM y.v3
+    """)
+
+
+def unrated_share(
+    con: duckdb.DuckDBPyConnection,
+    billing_month: dt.date,
+    *,
+    rated: str = "billing.rated_usage",
+    unrated: str = "billing.unrated_usage",
+) -> Decimal:
+    """Share of the month's usage events that are unrated: unrated / (rated + unrated), exact.
+
+    Rated events are counted once per (subscription, metric): the largest count over the charges
+    pricing that metric (a metric priced by two charges is not counted twice)."""
+    bm = month_literal(billing_month)
+    u, r = con.execute(f"""
+        SELECT (SELECT count(*) FROM {unrated} WHERE billing_month = {bm}),
+               (SELECT coalesce(sum(m), 0) FROM (
+                    SELECT max(n) AS m FROM (
+                        SELECT subscription_id, metric, charge_code, sum(event_count) AS n FROM {rated}
+                        WHERE billing_month = {bm} AND line_type = 'USAGE' GROUP BY ALL)
+                    GROUP BY subscription_id, metric))""").fetchone()
+    total = int(u) + int(r)
+    return Decimal(0) if total == 0 else Decimal(int(u)) / Decimal(total)

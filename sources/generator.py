@@ -1,0 +1,812 @@
+"""Deterministic sample landing zone of a telecom BSS (catalog, CRM, orders, usage, payments).
+
+``python -m sources.generator --out DIR --customers 2000 --start 2025-01 --months 3 --seed 42``
+
+Same arguments ⇒ byte-identical files: every random draw comes from a seeded
+``numpy.random.Generator`` keyed by (seed, stream, block, month), no wall-clock time is read and
+every output is written in a stable order.
+
+Layout (``docs/cdc-extracts.md``)::
+
+    <out>/<system>/<entity>/<entity>-<YYYY-MM-DD>[-NNN].<ext>
+
+* the snapshot batch, dated the first day of the start month: the catalog as ``op: r``;
+* one batch per month, dated the month's last day: every change of that month (Debezium JSON
+  lines for crm / catalog / orders / payments; Parquet + CSV for usage, ``-NNN`` numbered).
+
+Scale: customers are simulated in blocks (``block_customers``), usage is generated vectorised in
+chunks of at most ``chunk_rows`` events, one file per chunk, so memory stays bounded for 1M
+customers / 100M events. Debezium ``source.lsn`` increases monotonically per system across
+batches (``lsn = (batch + 1) · 2^40 + block · 2^32 + rank · 8``).
+
+Faults real extracts carry, counted in the returned summary: duplicated Debezium lines and
+usage rows, one file redelivered under a second name, out-of-order lines within a file, late
+usage (month N events in month N+1's batch), events for unknown subscriptions and metrics, and
+malformed records of every kind (invalid JSON, missing required field, bad enum, unparsable
+number, bad op, out-of-range value).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from sources.entities import ENTITIES
+
+__all__ = ["generate_landing_zone", "main"]
+
+EPOCH = datetime(1970, 1, 1)
+UNAVAILABLE = "__debezium_unavailable_value"
+CURRENCIES = ("USD", "GBP", "EUR")
+
+# ---------------------------------------------------------------------------------------------
+# Catalog
+
+# product_id, sku, name, category, product_type, {currency: price}
+PRODUCTS = [
+    (1, "MOB-S", "Mobile S", "MOBILE", "SUBSCRIPTION", {"USD": "19.99", "GBP": "15.99", "EUR": "17.99"}),
+    (2, "MOB-M", "Mobile M", "MOBILE", "SUBSCRIPTION", {"USD": "29.99", "GBP": "24.99", "EUR": "27.99"}),
+    (3, "MOB-L", "Mobile L", "MOBILE", "SUBSCRIPTION", {"USD": "44.99", "GBP": "37.99", "EUR": "41.99"}),
+    (4, "BB-100", "Broadband 100", "BROADBAND", "SUBSCRIPTION", {"USD": "39.99", "GBP": "29.99", "EUR": "34.99"}),
+    (5, "BB-1G", "Broadband 1G", "BROADBAND", "SUBSCRIPTION", {"USD": "59.99", "GBP": "49.99", "EUR": "54.99"}),
+    (6, "TV-BASIC", "TV Basic", "TV", "SUBSCRIPTION", {"USD": "14.99", "GBP": "11.99", "EUR": "12.99"}),
+    (7, "DEV-PHONE-X", "Phone X 128 GB", "DEVICE", "ONE_TIME", {"USD": "599.00", "GBP": "549.00", "EUR": "579.00"}),
+    (8, "FEE-ACT", "Activation fee", "FEE", "ONE_TIME", {"USD": "25.00", "GBP": "20.00", "EUR": "25.00"}),
+]
+SUBSCRIPTION_PRODUCTS = [p for p in PRODUCTS if p[4] == "SUBSCRIPTION"]
+MOBILE = (1, 2, 3)
+DEVICE, ACTIVATION = 7, 8
+# Mobile allowances (MB of data included per month) and tiers of data beyond it.
+DATA_INCLUDED = {1: "5120", 2: "20480", 3: "51200"}
+DATA_TIERS = [("1024", "0.0100000000"), ("10240", "0.0050000000"), (None, "0.0020000000")]
+VOICE_PRICE = {"USD": "0.0500000000", "GBP": "0.0400000000", "EUR": "0.0450000000"}
+SMS_PRICE = {"USD": "0.0200000000", "GBP": "0.0150000000", "EUR": "0.0180000000"}
+# price change at the start of month 2: (product, currency) → new monthly fee
+PRICE_CHANGE = {(2, "USD"): "32.99"}
+BUNDLES = [(1, "Mobile + Broadband", "0.100000", (2, 4)), (2, "Triple Play", "0.150000", (3, 5, 6))]
+# tax_rate_id, country, state, name, rate
+TAX_RATES = [
+    (1, "US", "CA", "CA sales tax", "0.072500"), (2, "US", "NY", "NY sales tax", "0.040000"),
+    (3, "US", "TX", "TX sales tax", "0.062500"), (4, "US", "WA", "WA sales tax", "0.065000"),
+    (5, "US", "FL", "FL sales tax", "0.060000"), (6, "US", "IL", "IL sales tax", "0.062500"),
+    (7, "GB", None, "VAT", "0.200000"), (8, "DE", None, "MwSt", "0.190000"),
+]
+TAX_CHANGE = (4, "0.068000")  # WA rate changes at the start of month 2 (new row id 9)
+US_STATES = ("CA", "NY", "TX", "WA", "FL", "IL")
+US_STATE_P = (0.30, 0.20, 0.20, 0.12, 0.10, 0.08)
+CITIES = {
+    "CA": ("San Francisco", "941"), "NY": ("New York", "100"), "TX": ("Austin", "787"), "WA": ("Seattle", "981"),
+    "FL": ("Miami", "331"), "IL": ("Chicago", "606"), "GB": ("London", "EC1A "), "DE": ("Berlin", "10"),
+}
+FIRST = ("James", "Mary", "John", "Patricia", "Robert", "Jennifer", "Michael", "Linda", "David", "Elizabeth",
+         "Oliver", "Amelia", "Lukas", "Emma", "Noah", "Sofia", "Liam", "Mia", "Jonas", "Hannah")
+LAST = ("Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Taylor", "Wilson",
+        "Evans", "Walker", "Muller", "Schmidt", "Fischer", "Weber", "Lopez", "Clark", "Lewis", "Young")
+STREETS = ("Main St", "Oak Ave", "Maple Dr", "High Street", "Station Rd", "Hauptstrasse", "Park Lane", "Cedar Blvd")
+
+# packages sold with a NEW_SERVICE order: (weight, [(product, bundle)])
+PACKAGES = [
+    (0.12, [(1, None)]), (0.15, [(2, None)]), (0.08, [(3, None)]),
+    (0.15, [(4, None)]), (0.05, [(5, None)]),
+    (0.20, [(2, 1), (4, 1)]),
+    (0.10, [(3, 2), (5, 2), (6, 2)]),
+    (0.07, [(2, None), (6, None)]),
+    (0.08, [(2, None), (1, None)]),
+]
+
+CUSTOMER_BASE, ACCOUNT_BASE, SUB_BASE = 10_000_000, 20_000_000, 30_000_000
+ORDER_BASE, ITEM_BASE, PAYMENT_BASE = 40_000_000, 50_000_000, 60_000_000
+UNKNOWN_SUB_BASE = 99_000_000
+LSN_BATCH, LSN_BLOCK, LSN_STEP = 1 << 40, 1 << 32, 8
+
+
+def _plan_id(product_id: int, currency: str) -> int:
+    return 100 + product_id * 10 + CURRENCIES.index(currency)
+
+
+def _us(dt: datetime) -> int:
+    return (dt - EPOCH) // timedelta(microseconds=1)
+
+
+def _iso_ts(us: int) -> str:
+    return (EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%SZ") if us % 1_000_000 == 0 else \
+        (EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _days(d: date) -> int:
+    return (d - date(1970, 1, 1)).days
+
+
+def _month_start(start: date, k: int) -> date:
+    idx = start.year * 12 + start.month - 1 + k
+    return date(idx // 12, idx % 12 + 1, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Change events
+
+
+@dataclass
+class _Change:
+    ts: int  # microseconds since epoch (UTC)
+    entity: str
+    op: str  # c u d r t
+    key: dict
+    before: dict | None
+    after: dict | None
+    unavailable: tuple[str, ...] = ()
+
+
+@dataclass
+class _Ctx:
+    out: Path
+    start: date
+    months: int
+    seed: int
+    chunk_rows: int
+    events_per_sub_month: float
+    summary: dict = field(default_factory=lambda: defaultdict(int))
+    files: list = field(default_factory=list)
+    usage_seq: int = 0
+    n_blocks: int = 1
+
+    def month_bounds(self, k: int) -> tuple[int, int]:
+        return _us(datetime.combine(_month_start(self.start, k), datetime.min.time())), \
+            _us(datetime.combine(_month_start(self.start, k + 1), datetime.min.time()))
+
+    def batch_date(self, k: int) -> date:
+        """Batch k (0-based month) is extracted on the month's last day; k = -1 is the snapshot."""
+        if k < 0:
+            return self.start
+        return _month_start(self.start, k + 1) - timedelta(days=1)
+
+    def month_of(self, ts: int) -> int:
+        for k in range(self.months):
+            lo, hi = self.month_bounds(k)
+            if lo <= ts < hi:
+                return k
+        return -2
+
+    def rng(self, *tag: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, *tag])
+
+
+def _envelope(ch: _Change, system: str, lsn: int, encode) -> str:
+    if ch.op == "t":
+        return json.dumps({"key": ch.key, "value": None}, separators=(",", ":"))
+    ts_ms = ch.ts // 1000
+    source = {
+        "version": "2.7.3.Final", "connector": "postgresql", "name": system, "ts_ms": ts_ms,
+        "snapshot": "true" if ch.op == "r" else "false", "db": system, "schema": "public",
+        "table": ch.entity, "txId": lsn // 4096, "lsn": lsn,
+    }
+    after = encode(ch.entity, ch.after, ch.unavailable) if ch.after is not None else None
+    before = encode(ch.entity, ch.before, ()) if ch.before is not None else None
+    value = {"before": before, "after": after, "op": ch.op, "source": source, "ts_ms": ts_ms + 7}
+    return json.dumps({"key": ch.key, "value": value}, separators=(",", ":"))
+
+
+def _encoder(iso: bool):
+    """Row image → JSON values per the connector settings (decimals as strings; dates/timestamps
+    as integers (io.debezium.time.Date / MicroTimestamp) or ISO strings when ``iso``)."""
+
+    def encode(entity: str, row: dict, unavailable) -> dict:
+        out = {}
+        for c in ENTITIES[entity].columns:
+            v = row.get(c.name)
+            if c.name in unavailable:
+                out[c.name] = UNAVAILABLE
+            elif v is None:
+                out[c.name] = None
+            elif c.sql_type == "TIMESTAMP":
+                out[c.name] = _iso_ts(v) if iso else v
+            elif c.sql_type == "DATE":
+                out[c.name] = (date(1970, 1, 1) + timedelta(days=v)).isoformat() if iso else v
+            else:
+                out[c.name] = v
+        return out
+
+    return encode
+
+
+ISO_SYSTEMS = {"catalog", "payments"}  # these connectors emit ISO strings; crm/orders integers
+
+
+def _write_debezium(ctx: _Ctx, batch: int, block: int, entity: str, changes: list[_Change],
+                    faults: bool, name_suffix: str = "") -> Path | None:
+    if not changes:
+        return None
+    e = ENTITIES[entity]
+    rng = ctx.rng(7, batch + 1, block, sorted(ENTITIES).index(entity))
+    changes = sorted(changes, key=lambda c: (c.ts, c.op == "t"))
+    encode = _encoder(e.system in ISO_SYSTEMS)
+    base = (batch + 1) * LSN_BATCH + block * LSN_BLOCK + sorted(ENTITIES).index(entity) * (LSN_BLOCK // 16)
+    lines = []
+    for i, ch in enumerate(changes):
+        lines.append(_envelope(ch, e.system, base + (i + 1) * LSN_STEP, encode))
+    s = ctx.summary
+    if faults and len(lines) >= 4:
+        # out-of-order: swap ~1% of adjacent pairs (at least one)
+        n_swap = max(1, len(lines) // 100)
+        for j in sorted(rng.choice(len(lines) - 1, size=min(n_swap, len(lines) - 1), replace=False).tolist()):
+            lines[j], lines[j + 1] = lines[j + 1], lines[j]
+        s["out_of_order_swaps"] += n_swap
+        # duplicates: ~0.5% of lines repeated later in the file (at least one)
+        n_dup = min(max(1, len(lines) // 200), len(lines))
+        src = rng.choice(len(lines), size=n_dup, replace=False)
+        gap = rng.integers(0, 5, size=n_dup)
+        extra: dict[int, list[str]] = defaultdict(list)  # position → repeated lines inserted after it
+        for j, g in sorted(zip(src.tolist(), gap.tolist())):
+            extra[min(len(lines) - 1, j + g)].append(lines[j])
+        lines = [x for pos, line in enumerate(lines) for x in [line, *extra.get(pos, ())]]
+        s["duplicate_lines"] += n_dup
+        lines = _malform(ctx, entity, lines, rng)
+    d = ctx.batch_date(batch).isoformat()
+    num = f"-{block + 1:03d}" if ctx.n_blocks > 1 else ""
+    path = ctx.out / e.system / entity / f"{entity}-{d}{num}{name_suffix}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    ctx.files.append(path)
+    s["debezium_lines"] += len(lines)
+    return path
+
+
+# one malformed record of each listed kind per monthly file of the entity
+MALFORMED = {
+    "customers": ("invalid_json", "bad_enum"),
+    "billing_accounts": ("out_of_range",),
+    "orders": ("missing_required",),
+    "order_items": ("bad_op",),
+    "payments": ("unparsable_number",),
+}
+
+
+def _malform(ctx: _Ctx, entity: str, lines: list[str], rng) -> list[str]:
+    kinds = MALFORMED.get(entity, ())
+    for kind in kinds:
+        start = int(rng.integers(0, len(lines)))
+        for step in range(len(lines)):
+            j = (start + step) % len(lines)
+            rec = json.loads(lines[j])
+            if rec.get("value") and rec["value"].get("op") == "c":
+                break
+        else:
+            continue
+        after = rec["value"]["after"]
+        if kind == "invalid_json":
+            bad = lines[j][: len(lines[j]) // 2]  # truncated line
+        elif kind == "bad_enum":
+            after["status"] = "ACTVE"
+            bad = json.dumps(rec, separators=(",", ":"))
+        elif kind == "out_of_range":
+            after["bill_cycle_day"] = 42
+            bad = json.dumps(rec, separators=(",", ":"))
+        elif kind == "missing_required":
+            after.pop("account_id", None)
+            bad = json.dumps(rec, separators=(",", ":"))
+        elif kind == "bad_op":
+            rec["value"]["op"] = "x"
+            bad = json.dumps(rec, separators=(",", ":"))
+        elif kind == "unparsable_number":
+            after["amount"] = "12,50"
+            bad = json.dumps(rec, separators=(",", ":"))
+        else:  # pragma: no cover
+            continue
+        lines.insert(j + 1, bad)  # an extra, malformed record next to a good one
+        ctx.summary[f"malformed_{kind}"] += 1
+        ctx.summary["malformed_records"] += 1
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# Catalog
+
+
+def _catalog(ctx: _Ctx) -> dict[int, list[_Change]]:
+    """Catalog changes by batch (-1 = snapshot)."""
+    snap_ts = ctx.month_bounds(0)[0] - 3_600_000_000  # the snapshot is read an hour before the start
+    since = _us(datetime(2024, 1, 1))
+    out: dict[int, list[_Change]] = defaultdict(list)
+    snap = out[-1]
+
+    def add(batch, ts, entity, op, key, before, after):
+        out[batch].append(_Change(ts, entity, op, {key: (after or before)[key]}, before, after))
+
+    for pid, sku, name, cat, ptype, prices in PRODUCTS:
+        add(-1, snap_ts, "products", "r", "product_id", None, dict(
+            product_id=pid, sku=sku, name=name, category=cat, product_type=ptype, base_price=prices["USD"],
+            currency="USD", status="ACTIVE"))
+    price_id = 1000
+    change_batch = 0 if ctx.months >= 2 else None
+    m2 = ctx.month_bounds(1)[0] if ctx.months >= 2 else None
+    for pid, sku, name, cat, ptype, prices in SUBSCRIPTION_PRODUCTS:
+        for cur in CURRENCIES:
+            plan = _plan_id(pid, cur)
+            add(-1, snap_ts, "price_plans", "r", "plan_id", None, dict(
+                plan_id=plan, product_id=pid, name=f"{name} ({cur})", currency=cur, status="ACTIVE"))
+            charges = [dict(charge_code="monthly_fee", charge_type="RECURRING", metric=None, aggregation=None,
+                            charge_model="FLAT", billing_timing="IN_ADVANCE", prorate=True, unit_price=prices[cur],
+                            included_quantity=None, tiers=None, properties=None)]
+            if pid in MOBILE:
+                tiers = json.dumps([{"up_to": u, "unit_amount": a, "flat_amount": "0"} for u, a in DATA_TIERS])
+                charges += [
+                    dict(charge_code="data", charge_type="USAGE", metric="data_mb", aggregation="SUM",
+                         charge_model="GRADUATED", billing_timing="IN_ARREARS", prorate=True, unit_price=None,
+                         included_quantity=DATA_INCLUDED[pid], tiers=tiers, properties=None),
+                    dict(charge_code="voice", charge_type="USAGE", metric="voice_min", aggregation="SUM",
+                         charge_model="PER_UNIT", billing_timing="IN_ARREARS", prorate=False,
+                         unit_price=VOICE_PRICE[cur], included_quantity=None, tiers=None, properties=None),
+                    dict(charge_code="sms", charge_type="USAGE", metric="sms", aggregation="COUNT",
+                         charge_model="PER_UNIT", billing_timing="IN_ARREARS", prorate=False,
+                         unit_price=SMS_PRICE[cur], included_quantity=None, tiers=None, properties=None),
+                ]
+            for ch in charges:
+                price_id += 1
+                row = dict(price_id=price_id, plan_id=plan, proration_days=None, effective_from=since,
+                           effective_to=None, **ch)
+                add(-1, snap_ts, "plan_charges", "r", "price_id", None, row)
+                if ch["charge_code"] == "monthly_fee" and (pid, cur) in PRICE_CHANGE and change_batch is not None:
+                    ts = ctx.month_bounds(0)[0] + 19 * 86_400_000_000 + 9 * 3_600_000_000  # day 20, 09:00
+                    add(0, ts, "plan_charges", "u", "price_id", row, {**row, "effective_to": m2})
+                    add(0, ts + 1_000_000, "plan_charges", "c", "price_id", None, {
+                        **row, "price_id": 9000 + pid * 10 + CURRENCIES.index(cur),
+                        "unit_price": PRICE_CHANGE[(pid, cur)], "effective_from": m2, "effective_to": None})
+    for bid, name, pct, members in BUNDLES:
+        add(-1, snap_ts, "bundles", "r", "bundle_id", None, dict(bundle_id=bid, name=name, discount_pct=pct, status="ACTIVE"))
+        for i, pid in enumerate(members):
+            add(-1, snap_ts, "bundle_members", "r", "bundle_member_id", None,
+                dict(bundle_member_id=bid * 100 + i + 1, bundle_id=bid, product_id=pid))
+    since_d = _days(date(2024, 1, 1))
+    for tid, country, state, name, rate in TAX_RATES:
+        row = dict(tax_rate_id=tid, country=country, state=state, tax_name=name, rate=rate,
+                   effective_from=since_d, effective_to=None)
+        add(-1, snap_ts, "tax_rates", "r", "tax_rate_id", None, row)
+        if tid == TAX_CHANGE[0] and change_batch is not None:
+            ts = ctx.month_bounds(0)[0] + 14 * 86_400_000_000 + 10 * 3_600_000_000  # day 15, 10:00
+            m2d = _days(_month_start(ctx.start, 1))
+            add(0, ts, "tax_rates", "u", "tax_rate_id", row, {**row, "effective_to": m2d})
+            add(0, ts + 1_000_000, "tax_rates", "c", "tax_rate_id", None,
+                {**row, "tax_rate_id": 9, "rate": TAX_CHANGE[1], "effective_from": m2d})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# CRM + orders + payments: simulated per customer, in blocks
+
+
+@dataclass
+class _Seg:
+    sub_id: int
+    product_id: int
+    start: int
+    end: int | None  # exclusive, None = open
+
+
+def _simulate_block(ctx: _Ctx, block: int, first: int, count: int, n_total: int):
+    """Customers first..first+count-1 → changes by (batch, entity) and mobile usage segments."""
+    rng = ctx.rng(1, block)
+    changes: dict[tuple[int, str], list[_Change]] = defaultdict(list)
+    segs: list[_Seg] = []
+    range_lo, range_hi = ctx.month_bounds(0)[0], ctx.month_bounds(ctx.months - 1)[1]
+    day = 86_400_000_000
+
+    def emit(ts, entity, op, key_col, before, after, unavailable=()):
+        k = ctx.month_of(ts)
+        if k < 0:
+            return
+        img = after if after is not None else before
+        changes[(k, entity)].append(_Change(ts, entity, op, {key_col: img[key_col]}, before, after, tuple(unavailable)))
+
+    # vectorised draws for the block
+    idx = np.arange(first, first + count)
+    country = rng.choice(["US", "GB", "DE"], size=count, p=[0.85, 0.08, 0.07])
+    state = rng.choice(US_STATES, size=count, p=US_STATE_P)
+    business = rng.random(count) < 0.10
+    join_month = np.where(rng.random(count) < 0.55, 0, rng.integers(0, ctx.months, size=count))
+    join_offset = rng.random(count)
+    first_n = rng.integers(0, len(FIRST), size=count)
+    last_n = rng.integers(0, len(LAST), size=count)
+    pkg_w = np.array([w for w, _ in PACKAGES])
+    pkg = rng.choice(len(PACKAGES), size=count, p=pkg_w / pkg_w.sum())
+    u = rng.random((count, 12))
+    order_seq = 0
+
+    for i in range(count):
+        n = int(idx[i])
+        cust_id, acct_id = CUSTOMER_BASE + n + 1, ACCOUNT_BASE + n + 1
+        lo, hi = ctx.month_bounds(int(join_month[i]))
+        joined = lo + int(join_offset[i] * (hi - lo - day)) // 1_000_000 * 1_000_000
+        ctry = str(country[i])
+        st = str(state[i]) if ctry == "US" else None
+        city, pc = CITIES[st or ctry]
+        cur = {"US": "USD", "GB": "GBP", "DE": "EUR"}[ctry]
+        fn, ln = FIRST[first_n[i]], LAST[last_n[i]]
+        is_biz = bool(business[i])
+        name = f"{ln} {'Inc' if ctry == 'US' else 'Ltd' if ctry == 'GB' else 'GmbH'}" if is_biz else f"{fn} {ln}"
+        cust = dict(customer_id=cust_id, name=name, email=f"{fn}.{ln}.{n + 1}@example.com".lower(),
+                    phone=f"+1555{n + 1:07d}" if ctry == "US" else f"+44 20 7{n + 1:07d}" if ctry == "GB" else f"+49 30 {n + 1:08d}",
+                    address_line=f"{(n * 7) % 990 + 10} {STREETS[n % len(STREETS)]}", city=city,
+                    state=st, postal_code=f"{pc}{(n % 89) + 10:02d}", country=ctry,
+                    customer_type="BUSINESS" if is_biz else "INDIVIDUAL", status="ACTIVE", created_at=joined)
+        emit(joined, "customers", "c", "customer_id", None, cust)
+        r = u[i]
+        cycle = "QUARTERLY" if r[0] < 0.04 else "MONTHLY"
+        bcd = 1 if (cycle == "QUARTERLY" or r[1] < 0.80) else 15 if r[1] < 0.92 else int(28 + (r[2] * 4) // 1)
+        method = "INVOICE" if is_biz else ("CARD", "DIRECT_DEBIT", "BANK_TRANSFER")[int(r[3] * 3) % 3]
+        acct = dict(account_id=acct_id, customer_id=cust_id, account_number=f"AC-{n + 1:08d}", billing_cycle=cycle,
+                    bill_cycle_day=bcd, payment_method=method, payment_terms_days=30 if is_biz else 14,
+                    credit_limit="5000.0000" if is_biz else "500.0000", currency=cur, status="ACTIVE",
+                    created_at=joined + 60_000_000)
+        emit(joined + 60_000_000, "billing_accounts", "c", "account_id", None, acct)
+
+        def order(ts, otype, items, final_status, effective_ts):
+            nonlocal order_seq
+            order_seq += 1
+            oid = ORDER_BASE + n * 20 + order_seq
+            o = dict(order_id=oid, order_number=f"ORD-{oid}", account_id=acct_id, order_type=otype, status="CREATED",
+                     effective_date=(effective_ts // day), created_at=ts)
+            emit(ts, "orders", "c", "order_id", None, o)
+            for j, it in enumerate(items):
+                row = dict(order_item_id=ITEM_BASE + (oid - ORDER_BASE) * 10 + j + 1, order_id=oid, **it)
+                emit(ts + (j + 1) * 1000, "order_items", "c", "order_item_id", None, row)
+            emit(ts + 40 * 60_000_000 + int(r[4] * 3_600_000_000), "orders", "u", "order_id", o, {**o, "status": final_status})
+            return oid
+
+        def new_items(sub_ids, with_prices):
+            items = []
+            for (pid, bundle), sid in zip(PACKAGES[pkg[i]][1], sub_ids):
+                items.append(dict(product_id=pid, plan_id=_plan_id(pid, cur), bundle_id=bundle, subscription_id=sid,
+                                  quantity=1, unit_price=None))
+            if with_prices:
+                if any(p in MOBILE for p, _ in PACKAGES[pkg[i]][1]) and r[5] < 0.25:
+                    items.append(dict(product_id=DEVICE, plan_id=None, bundle_id=None, subscription_id=None, quantity=1,
+                                      unit_price=dict(PRODUCTS[DEVICE - 1][5])[cur]))
+                items.append(dict(product_id=ACTIVATION, plan_id=None, bundle_id=None, subscription_id=None, quantity=1,
+                                  unit_price=dict(PRODUCTS[ACTIVATION - 1][5])[cur]))
+            return items
+
+        t_order = joined + 5 * 60_000_000
+        sub_no = 0
+        if r[6] < 0.10:  # a failed attempt first: never creates services
+            status = ("PAYMENT_FAILED", "FAILED", "CANCELLED")[int(r[7] * 3) % 3]
+            ghost = [SUB_BASE + n * 20 + 15 + j for j in range(len(PACKAGES[pkg[i]][1]))]
+            order(t_order, "NEW_SERVICE", new_items(ghost, True), status, t_order)
+            t_order += 3 * 3_600_000_000
+        subs = []
+        for pid, bundle in PACKAGES[pkg[i]][1]:
+            sub_no += 1
+            subs.append([SUB_BASE + n * 20 + sub_no, pid, bundle])
+        eff = t_order + int(r[8] * 2) * day  # takes effect the same or the next day
+        eff_day = eff // day * day
+        order(t_order, "NEW_SERVICE", new_items([s[0] for s in subs], True), "CONFIRMED", eff_day)
+        open_segs = {s[0]: _Seg(s[0], s[1], eff_day, None) for s in subs}
+
+        # monthly life: plan changes, disconnects, profile updates, closing
+        crng = ctx.rng(2, n)
+        closed = False
+        for k in range(int(join_month[i]), ctx.months):
+            mlo, mhi = ctx.month_bounds(k)
+            when = max(mlo, eff_day + day) + int(crng.random() * max(day, mhi - max(mlo, eff_day + day) - 2 * day))
+            when = when // 1_000_000 * 1_000_000
+            if when >= mhi:
+                continue
+            x = crng.random(6)
+            if x[0] < 0.06:  # profile update: new e-mail, address unchanged (TOASTed → unavailable)
+                new = {**cust, "email": f"{fn}.{ln}.{n + 1}@mail.example.org".lower()}
+                emit(when, "customers", "u", "customer_id", cust, new, unavailable=("address_line",))
+                cust = new
+            elif x[0] < 0.09:  # moved: new address
+                new = {**cust, "address_line": f"{(n * 13) % 990 + 10} {STREETS[(n + 3) % len(STREETS)]}",
+                       "postal_code": f"{pc}{(n % 83) + 11:02d}"}
+                emit(when, "customers", "u", "customer_id", cust, new)
+                cust = new
+            mob = [s for s in subs if s[1] in MOBILE and s[2] is None and s[0] in open_segs]
+            if x[1] < 0.08 and mob:  # mid-month plan change on a non-bundled mobile line
+                s = mob[int(x[2] * len(mob)) % len(mob)]
+                new_pid = s[1] + 1 if s[1] < 3 and (x[3] < 0.6 or s[1] == 1) else s[1] - 1
+                t = when + 2 * 3_600_000_000
+                status = "CONFIRMED" if x[4] < 0.9 else "CANCELLED"
+                eff_c = (t // day + 1) * day
+                if eff_c < mhi:
+                    order(t, "CHANGE", [dict(product_id=new_pid, plan_id=_plan_id(new_pid, cur), bundle_id=None,
+                                             subscription_id=s[0], quantity=1, unit_price=None)], status, eff_c)
+                    if status == "CONFIRMED":
+                        s[1] = new_pid  # product changes; usage segment continues (same subscription)
+            if not closed and x[5] < 0.03 and k >= int(join_month[i]):  # the customer leaves
+                t = when + 4 * 3_600_000_000
+                eff_d = (t // day + 1) * day
+                if eff_d < mhi and open_segs:
+                    items = [dict(product_id=s[1], plan_id=_plan_id(s[1], cur), bundle_id=s[2], subscription_id=s[0],
+                                  quantity=1, unit_price=None) for s in subs if s[0] in open_segs]
+                    order(t, "DISCONNECT", items, "CONFIRMED", eff_d)
+                    for seg in open_segs.values():
+                        seg.end = eff_d
+                        segs.append(seg)
+                    open_segs = {}
+                    emit(eff_d + 3_600_000_000, "customers", "u", "customer_id", cust, {**cust, "status": "CLOSED"})
+                    emit(eff_d + 3_600_000_000 + 1000, "billing_accounts", "u", "account_id", acct, {**acct, "status": "CLOSED"})
+                    closed = True
+        segs.extend(open_segs.values())
+
+        # payments: for every month the account was billed, received early in the next month
+        prng = ctx.rng(3, n)
+        monthly = sum(Decimal(dict(PRODUCTS[s[1] - 1][5])[cur]) for s in subs)
+        for k in range(int(join_month[i]) + 1, ctx.months):
+            if closed and k > int(join_month[i]) + 2:
+                break
+            mlo, _ = ctx.month_bounds(k)
+            y = prng.random(4)
+            amount = monthly * (Decimal("1.07") if ctry == "US" else Decimal("1.2"))
+            status, when = "SUCCEEDED", mlo + int((2 + y[1] * 8) * day)
+            if y[0] < 0.05:  # late
+                when = mlo + int((20 + y[1] * 7) * day)
+            elif y[0] < 0.09:  # partial
+                amount *= Decimal(50 + int(y[2] * 40)) / 100
+            elif y[0] < 0.13:  # failed
+                status = "FAILED"
+            elif y[0] < 0.15:  # over-payment
+                amount += 10 + int(y[2] * 10)
+            pay_id = PAYMENT_BASE + n * 20 + k
+            emit(when // 1_000_000 * 1_000_000, "payments", "c", "payment_id", None, dict(
+                payment_id=pay_id, account_id=acct_id, invoice_number=None, amount=str(amount.quantize(Decimal("0.01"))), currency=cur,
+                status=status, method=("CARD" if method in ("CARD", "INVOICE") else method),
+                received_at=when // 1_000_000 * 1_000_000))
+            ctx.summary["payments"] += 1
+
+    # a few customers created by mistake: created, deleted, then the tombstone
+    n_junk = max(1, count // 500)
+    for j in range(n_junk):
+        cid = CUSTOMER_BASE + n_total + block * 1000 + j + 1
+        lo, hi = ctx.month_bounds(0 if ctx.months == 1 else 1)
+        t = lo + (j + 2) * day
+        c = dict(customer_id=cid, name=f"Duplicate entry {cid}", email=None, phone=None, address_line=None, city=None,
+                 state=None, postal_code=None, country="US", customer_type="INDIVIDUAL", status="ACTIVE", created_at=t)
+        emit(t, "customers", "c", "customer_id", None, c)
+        emit(t + 3_600_000_000, "customers", "d", "customer_id", c, None)
+        emit(t + 3_600_000_000 + 1, "customers", "t", "customer_id", c, None)
+        ctx.summary["deleted_customers"] += 1
+    ctx.summary["customers"] += count
+    return changes, segs
+
+
+# ---------------------------------------------------------------------------------------------
+# Usage: vectorised, chunked
+
+
+def _usage_frame(rng, sub, lo, hi, n_events, events: int) -> pl.DataFrame:
+    """``events`` events spread over the subscriptions' active windows [lo, hi) with counts n_events."""
+    rep = np.repeat(np.arange(len(sub)), n_events)
+    t = lo[rep] + (rng.random(events) * (hi[rep] - lo[rep])).astype(np.int64)
+    t = t // 1000 * 1000  # millisecond precision, as mediation stamps events
+    metric_i = rng.choice(3, size=events, p=[0.55, 0.25, 0.20])
+    data_kb = np.round(rng.lognormal(mean=3.2, sigma=1.3, size=events) * 1000).astype(np.int64)  # MB × 1000
+    voice = np.round(rng.lognormal(mean=0.6, sigma=0.9, size=events) * 1000 / 100).astype(np.int64) * 100  # MIN × 1000, 0.1 min
+    qty_milli = np.where(metric_i == 0, data_kb, np.where(metric_i == 1, np.maximum(voice, 100), 1000))
+    zone_i = rng.choice(3, size=events, p=[0.92, 0.06, 0.02])
+    frame = pl.DataFrame({
+        "subscription_id": sub[rep].astype(np.int64),
+        "metric_i": metric_i.astype(np.int8),
+        "q": qty_milli,
+        "event_time": t,
+        "zone_i": zone_i.astype(np.int8),
+    })
+    hour = ((pl.col("event_time") // 3_600_000_000) % 24)
+    return frame.select(
+        "subscription_id",
+        pl.col("metric_i").replace_strict({0: "data_mb", 1: "voice_min", 2: "sms"}, return_dtype=pl.String).alias("metric"),
+        (pl.col("q") // 1000).cast(pl.String).add(pl.lit(".")).add((pl.col("q") % 1000).cast(pl.String).str.zfill(3))
+        .cast(pl.Decimal(38, 10)).alias("quantity"),
+        pl.col("metric_i").replace_strict({0: "MB", 1: "MIN", 2: "EVENT"}, return_dtype=pl.String).alias("unit"),
+        pl.col("event_time").cast(pl.Datetime("us")),
+        pl.col("zone_i").replace_strict({0: "DOMESTIC", 1: "ROAMING_EU", 2: "ROAMING_WORLD"}, return_dtype=pl.String).alias("zone"),
+        pl.when(hour.is_between(8, 19)).then(pl.lit('{"time_band":"PEAK"}')).otherwise(pl.lit('{"time_band":"OFFPEAK"}')).alias("attributes"),
+    ).sort("event_time", "subscription_id", maintain_order=True)
+
+
+def _write_usage(ctx: _Ctx, batch: int, frame: pl.DataFrame, counter: list[int], fmt: str, faults: bool) -> Path:
+    """Assign ids/seq and write one usage file of batch ``batch``."""
+    rng = ctx.rng(5, batch + 1, counter[0])
+    n = frame.height
+    seq0 = ctx.usage_seq
+    ctx.usage_seq += n
+    frame = frame.with_columns(
+        pl.lit("I").alias("op"),
+        pl.int_range(seq0 + 1, seq0 + n + 1, dtype=pl.Int64).alias("seq"),
+        (pl.lit(f"ev-{ctx.seed}-") + pl.int_range(seq0 + 1, seq0 + n + 1, dtype=pl.Int64).cast(pl.String).str.zfill(12)).alias("event_id"),
+    )
+    s = ctx.summary
+    if faults and n >= 10:
+        # unknown subscriptions and metrics (rating reports them as unrated)
+        k_sub, k_met = max(1, n // 500), max(1, n // 1000)
+        pick = rng.choice(n, size=k_sub + k_met, replace=False)
+        unk_sub = np.zeros(n, dtype=bool)
+        unk_sub[pick[:k_sub]] = True
+        unk_met = np.zeros(n, dtype=bool)
+        unk_met[pick[k_sub:]] = True
+        frame = frame.with_columns(
+            pl.when(pl.Series(unk_sub)).then(pl.lit(UNKNOWN_SUB_BASE) + pl.col("seq") % 1000).otherwise(pl.col("subscription_id")).alias("subscription_id"),
+            pl.when(pl.Series(unk_met)).then(pl.lit("video_min")).otherwise(pl.col("metric")).alias("metric"),
+            pl.when(pl.Series(unk_met)).then(pl.lit("MIN")).otherwise(pl.col("unit")).alias("unit"),
+        )
+        s["usage_unknown_subscription"] += k_sub
+        s["usage_unknown_metric"] += k_met
+        # duplicate deliveries of some rows (same seq, same content)
+        k_dup = max(1, n // 2000)
+        dup_idx = np.sort(rng.choice(n, size=k_dup, replace=False))
+        order = np.concatenate([np.arange(n), dup_idx])
+        order = order[np.argsort(order, kind="stable")]
+        frame = frame[order]
+        s["usage_duplicate_rows"] += k_dup
+    cols = ["op", "seq"] + ENTITIES["usage_records"].column_names
+    frame = frame.select(cols)
+    counter[0] += 1
+    path = ctx.out / "usage" / "usage_records" / f"usage_records-{ctx.batch_date(batch).isoformat()}-{counter[0]:03d}.{fmt}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "parquet":
+        frame.write_parquet(path, compression="zstd", statistics=True)
+    else:
+        text = frame.with_columns(pl.col("event_time").dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ")).cast(pl.String)
+        if faults and text.height >= 10:
+            # malformed rows: a bad op, an unparsable quantity, a missing subscription id
+            bad = text.head(3).with_columns(
+                pl.Series("op", ["X", "I", "I"]),
+                pl.Series("quantity", [text["quantity"][0], "abc", text["quantity"][2]]),
+                pl.Series("subscription_id", [text["subscription_id"][0], text["subscription_id"][1], None], dtype=pl.String),
+                (pl.col("event_id") + pl.lit("-bad")).alias("event_id"),
+            )
+            text = pl.concat([text.head(text.height // 2), bad, text.tail(text.height - text.height // 2)])
+            s["malformed_bad_op"] += 1
+            s["malformed_unparsable_number"] += 1
+            s["malformed_missing_required"] += 1
+            s["malformed_records"] += 3
+        text.write_csv(path)
+        frame = text
+    ctx.files.append(path)
+    s["usage_rows"] += frame.height
+    s[f"usage_files_{fmt}"] += 1
+    return path
+
+
+def _usage(ctx: _Ctx, segs_by_block: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]):
+    """Usage per month: Parquet chunks (domestic mediation) and a CSV (roaming partners); late events
+    of month N are held back and delivered in month N+1's batch."""
+    late: pl.DataFrame | None = None
+    for k in range(ctx.months):
+        mlo, mhi = ctx.month_bounds(k)
+        counter = [0]
+        held: list[pl.DataFrame] = []
+        roaming: list[pl.DataFrame] = []
+        if late is not None and late.height:
+            _write_usage(ctx, k, late, counter, "csv", faults=False)
+            ctx.summary["usage_late_rows"] += late.height
+        for b, (sub, start, end, intensity) in enumerate(segs_by_block):
+            rng = ctx.rng(4, b, k)
+            lo = np.maximum(start, mlo)
+            hi = np.minimum(end, mhi)
+            active = hi > lo
+            sub_a, lo_a, hi_a, w = sub[active], lo[active], hi[active], intensity[active]
+            frac = (hi_a - lo_a) / (mhi - mlo)
+            counts = rng.poisson(ctx.events_per_sub_month * w * frac)
+            # chunks of at most chunk_rows events (whole subscriptions per chunk)
+            csum = np.concatenate([[0], np.cumsum(counts)])
+            prev = 0
+            while prev < len(counts):
+                cb = int(np.searchsorted(csum, csum[prev] + ctx.chunk_rows, side="right")) - 1
+                cb = min(max(cb, prev + 1), len(counts))
+                sl = slice(prev, cb)
+                prev = cb
+                n_ev = int(counts[sl].sum())
+                if n_ev == 0:
+                    continue
+                frame = _usage_frame(rng, sub_a[sl], lo_a[sl], hi_a[sl], counts[sl], n_ev)
+                if k < ctx.months - 1:  # ~1% of the month's events arrive a batch late
+                    hold = rng.random(frame.height) < 0.01
+                    held.append(frame.filter(pl.Series(hold)))
+                    frame = frame.filter(~pl.Series(hold))
+                roam = frame.get_column("zone") != "DOMESTIC"
+                roaming.append(frame.filter(roam))
+                domestic = frame.filter(~roam)
+                for off in range(0, domestic.height, ctx.chunk_rows):  # a heavy line may exceed a chunk alone
+                    _write_usage(ctx, k, domestic.slice(off, ctx.chunk_rows), counter, "parquet", faults=True)
+                while sum(r.height for r in roaming) >= ctx.chunk_rows:
+                    pending = pl.concat(roaming)
+                    _write_usage(ctx, k, pending.head(ctx.chunk_rows), counter, "csv", faults=True)
+                    roaming = [pending.slice(ctx.chunk_rows)]
+        if roaming and sum(r.height for r in roaming):
+            _write_usage(ctx, k, pl.concat(roaming), counter, "csv", faults=True)
+        late = pl.concat(held) if held else None
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def generate_landing_zone(out: Path, customers: int = 2000, start_month: str = "2025-01", months: int = 3,
+                          seed: int = 42, usage_events: int | None = None, *, chunk_rows: int = 1_000_000,
+                          block_customers: int = 50_000, redeliver: bool = True) -> dict:
+    """Write a sample landing zone under ``out``; return summary counts.
+
+    ``usage_events``: approximate total number of usage events (default ≈ 60 per mobile
+    subscription-month). ``chunk_rows``: at most this many events per usage file.
+    ``block_customers``: customers simulated per block (bounds memory).
+    """
+    out = Path(out)
+    y, m = (int(x) for x in start_month.split("-"))
+    ctx = _Ctx(out=out, start=date(y, m, 1), months=months, seed=seed, chunk_rows=chunk_rows, events_per_sub_month=60.0)
+    for system in {e.system for e in ENTITIES.values()}:
+        shutil.rmtree(out / system, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+    for batch, chs in sorted(_catalog(ctx).items()):
+        by_entity = defaultdict(list)
+        for ch in chs:
+            by_entity[ch.entity].append(ch)
+        for entity in sorted(by_entity):
+            _write_debezium(ctx, batch, 0, entity, by_entity[entity], faults=False)
+
+    segs_by_block = []
+    n_blocks = ctx.n_blocks = max(1, -(-customers // block_customers))
+    for b in range(n_blocks):
+        first = b * block_customers
+        count = min(block_customers, customers - first)
+        changes, segs = _simulate_block(ctx, b, first, count, customers)
+        for (k, entity) in sorted(changes):
+            _write_debezium(ctx, k, b, entity, changes[(k, entity)], faults=True)
+        range_hi = ctx.month_bounds(months - 1)[1]
+        mob = [s for s in segs if s.product_id in MOBILE]
+        irng = ctx.rng(6, b)
+        segs_by_block.append((
+            np.array([s.sub_id for s in mob], dtype=np.int64),
+            np.array([s.start for s in mob], dtype=np.int64),
+            np.array([s.end if s.end is not None else range_hi for s in mob], dtype=np.int64),
+            irng.lognormal(mean=-0.5, sigma=1.0, size=len(mob)),  # heavy-tailed, mean ≈ 1
+        ))
+        ctx.summary["mobile_subscriptions"] += len(mob)
+        ctx.summary["subscriptions"] += len(segs)
+
+    if usage_events is not None:
+        sub_months = 0.0
+        for sub, start, end, _ in segs_by_block:
+            sub_months += float(((end - start) / (30.4 * 86_400_000_000)).sum())
+        ctx.events_per_sub_month = max(0.01, usage_events / max(sub_months, 1.0))
+    _usage(ctx, segs_by_block)
+
+    if redeliver and months >= 1:
+        # the orders extract of the first month delivered twice (identical copy, second name)
+        src = sorted((out / "orders" / "orders").glob(f"orders-{ctx.batch_date(0).isoformat()}*.jsonl"))
+        if src:
+            dst = src[0].with_name(src[0].stem + "-redelivery.jsonl")
+            shutil.copyfile(src[0], dst)
+            ctx.files.append(dst)
+            ctx.summary["redelivered_files"] += 1
+
+    summary = dict(sorted(ctx.summary.items()))
+    summary["files"] = len(ctx.files)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m sources.generator", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True, type=Path, help="landing root to write")
+    ap.add_argument("--customers", type=int, default=2000)
+    ap.add_argument("--start", default="2025-01", help="first month, YYYY-MM")
+    ap.add_argument("--months", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--usage-events", type=int, default=None, help="approximate total usage events")
+    ap.add_argument("--chunk-rows", type=int, default=1_000_000, help="max events per usage file")
+    args = ap.parse_args(argv)
+    summary = generate_landing_zone(args.out, args.customers, args.start, args.months, args.seed, args.usage_events,
+                                    chunk_rows=args.chunk_rows)
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

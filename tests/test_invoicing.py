@@ -1,0 +1,471 @@
+"""Bill cycle engine: recurring (advance, catch-up, credits), proration, one-time, usage,
+bundle discounts, tax and draft headers. In-memory DuckDB; every expected amount is worked
+out by hand in the comments (docs/billing.md has the same examples)."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal as D
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipelines.domain import install_macros
+from pipelines.invoicing import build_invoice_lines, build_invoices, tax_exceptions
+from pipelines.invoicing.engine import INVOICE_COLUMNS, INVOICE_LINE_COLUMNS
+from sources.entities import ENTITIES
+
+DDL = Path(__file__).resolve().parents[1] / "warehouse" / "ddl" / "40_billing_invoicing.sql"
+FEB, MAR, APR = date(2025, 2, 1), date(2025, 3, 1), date(2025, 4, 1)
+OPEN = date(9999, 12, 31)
+
+# catalog ---------------------------------------------------------------------------------
+BASIC, PLUS, FIXED30, NOPRORATE, QUARTER, ARREARS = 100, 101, 103, 104, 105, 106
+
+
+def _ins(con, table, **cols):
+    names = ", ".join(cols)
+    marks = ", ".join("?" for _ in cols)
+    con.execute(f"INSERT INTO {table} ({names}) VALUES ({marks})", list(cols.values()))
+
+
+@pytest.fixture
+def con():
+    c = duckdb.connect()
+    install_macros(c)
+    c.execute("CREATE SCHEMA core")
+    for e in ENTITIES.values():
+        cols = ", ".join(f"{col.name} {col.sql_type}" for col in e.columns)
+        c.execute(f"CREATE TABLE core.{e.name} ({cols}, is_deleted BOOLEAN DEFAULT false)")
+    c.execute("""CREATE TABLE core.subscription_versions (subscription_id BIGINT, account_id BIGINT,
+        product_id BIGINT, plan_id BIGINT, bundle_id BIGINT, quantity INTEGER, valid_from DATE, valid_to DATE,
+        order_id BIGINT, change_kind VARCHAR)""")
+    c.execute(DDL.read_text())
+    c.execute("""CREATE TABLE billing.rated_usage (rated_line_id VARCHAR, billing_month DATE, account_id BIGINT,
+        subscription_id BIGINT, plan_id BIGINT, price_id BIGINT, charge_code VARCHAR, metric VARCHAR,
+        charge_model VARCHAR, line_type VARCHAR, currency VARCHAR, service_start DATE, service_end DATE,
+        billable_quantity DECIMAL(38,10), amount_precise DECIMAL(38,10), amount DECIMAL(18,4))""")
+    # customers / tax jurisdictions
+    for cid, country, state in [(1, "US", "CA"), (2, "US", "OR"), (3, "DE", None), (4, "FR", None)]:
+        _ins(c, "core.customers", customer_id=cid, name=f"C{cid}", country=country, state=state,
+             customer_type="INDIVIDUAL", status="ACTIVE")
+    for rid, country, state, name, rate, f, t in [
+        (1, "US", "CA", "CA sales tax", "0.072500", date(2020, 1, 1), None),
+        (2, "US", None, "US sales tax", "0.050000", date(2020, 1, 1), None),
+        (3, "DE", None, "VAT", "0.190000", date(2020, 1, 1), date(2025, 4, 1)),
+        (4, "DE", None, "VAT", "0.160000", date(2025, 4, 1), None),
+    ]:
+        _ins(c, "core.tax_rates", tax_rate_id=rid, country=country, state=state, tax_name=name, rate=D(rate),
+             effective_from=f, effective_to=t)
+    # products, plans, recurring charges
+    for pid, name, ptype, price in [(10, "Mobile Basic", "SUBSCRIPTION", "29.99"), (11, "Mobile Plus", "SUBSCRIPTION", "49.99"),
+                                    (20, "Phone X", "ONE_TIME", "499.00"), (21, "Activation fee", "ONE_TIME", "25.00")]:
+        _ins(c, "core.products", product_id=pid, sku=f"SKU{pid}", name=name, category="MOBILE", product_type=ptype,
+             base_price=D(price), currency="USD", status="ACTIVE")
+    for plan, product, name, price, pdays, prorate, timing in [
+        (BASIC, 10, "Basic", "29.99", None, True, "IN_ADVANCE"),
+        (PLUS, 11, "Plus", "49.99", None, True, "IN_ADVANCE"),
+        (FIXED30, 10, "Fixed30", "30.00", 30, True, "IN_ADVANCE"),
+        (NOPRORATE, 10, "NoProrate", "10.00", None, False, "IN_ADVANCE"),
+        (QUARTER, 10, "Quarterly", "89.97", None, True, "IN_ADVANCE"),
+        (ARREARS, 10, "Arrears", "31.00", None, True, "IN_ARREARS"),
+    ]:
+        _ins(c, "core.price_plans", plan_id=plan, product_id=product, name=name, currency="USD", status="ACTIVE")
+        _ins(c, "core.plan_charges", price_id=plan * 10, plan_id=plan, charge_code="BASE_FEE", charge_type="RECURRING",
+             charge_model="FLAT", billing_timing=timing, prorate=prorate, unit_price=D(price), proration_days=pdays,
+             effective_from=date(2020, 1, 1))
+        # a usage charge of the same plan must never produce a recurring line
+        _ins(c, "core.plan_charges", price_id=plan * 10 + 1, plan_id=plan, charge_code="DATA", charge_type="USAGE",
+             metric="data_mb", charge_model="PER_UNIT", billing_timing="IN_ARREARS", prorate=False,
+             unit_price=D("0.01"), effective_from=date(2020, 1, 1))
+    _ins(c, "core.bundles", bundle_id=7, name="Family", discount_pct=D("0.100000"), status="ACTIVE")
+    yield c
+    c.close()
+
+
+def account(con, aid, *, customer=1, bcd=1, cycle="MONTHLY", terms=14, currency="USD"):
+    _ins(con, "core.billing_accounts", account_id=aid, customer_id=customer, account_number=f"A{aid:04d}",
+         billing_cycle=cycle, bill_cycle_day=bcd, payment_terms_days=terms, currency=currency, status="ACTIVE")
+
+
+def version(con, sub, aid, plan, start, end=OPEN, *, qty=1, bundle=None, table="core.subscription_versions"):
+    product = con.execute("SELECT product_id FROM core.price_plans WHERE plan_id = ?", [plan]).fetchone()[0]
+    _ins(con, table, subscription_id=sub, account_id=aid, product_id=product, plan_id=plan, bundle_id=bundle,
+         quantity=qty, valid_from=start, valid_to=end, order_id=1, change_kind="ACTIVATE")
+
+
+def run(con, month, **kw):
+    rel = build_invoice_lines(con, month, **kw)
+    cols = rel.columns
+    return [dict(zip(cols, r)) for r in rel.fetchall()]
+
+
+def bill(con, month, **kw):
+    """Run the month and store its lines as billed (what the lead's writer does)."""
+    con.execute("DELETE FROM billing.invoice_lines WHERE billing_month = ?", [month])
+    rel = build_invoice_lines(con, month, **kw)
+    rel.create_view("_new_lines", replace=True)
+    con.execute("INSERT INTO billing.invoice_lines BY NAME SELECT * FROM _new_lines")
+    return run_stored(con, month)
+
+
+def run_stored(con, month):
+    rel = con.sql(f"SELECT * FROM billing.invoice_lines WHERE billing_month = DATE '{month}' "
+                  "ORDER BY account_id, line_type, subscription_id, service_start, line_id")
+    return [dict(zip(rel.columns, r)) for r in rel.fetchall()]
+
+
+def rec(lines, line_type="RECURRING"):
+    return sorted(((l["service_start"], l["service_end"], l["amount"]) for l in lines if l["line_type"] == line_type))
+
+
+# tests ------------------------------------------------------------------------------------
+
+def test_columns_match_ddl(con):
+    rel = build_invoice_lines(con, MAR)
+    assert rel.columns == INVOICE_LINE_COLUMNS
+    table_cols = [r[0] for r in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE schema_name='billing' AND table_name='invoice_lines' ORDER BY column_index").fetchall()]
+    assert rel.columns == table_cols
+    inv_cols = [r[0] for r in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE schema_name='billing' AND table_name='invoices' ORDER BY column_index").fetchall()]
+    assert build_invoices(con, MAR, "billing.invoice_lines").columns == inv_cols == INVOICE_COLUMNS
+    # every table and column of the DDL is commented
+    assert con.execute("SELECT count(*) FROM duckdb_columns() WHERE schema_name='billing' "
+                       "AND table_name IN ('invoice_lines','invoices') AND (comment IS NULL OR comment = '')").fetchone()[0] == 0
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name='billing' "
+                       "AND table_name IN ('invoice_lines','invoices') AND comment IS NOT NULL").fetchone()[0] == 2
+
+
+def test_first_partial_period_then_advance(con):
+    """Calendar account, service from Feb 10.
+    Feb run: P = [Feb 1, Mar 1) 28 days: [Feb 10, Mar 1) = 19 days -> 29.99 x 19 / 28 = 20.3503571428 -> 20.35;
+             N = [Mar 1, Apr 1) in advance: a full period = exactly 29.99.
+    Mar run (Feb lines billed): March already covered -> only April 29.99."""
+    account(con, 1)
+    version(con, 1, 1, BASIC, date(2025, 2, 10))
+    feb = bill(con, FEB)
+    assert rec(feb) == [(date(2025, 2, 10), date(2025, 3, 1), D("20.35")), (date(2025, 3, 1), date(2025, 4, 1), D("29.99"))]
+    first = next(l for l in feb if l["service_start"] == date(2025, 2, 10))
+    assert (first["days"], first["period_days"], first["amount_precise"]) == (19, 28, D("20.3503571429"))
+    mar = bill(con, MAR)
+    assert rec(mar) == [(date(2025, 4, 1), date(2025, 5, 1), D("29.99"))]
+    assert [l["line_type"] for l in mar] == ["RECURRING"]
+
+
+def test_first_run_catches_up_current_period(con):
+    """No billing history: the invoice charges P (not yet billed) and N in advance."""
+    account(con, 1)
+    version(con, 1, 1, BASIC, date(2024, 11, 1))
+    assert rec(run(con, MAR)) == [(date(2025, 3, 1), date(2025, 4, 1), D("29.99")),
+                                  (date(2025, 4, 1), date(2025, 5, 1), D("29.99"))]
+
+
+def test_mid_month_start(con):
+    """Start Mar 20: [Mar 20, Apr 1) = 12 of 31 days: 29.99 x 12 / 31 = 359.88 / 31 = 11.6090322581 -> 11.61."""
+    account(con, 1)
+    version(con, 1, 1, BASIC, date(2025, 3, 20))
+    lines = run(con, MAR)
+    assert rec(lines) == [(date(2025, 3, 20), date(2025, 4, 1), D("11.61")), (date(2025, 4, 1), date(2025, 5, 1), D("29.99"))]
+    part = lines[0] if lines[0]["service_start"] == date(2025, 3, 20) else lines[1]
+    assert (part["days"], part["period_days"], part["amount_precise"], part["unit_price"], part["quantity"]) == (
+        12, 31, D("11.6090322581"), D("29.99"), D("1"))
+
+
+def test_fixed_denominator_and_no_proration(con):
+    """proration_days = 30: 30.00 x 12 / 30 = 12.00 for [Mar 20, Apr 1).
+    prorate = false: any partial period is charged the full 10.00, for the whole period."""
+    account(con, 1)
+    version(con, 1, 1, FIXED30, date(2025, 3, 20))
+    version(con, 2, 1, NOPRORATE, date(2025, 3, 20))
+    lines = run(con, MAR)
+    fixed = [l for l in lines if l["subscription_id"] == 1]
+    assert [(l["service_start"], l["days"], l["period_days"], l["amount"]) for l in fixed] == [
+        (date(2025, 3, 20), 12, 30, D("12.00")), (date(2025, 4, 1), 30, 30, D("30.00"))]
+    flat = [l for l in lines if l["subscription_id"] == 2]
+    assert [(l["service_start"], l["service_end"], l["amount"]) for l in flat] == [
+        (date(2025, 3, 1), date(2025, 4, 1), D("10.00")), (date(2025, 4, 1), date(2025, 5, 1), D("10.00"))]
+
+
+def test_upgrade_mid_month_credit_and_new_charge(con):
+    """Feb run (plan Basic, no change known): Feb 29.99 + March 29.99 in advance.
+    Upgrade to Plus on Mar 10 (known at the March run):
+      credit Basic [Mar 10, Apr 1) = 22/31: 29.99 x 22 / 31 = 659.78 / 31 = 21.2832258065 -> -21.28
+      charge Plus  [Mar 10, Apr 1):         49.99 x 22 / 31 = 1099.78 / 31 = 35.4767741935 -> 35.48
+      April Plus in advance 49.99."""
+    account(con, 1)
+    version(con, 1, 1, BASIC, date(2025, 2, 1))
+    feb = bill(con, FEB)
+    march_line = next(l for l in feb if l["service_start"] == date(2025, 3, 1))
+    con.execute("DELETE FROM core.subscription_versions")
+    version(con, 1, 1, BASIC, date(2025, 2, 1), date(2025, 3, 10))
+    version(con, 1, 1, PLUS, date(2025, 3, 10))
+    mar = bill(con, MAR)
+    credit = [l for l in mar if l["line_type"] == "RECURRING_CREDIT"]
+    assert len(credit) == 1
+    c = credit[0]
+    assert (c["service_start"], c["service_end"], c["days"], c["period_days"], c["amount_precise"], c["amount"]) == (
+        date(2025, 3, 10), date(2025, 4, 1), 22, 31, D("-21.2832258065"), D("-21.28"))
+    assert c["reference_line_id"] == march_line["line_id"] and c["plan_id"] == BASIC and c["price_id"] == BASIC * 10
+    assert [(l["plan_id"], l["service_start"], l["service_end"], l["amount"]) for l in mar if l["line_type"] == "RECURRING"] == [
+        (PLUS, date(2025, 3, 10), date(2025, 4, 1), D("35.48")), (PLUS, date(2025, 4, 1), date(2025, 5, 1), D("49.99"))]
+    # April with Feb + March billed: everything up to May is settled, only May in advance
+    apr = bill(con, APR)
+    assert [(l["line_type"], l["plan_id"], l["service_start"], l["amount"]) for l in apr] == [
+        ("RECURRING", PLUS, date(2025, 5, 1), D("49.99"))]
+    # re-running March after April changes nothing (billed is read only for earlier months)
+    assert run(con, MAR) == mar
+
+
+def test_downgrade_at_period_end(con):
+    """Plus until Apr 1, Basic from Apr 1 (downgrade at period end): no credit, April billed on Basic."""
+    account(con, 1)
+    version(con, 1, 1, PLUS, date(2025, 2, 1))
+    bill(con, FEB)
+    con.execute("DELETE FROM core.subscription_versions")
+    version(con, 1, 1, PLUS, date(2025, 2, 1), date(2025, 4, 1))
+    version(con, 1, 1, BASIC, date(2025, 4, 1))
+    mar = bill(con, MAR)
+    assert [(l["line_type"], l["plan_id"], l["service_start"], l["service_end"], l["amount"]) for l in mar] == [
+        ("RECURRING", BASIC, date(2025, 4, 1), date(2025, 5, 1), D("29.99"))]
+
+
+def test_cancellation_credit_with_bundle_discount(con):
+    """Bundle Family (10 %), Basic from Feb 1, cancelled Mar 10.
+    Feb: 29.99 with discount -round(2.999) = -3.00 -> net 26.99; CA tax 7.25 %: 26.99 x 0.0725 = 1.956775 -> 1.96.
+    Mar: credit [Mar 10, Apr 1) -21.28, discount -round(-2.128) = +2.13, net -19.15,
+         tax reversed at the credited line's rate: -19.15 x 0.0725 = -1.388375 -> -1.39. Nothing for April."""
+    account(con, 1)
+    version(con, 1, 1, BASIC, date(2025, 2, 1), bundle=7)
+    feb = bill(con, FEB)
+    for l in feb:
+        assert (l["amount"], l["discount_amount"], l["net_amount"], l["tax_rate"], l["tax_amount"], l["total_amount"]) == (
+            D("29.99"), D("-3.00"), D("26.99"), D("0.072500"), D("1.96"), D("28.95"))
+    con.execute("DELETE FROM core.subscription_versions")
+    version(con, 1, 1, BASIC, date(2025, 2, 1), date(2025, 3, 10), bundle=7)
+    mar = bill(con, MAR)
+    assert len(mar) == 1
+    c = mar[0]
+    assert (c["line_type"], c["service_start"], c["service_end"], c["amount"], c["discount_amount"], c["net_amount"],
+            c["tax_amount"], c["total_amount"]) == (
+        "RECURRING_CREDIT", date(2025, 3, 10), date(2025, 4, 1), D("-21.28"), D("2.13"), D("-19.15"), D("-1.39"), D("-20.54"))
+    # April: nothing due, nothing to credit -> no lines, no invoice
+    assert bill(con, APR) == []
+
+
+def test_cancellation_before_prepaid_period_credits_whole_line(con):
+    """Cancelled effective Mar 1 after March was billed in advance: the whole line is reversed exactly."""
+    account(con, 1)
+    version(con, 1, 1, BASIC, date(2025, 2, 10))
+    feb = bill(con, FEB)
+    con.execute("UPDATE core.subscription_versions SET valid_to = DATE '2025-03-01'")
+    mar = bill(con, MAR)
+    prepaid = next(l for l in feb if l["service_start"] == date(2025, 3, 1))
+    assert [(l["line_type"], l["amount_precise"], l["reference_line_id"]) for l in mar] == [
+        ("RECURRING_CREDIT", -prepaid["amount_precise"], prepaid["line_id"])]
+
+
+def test_quantity_change_credits_old_quantity(con):
+    """Quantity 1 -> 3 from Mar 16: credit qty 1 for [Mar 16, Apr 1) = 16/31, charge qty 3 for the same days.
+    29.99 x 16 / 31 = 15.4787096774 -> -15.48; 3 x 29.99 = 89.97 x 16 / 31 = 46.4361290323 -> 46.44."""
+    account(con, 1)
+    version(con, 1, 1, BASIC, date(2025, 2, 1))
+    bill(con, FEB)
+    con.execute("DELETE FROM core.subscription_versions")
+    version(con, 1, 1, BASIC, date(2025, 2, 1), date(2025, 3, 16))
+    version(con, 1, 1, BASIC, date(2025, 3, 16), qty=3)
+    mar = bill(con, MAR)
+    assert [(l["line_type"], l["quantity"], l["service_start"], l["amount"]) for l in mar] == [
+        ("RECURRING", D(3), date(2025, 3, 16), D("46.44")), ("RECURRING", D(3), date(2025, 4, 1), D("89.97")),
+        ("RECURRING_CREDIT", D(1), date(2025, 3, 16), D("-15.48"))]
+
+
+def test_one_time_items(con):
+    """Confirmed order effective Mar 20: device 1 x 499.00 and activation fee (no agreed price -> base 25.00).
+    A cancelled order and an order effective in the next period are not billed in March."""
+    account(con, 1)
+    version(con, 1, 1, BASIC, date(2025, 3, 20))
+    for oid, status, eff in [(500, "CONFIRMED", date(2025, 3, 20)), (501, "CANCELLED", date(2025, 3, 21)),
+                             (502, "CONFIRMED", date(2025, 4, 2))]:
+        _ins(con, "core.orders", order_id=oid, order_number=f"O{oid}", account_id=1, order_type="NEW_SERVICE",
+             status=status, effective_date=eff)
+    _ins(con, "core.order_items", order_item_id=1, order_id=500, product_id=20, quantity=1, unit_price=D("499.00"), subscription_id=1)
+    _ins(con, "core.order_items", order_item_id=2, order_id=500, product_id=21, quantity=1, unit_price=None, subscription_id=1)
+    _ins(con, "core.order_items", order_item_id=3, order_id=500, product_id=10, plan_id=BASIC, quantity=1, subscription_id=1)
+    _ins(con, "core.order_items", order_item_id=4, order_id=501, product_id=20, quantity=1, unit_price=D("499.00"))
+    _ins(con, "core.order_items", order_item_id=5, order_id=502, product_id=21, quantity=2, unit_price=D("20.00"))
+    mar = bill(con, MAR)
+    one = [(l["source_ref"], l["product_id"], l["quantity"], l["unit_price"], l["amount"], l["service_start"], l["tax_amount"])
+           for l in mar if l["line_type"] == "ONE_TIME"]
+    # tax CA 7.25 %: 499.00 x 0.0725 = 36.1775 -> 36.18; 25.00 x 0.0725 = 1.8125 -> 1.81
+    assert sorted(one) == [("1", 20, D(1), D("499.00"), D("499.00"), date(2025, 3, 20), D("36.18")),
+                           ("2", 21, D(1), D("25.00"), D("25.00"), date(2025, 3, 20), D("1.81"))]
+    apr = bill(con, APR)
+    assert [(l["source_ref"], l["amount"]) for l in apr if l["line_type"] == "ONE_TIME"] == [("5", D("40.00"))]
+
+
+def test_usage_lines_from_rated(con):
+    account(con, 1)
+    version(con, 1, 1, BASIC, date(2025, 3, 1))
+    for rid, month, ltype, precise, amount in [("r1", MAR, "USAGE", "12.3456000000", "12.35"),
+                                               ("r2", MAR, "MINIMUM_TRUE_UP", "5", "5.00"),
+                                               ("r0", FEB, "USAGE", "1", "1.00"),
+                                               ("rz", MAR, "USAGE", "0", "0")]:
+        _ins(con, "billing.rated_usage", rated_line_id=rid, billing_month=month, account_id=1, subscription_id=1,
+             plan_id=BASIC, price_id=BASIC * 10 + 1, charge_code="DATA", metric="data_mb", charge_model="PER_UNIT",
+             line_type=ltype, currency="USD", service_start=date(2025, 3, 1), service_end=date(2025, 4, 1),
+             billable_quantity=D("1234.56") if rid != "rz" else D(0), amount_precise=D(precise), amount=D(amount))
+    # r0 belongs to another month; rz (no billable usage, no amount) is not invoiced
+    usage = [l for l in run(con, MAR) if l["source_ref"] in ("r0", "r1", "r2", "rz")]
+    assert sorted((l["source_ref"], l["line_type"], l["amount_precise"], l["amount"], l["discount_amount"], l["tax_amount"],
+                   l["product_id"], l["quantity"]) for l in usage) == [
+        ("r1", "USAGE", D("12.3456"), D("12.35"), D(0), D("0.90"), 10, D("1234.56")),  # 12.35 x 0.0725 = 0.895375 -> 0.90
+        ("r2", "MINIMUM_TRUE_UP", D(5), D("5.00"), D(0), D("0.36"), 10, D("1234.56")),  # 5 x 0.0725 = 0.3625 -> 0.36
+    ]
+
+
+def test_tax_jurisdictions_and_rate_change(con):
+    """CA customer: state rate 7.25 % beats the US country rate; OR customer: no state rate -> US 5 %.
+    DE: VAT 19 % until Apr 1, 16 % from Apr 1: tax point = period end - 1 day (Mar 31 -> 19 %, Apr 30 -> 16 %).
+    FR: no rate -> tax 0, jurisdiction recorded, reported by tax_exceptions."""
+    for aid, cust in [(1, 1), (2, 2), (3, 3), (4, 4)]:
+        account(con, aid, customer=cust)
+        version(con, aid, aid, BASIC, date(2025, 3, 1))
+    mar = bill(con, MAR)
+    got = {(l["account_id"], l["service_start"]): (l["tax_jurisdiction"], l["tax_name"], l["tax_rate"], l["tax_amount"]) for l in mar}
+    # 29.99 x 0.0725 = 2.174275 -> 2.17; x 0.05 = 1.4995 -> 1.50; x 0.19 = 5.6981 -> 5.70
+    assert got[(1, date(2025, 3, 1))] == ("US-CA", "CA sales tax", D("0.072500"), D("2.17"))
+    assert got[(2, date(2025, 3, 1))] == ("US-OR", "US sales tax", D("0.050000"), D("1.50"))
+    assert got[(3, date(2025, 3, 1))] == ("DE", "VAT", D("0.190000"), D("5.70"))
+    assert got[(4, date(2025, 3, 1))] == ("FR", None, D("0"), D("0"))
+    exc = tax_exceptions(con, MAR, "billing.invoice_lines").fetchall()
+    assert [(r[2], r[3], r[4]) for r in exc] == [(4, "FR", 2)]
+    apr = bill(con, APR)
+    de = [l for l in apr if l["account_id"] == 3]
+    # April invoice, tax point Apr 30: 16 % -> 29.99 x 0.16 = 4.7984 -> 4.80
+    assert [(l["service_start"], l["tax_rate"], l["tax_amount"]) for l in de] == [(date(2025, 5, 1), D("0.160000"), D("4.80"))]
+
+
+def test_bill_cycle_day_15(con):
+    """BCD 15, March run: P = [Feb 15, Mar 15) (28 days), N = [Mar 15, Apr 15).
+    Service from Feb 20: 23 days: 29.99 x 23 / 28 = 689.77 / 28 = 24.6346428571 -> 24.63; N full 29.99.
+    Invoice date Mar 15, due Mar 15 + 14 = Mar 29."""
+    account(con, 1, bcd=15)
+    version(con, 1, 1, BASIC, date(2025, 2, 20))
+    mar = bill(con, MAR)
+    assert rec(mar) == [(date(2025, 2, 20), date(2025, 3, 15), D("24.63")), (date(2025, 3, 15), date(2025, 4, 15), D("29.99"))]
+    (inv,) = build_invoices(con, MAR, "billing.invoice_lines").fetchall()
+    h = dict(zip(INVOICE_COLUMNS, inv))
+    assert (h["invoice_id"], h["period_start"], h["period_end"], h["invoice_date"], h["due_date"]) == (
+        "INV-A0001-20250315", date(2025, 2, 15), date(2025, 3, 15), date(2025, 3, 15), date(2025, 3, 29))
+
+
+def test_quarterly_account(con):
+    """Quarterly, calendar: February has no period end (no invoice); March bills [Jan 1, Apr 1) (90 days) in
+    arrears and [Apr 1, Jul 1) in advance. Service from Feb 15: 45 days: 89.97 x 45 / 90 = 44.985 -> 44.99
+    (half away from zero)."""
+    account(con, 1, cycle="QUARTERLY")
+    version(con, 1, 1, QUARTER, date(2025, 2, 15))
+    assert run(con, FEB) == []
+    assert rec(run(con, MAR)) == [(date(2025, 2, 15), date(2025, 4, 1), D("44.99")), (date(2025, 4, 1), date(2025, 7, 1), D("89.97"))]
+    assert run(con, APR) == []
+
+
+def test_in_arrears_recurring_billed_for_p_only(con):
+    account(con, 1)
+    version(con, 1, 1, ARREARS, date(2025, 3, 1))
+    assert rec(run(con, MAR)) == [(date(2025, 3, 1), date(2025, 4, 1), D("31.00"))]
+
+
+def test_deleted_rows_ignored(con):
+    account(con, 1)
+    version(con, 1, 1, BASIC, date(2025, 3, 1))
+    account(con, 2)
+    version(con, 2, 2, BASIC, date(2025, 3, 1))
+    con.execute("UPDATE core.billing_accounts SET is_deleted = true WHERE account_id = 2")
+    assert {l["account_id"] for l in run(con, MAR)} == {1}
+
+
+def _scenario(con):
+    for aid, cust, bcd in [(1, 1, 1), (2, 2, 15), (3, 3, 1)]:
+        account(con, aid, customer=cust, bcd=bcd)
+    version(con, 1, 1, BASIC, date(2025, 2, 10), bundle=7)
+    version(con, 2, 2, PLUS, date(2025, 1, 5), qty=2)
+    version(con, 3, 3, BASIC, date(2025, 3, 3))
+    version(con, 4, 3, NOPRORATE, date(2025, 3, 3))
+    _ins(con, "core.orders", order_id=1, order_number="O1", account_id=3, order_type="NEW_SERVICE", status="CONFIRMED",
+         effective_date=date(2025, 3, 3))
+    _ins(con, "core.order_items", order_item_id=1, order_id=1, product_id=20, quantity=2, unit_price=D("333.333"))
+
+
+def test_idempotent_and_totals(con):
+    _scenario(con)
+    bill(con, FEB)
+    first = build_invoice_lines(con, MAR).fetchall()
+    second = build_invoice_lines(con, MAR).fetchall()
+    assert first == second and len(first) > 0
+    assert len({r[0] for r in first}) == len(first)  # line_id unique
+    mar = bill(con, MAR)
+    assert run(con, MAR) == mar  # re-run with the month's own lines stored: identical
+    inv = [dict(zip(INVOICE_COLUMNS, r)) for r in build_invoices(con, MAR, "billing.invoice_lines").fetchall()]
+    assert build_invoices(con, MAR, "billing.invoice_lines").fetchall() == build_invoices(con, MAR, "billing.invoice_lines").fetchall()
+    assert [h["invoice_number"] for h in inv] == ["D-202503-000001", "D-202503-000002", "D-202503-000003"]
+    for h in inv:
+        ls = [l for l in mar if l["invoice_id"] == h["invoice_id"]]
+        assert h["status"] == "DRAFT" and h["line_count"] == len(ls) > 0
+        assert h["subtotal"] == sum(l["amount"] for l in ls)
+        assert h["discount_total"] == sum(l["discount_amount"] for l in ls)
+        assert h["net_total"] == sum(l["net_amount"] for l in ls) == h["subtotal"] + h["discount_total"]
+        assert h["tax_total"] == sum(l["tax_amount"] for l in ls)
+        assert h["total"] == sum(l["total_amount"] for l in ls) == h["net_total"] + h["tax_total"]
+    for l in mar:
+        assert l["net_amount"] == l["amount"] + l["discount_amount"]
+        assert l["total_amount"] == l["net_amount"] + l["tax_amount"]
+    # account 3: two 333.333 devices = 666.666 -> 666.67; 9.99 x ... no-prorate full 10.00 for March and April
+    dev = next(l for l in mar if l["line_type"] == "ONE_TIME")
+    assert (dev["amount_precise"], dev["amount"]) == (D("666.666"), D("666.67"))
+
+
+def test_zero_line_accounts_get_no_invoice(con):
+    account(con, 1)
+    account(con, 2)
+    version(con, 1, 1, BASIC, date(2025, 3, 1))
+    bill(con, MAR)
+    assert [r[2] for r in build_invoices(con, MAR, "billing.invoice_lines").fetchall()] == [1]
+
+
+def test_price_change_mid_period(con):
+    """Basic's fee becomes 35.00 from Mar 15 (new price_id): March was billed in advance at 29.99, so March's
+    invoice credits the old price for [Mar 15, Apr 1) = 17/31: 29.99 x 17 / 31 = 16.4461290323 -> -16.45,
+    charges the new one for the same days: 35 x 17 / 31 = 19.1935483871 -> 19.19, and April at 35.00."""
+    account(con, 1)
+    version(con, 1, 1, BASIC, date(2025, 2, 1))
+    bill(con, FEB)
+    con.execute("UPDATE core.plan_charges SET effective_to = TIMESTAMP '2025-03-15' WHERE price_id = ?", [BASIC * 10])
+    _ins(con, "core.plan_charges", price_id=9999, plan_id=BASIC, charge_code="BASE_FEE", charge_type="RECURRING",
+         charge_model="FLAT", billing_timing="IN_ADVANCE", prorate=True, unit_price=D("35.00"),
+         effective_from=date(2025, 3, 15))
+    mar = bill(con, MAR)
+    assert [(l["line_type"], l["price_id"], l["service_start"], l["service_end"], l["amount"]) for l in mar] == [
+        ("RECURRING", 9999, date(2025, 3, 15), date(2025, 4, 1), D("19.19")),
+        ("RECURRING", 9999, date(2025, 4, 1), date(2025, 5, 1), D("35.00")),
+        ("RECURRING_CREDIT", BASIC * 10, date(2025, 3, 15), date(2025, 4, 1), D("-16.45"))]
+
+
+def test_upgrade_bcd_15_credit_spans_only_its_period(con):
+    """BCD 15: the March run billed [Mar 15, Apr 15) in advance. Upgrade on Apr 1 known at the April run
+    (P = [Mar 15, Apr 15), N = [Apr 15, May 15)): credit Basic [Apr 1, Apr 15) = 14/31:
+    29.99 x 14 / 31 = 13.5441935484 -> -13.54; Plus 49.99 x 14 / 31 = 22.5761290323 -> 22.58; N on Plus 49.99."""
+    account(con, 1, bcd=15)
+    version(con, 1, 1, BASIC, date(2025, 2, 15))
+    bill(con, MAR)
+    con.execute("DELETE FROM core.subscription_versions")
+    version(con, 1, 1, BASIC, date(2025, 2, 15), date(2025, 4, 1))
+    version(con, 1, 1, PLUS, date(2025, 4, 1))
+    apr = bill(con, APR)
+    assert [(l["line_type"], l["plan_id"], l["service_start"], l["service_end"], l["days"], l["period_days"], l["amount"])
+            for l in apr] == [
+        ("RECURRING", PLUS, date(2025, 4, 1), date(2025, 4, 15), 14, 31, D("22.58")),
+        ("RECURRING", PLUS, date(2025, 4, 15), date(2025, 5, 15), 30, 30, D("49.99")),
+        ("RECURRING_CREDIT", BASIC, date(2025, 4, 1), date(2025, 4, 15), 14, 31, D("-13.54"))]

@@ -1,0 +1,324 @@
+"""The bill cycle end to end: hand-built customers as CDC extracts, materialized through Dagster
+into a temporary DuckDB, every invoice line, tax, total and the revenue schedule asserted to the cent.
+
+Catalog (USD): Mobile S (plan 11): 20.00/month in advance + data GRADUATED (first 1000 MB at 0.01,
+beyond at 0.005); Mobile L (plan 21): 50.00/month + data PER_UNIT 0.002 beyond an included
+5000 MB; Broadband (plan 31): 40.00; Broadband Lite (plan 41): 29.99; Phone (one-time 300.00);
+Activation fee (one-time 25.00). Bundle 1 = Mobile S + Broadband at 10 % off. Tax: CA 7.25 %,
+NY 4 %. Accounts are calendar-monthly (bill cycle day 1) except G (day 15).
+
+Batch 1 lands before the January bill run, batch 2 (an upgrade, a disconnect, February usage)
+before February's, as in production: January's invoices billed February in advance without
+knowing about February's changes, so February's invoices carry the credits.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal as D
+
+import duckdb
+import pytest
+
+from tests.extracts import DebeziumFile, write_usage
+from tests.pipeline import failed_checks, run_bill_cycle, run_ingest
+
+JAN, FEB = date(2025, 1, 1), date(2025, 2, 1)
+T0 = datetime(2024, 12, 1)
+
+
+def _customer(cid, state):
+    return dict(customer_id=cid, name=f"Customer {cid}", email=f"c{cid}@example.com", phone="555-0100",
+                address_line="1 Main St", city="Springfield", state=state, postal_code="90001", country="US",
+                customer_type="INDIVIDUAL", status="ACTIVE", created_at=T0)
+
+
+def _account(aid, cid, bcd=1):
+    return dict(account_id=aid, customer_id=cid, account_number=f"AC{aid}", billing_cycle="MONTHLY", bill_cycle_day=bcd,
+                payment_method="CARD", payment_terms_days=30, credit_limit=D("1000"), currency="USD", status="ACTIVE", created_at=T0)
+
+
+def _charge(price_id, plan_id, code, ctype, model, unit_price=None, metric=None, included=None, tiers=None):
+    return dict(price_id=price_id, plan_id=plan_id, charge_code=code, charge_type=ctype, metric=metric,
+                aggregation="SUM" if ctype == "USAGE" else None, charge_model=model,
+                billing_timing="IN_ADVANCE" if ctype == "RECURRING" else "IN_ARREARS", prorate=True,
+                unit_price=unit_price, included_quantity=included, tiers=tiers, properties=None, proration_days=None,
+                effective_from=datetime(2024, 1, 1), effective_to=None)
+
+
+def _order(oid, aid, otype, eff, status="CONFIRMED"):
+    return dict(order_id=oid, order_number=f"ORD-{oid}", account_id=aid, order_type=otype, status=status,
+                effective_date=eff, created_at=datetime.combine(eff, datetime.min.time()))
+
+
+def _item(iid, oid, product, plan=None, sub=None, bundle=None, unit_price=None):
+    return dict(order_item_id=iid, order_id=oid, product_id=product, plan_id=plan, bundle_id=bundle,
+                subscription_id=sub, quantity=1, unit_price=unit_price)
+
+
+def _usage(seq, event_id, sub, qty, when):
+    return dict(op="I", seq=seq, event_id=event_id, subscription_id=sub, metric="data_mb", quantity=qty, unit="MB",
+                event_time=when, zone="DOMESTIC", attributes=None)
+
+
+def land_batch_1(landing):
+    f = DebeziumFile("products")
+    for pid, sku, name, cat, ptype, price in [
+        (1, "MOB-S", "Mobile S", "MOBILE", "SUBSCRIPTION", "20"), (2, "MOB-L", "Mobile L", "MOBILE", "SUBSCRIPTION", "50"),
+        (3, "BB", "Broadband", "BROADBAND", "SUBSCRIPTION", "40"), (4, "PHONE", "Phone", "DEVICE", "ONE_TIME", "300"),
+        (5, "ACT", "Activation fee", "FEE", "ONE_TIME", "25"), (6, "BB-LITE", "Broadband Lite", "BROADBAND", "SUBSCRIPTION", "29.99"),
+    ]:
+        f.snapshot(pid, T0, dict(product_id=pid, sku=sku, name=name, category=cat, product_type=ptype,
+                                 base_price=D(price), currency="USD", status="ACTIVE"))
+    f.write(landing, "products-2024-12-01.jsonl")
+    f = DebeziumFile("price_plans")
+    for plan, product in [(11, 1), (21, 2), (31, 3), (41, 6)]:
+        f.snapshot(100 + plan, T0, dict(plan_id=plan, product_id=product, name=f"Plan {plan}", currency="USD", status="ACTIVE"))
+    f.write(landing, "price_plans-2024-12-01.jsonl")
+    graduated = '[{"up_to": "1000", "unit_amount": "0.01", "flat_amount": "0"}, {"up_to": null, "unit_amount": "0.005", "flat_amount": "0"}]'
+    f = DebeziumFile("plan_charges")
+    for i, ch in enumerate([
+        _charge(101, 11, "monthly_fee", "RECURRING", "FLAT", D("20.00")),
+        _charge(102, 11, "data", "USAGE", "GRADUATED", metric="data_mb", tiers=graduated),
+        _charge(201, 21, "monthly_fee", "RECURRING", "FLAT", D("50.00")),
+        _charge(202, 21, "data", "USAGE", "PER_UNIT", D("0.002"), metric="data_mb", included=D("5000")),
+        _charge(301, 31, "monthly_fee", "RECURRING", "FLAT", D("40.00")),
+        _charge(401, 41, "monthly_fee", "RECURRING", "FLAT", D("29.99")),
+    ]):
+        f.snapshot(200 + i, T0, ch)
+    f.write(landing, "plan_charges-2024-12-01.jsonl")
+    DebeziumFile("bundles").snapshot(300, T0, dict(bundle_id=1, name="Mobile + Broadband", discount_pct=D("0.10"), status="ACTIVE")) \
+        .write(landing, "bundles-2024-12-01.jsonl")
+    DebeziumFile("bundle_members").snapshot(301, T0, dict(bundle_member_id=1, bundle_id=1, product_id=1)) \
+        .snapshot(302, T0, dict(bundle_member_id=2, bundle_id=1, product_id=3)).write(landing, "bundle_members-2024-12-01.jsonl")
+    f = DebeziumFile("tax_rates")
+    f.snapshot(310, T0, dict(tax_rate_id=1, country="US", state="CA", tax_name="CA sales tax", rate=D("0.0725"), effective_from=date(2024, 1, 1)))
+    f.snapshot(311, T0, dict(tax_rate_id=2, country="US", state="NY", tax_name="NY sales tax", rate=D("0.04"), effective_from=date(2024, 1, 1)))
+    f.write(landing, "tax_rates-2024-12-01.jsonl")
+
+    customers, accounts = DebeziumFile("customers"), DebeziumFile("billing_accounts")
+    for n, (letter, state, bcd) in enumerate([("A", "CA", 1), ("B", "CA", 1), ("C", "CA", 1), ("D", "CA", 1),
+                                              ("E", "CA", 1), ("F", "NY", 1), ("G", "CA", 15)]):
+        customers.create(1000 + n, T0, _customer(1 + n, state))
+        accounts.create(1000 + n, T0, _account(1001 + n, 1 + n, bcd))
+    customers.write(landing, "customers-2024-12-15.jsonl")
+    accounts.write(landing, "billing_accounts-2024-12-15.jsonl")
+
+    orders, items = DebeziumFile("orders"), DebeziumFile("order_items")
+    created = _order(1, 1001, "NEW_SERVICE", JAN, status="CREATED")
+    orders.create(2000, T0, created).update(2001, T0, created, _order(1, 1001, "NEW_SERVICE", JAN))  # CREATED -> CONFIRMED
+    orders.create(2002, T0, _order(2, 1002, "NEW_SERVICE", date(2025, 1, 10)))
+    for oid, aid, eff in [(3, 1003, JAN), (4, 1004, JAN), (5, 1005, JAN), (6, 1006, JAN), (7, 1007, date(2025, 1, 15))]:
+        orders.create(2000 + oid, T0, _order(oid, aid, "NEW_SERVICE", eff))
+    orders.create(2008, T0, _order(8, 1001, "NEW_SERVICE", date(2025, 1, 20), status="PAYMENT_FAILED"))  # never bills
+    orders.write(landing, "orders-2024-12-20.jsonl")
+    for i, it in enumerate([
+        _item(1, 1, 1, 11, 5001), _item(2, 2, 1, 11, 5002), _item(3, 2, 4, unit_price=D("300.00")),
+        _item(4, 2, 5, unit_price=D("25.00")), _item(5, 3, 1, 11, 5003), _item(6, 4, 1, 11, 5004),
+        _item(7, 5, 1, 11, 5005, bundle=1), _item(8, 5, 3, 31, 5006, bundle=1), _item(9, 6, 2, 21, 5007),
+        _item(10, 7, 6, 41, 5008), _item(11, 8, 2, 21, 5009),
+    ]):
+        items.create(3000 + i, T0, it)
+    items.write(landing, "order_items-2024-12-20.jsonl")
+
+    write_usage(landing, "usage_records-2025-01-31.parquet", [
+        _usage(1, "a-1", 5001, "1000", datetime(2025, 1, 5, 10)),
+        _usage(2, "a-2", 5001, "501", datetime(2025, 1, 20, 23, 59)),
+        _usage(3, "f-1", 5007, "4000", datetime(2025, 1, 12)),
+    ])
+
+
+def land_batch_2(landing):
+    orders, items = DebeziumFile("orders"), DebeziumFile("order_items")
+    orders.create(2100, datetime(2025, 2, 10), _order(9, 1003, "CHANGE", date(2025, 2, 10)))  # upgrade S -> L
+    orders.create(2101, datetime(2025, 2, 15), _order(10, 1004, "DISCONNECT", date(2025, 2, 15)))
+    items.create(3100, datetime(2025, 2, 10), _item(12, 9, 2, 21, 5003))
+    items.create(3101, datetime(2025, 2, 15), _item(13, 10, 1, None, 5004))
+    orders.write(landing, "orders-2025-02-15.jsonl")
+    items.write(landing, "order_items-2025-02-15.jsonl")
+    write_usage(landing, "usage_records-2025-02-28.csv", [
+        _usage(10, "c-1", 5003, "200", datetime(2025, 2, 5)),
+        _usage(11, "c-2", 5003, "6000", datetime(2025, 2, 20)),
+    ])
+
+
+@pytest.fixture(scope="module")
+def billed(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("scenario")
+    landing, warehouse = tmp / "landing", tmp / "warehouse.duckdb"
+    land_batch_1(landing)
+    results = [run_ingest(warehouse, landing), run_bill_cycle(warehouse, landing, JAN)]
+    land_batch_2(landing)
+    results += [run_ingest(warehouse, landing), run_bill_cycle(warehouse, landing, FEB)]
+    for r in results:
+        assert r.success and failed_checks(r) == []
+    return Billed(warehouse, landing)
+
+
+class Billed:
+    """The scenario's warehouse; each query opens and closes its own connection (DuckDB has one writer)."""
+
+    def __init__(self, warehouse, landing):
+        self.warehouse, self.landing = warehouse, landing
+
+    def execute(self, sql, params=None):
+        return _Result(self.warehouse, sql, params)
+
+
+class _Result:
+    def __init__(self, path, sql, params):
+        with duckdb.connect(str(path), read_only=True) as con:
+            self.rows = con.execute(sql, params).fetchall()
+
+    def fetchall(self):
+        return self.rows
+
+    def fetchone(self):
+        return self.rows[0] if self.rows else None
+
+
+def lines(con, month, account):
+    return con.execute(
+        """SELECT line_type, service_start, service_end, amount, discount_amount, net_amount, tax_amount
+           FROM billing.invoice_lines WHERE billing_month = ? AND account_id = ?
+           ORDER BY line_type, service_start, amount""",
+        [month, account],
+    ).fetchall()
+
+
+def invoice(con, month, account):
+    return con.execute(
+        "SELECT net_total, tax_total, total FROM billing.invoices WHERE billing_month = ? AND account_id = ?", [month, account]
+    ).fetchone()
+
+
+R, RC, U, OT = "RECURRING", "RECURRING_CREDIT", "USAGE", "ONE_TIME"
+d = date
+
+
+def test_full_month_with_usage_across_a_tier_boundary(billed):
+    # Jan in arrears/catch-up + Feb in advance, 20.00 each; tax 20.00 * 7.25 % = 1.45.
+    # Data 1000 + 501 = 1501 MB: 1000 * 0.01 + 501 * 0.005 = 10.00 + 2.505 = 12.505 -> 12.51 (half away
+    # from zero); tax 12.51 * 0.0725 = 0.906975 -> 0.91.
+    assert lines(billed, JAN, 1001) == [
+        (R, d(2025, 1, 1), d(2025, 2, 1), D("20.00"), D("0"), D("20.00"), D("1.45")),
+        (R, d(2025, 2, 1), d(2025, 3, 1), D("20.00"), D("0"), D("20.00"), D("1.45")),
+        (U, d(2025, 1, 1), d(2025, 2, 1), D("12.51"), D("0"), D("12.51"), D("0.91")),
+    ]
+    assert invoice(billed, JAN, 1001) == (D("52.51"), D("3.81"), D("56.32"))
+    # February: March in advance only (no usage, nothing changed).
+    assert lines(billed, FEB, 1001) == [(R, d(2025, 3, 1), d(2025, 4, 1), D("20.00"), D("0"), D("20.00"), D("1.45"))]
+
+
+def test_mid_month_start_with_one_time_items(billed):
+    # Started Jan 10: 20.00 * 22/31 = 14.1935... -> 14.19, tax 1.028775 -> 1.03.
+    # Phone 300.00 (tax 21.75), activation 25.00 (tax 1.8125 -> 1.81), Feb in advance 20.00 (1.45).
+    assert lines(billed, JAN, 1002) == [
+        (OT, d(2025, 1, 10), d(2025, 1, 11), D("25.00"), D("0"), D("25.00"), D("1.81")),
+        (OT, d(2025, 1, 10), d(2025, 1, 11), D("300.00"), D("0"), D("300.00"), D("21.75")),
+        (R, d(2025, 1, 10), d(2025, 2, 1), D("14.19"), D("0"), D("14.19"), D("1.03")),
+        (R, d(2025, 2, 1), d(2025, 3, 1), D("20.00"), D("0"), D("20.00"), D("1.45")),
+    ]
+    assert invoice(billed, JAN, 1002) == (D("359.19"), D("26.04"), D("385.23"))
+
+
+def test_upgrade_mid_month_credits_unused_time_and_charges_the_new_plan(billed):
+    assert invoice(billed, JAN, 1003) == (D("40.00"), D("2.90"), D("42.90"))
+    # Upgrade S -> L on Feb 10 (28-day February, 19 days left):
+    #   credit S: -(20.00 * 19/28) = -13.5714... -> -13.57, tax -0.983825 -> -0.98
+    #   charge L: 50.00 * 19/28 = 33.9285... -> 33.93, tax 2.459925 -> 2.46
+    #   March L in advance 50.00, tax 3.625 -> 3.63
+    #   usage under S (Feb 5): 200 MB in tier 1 = 2.00, tax 0.145 -> 0.15
+    #   usage under L (Feb 20): allowance 5000 * 19/28 = 3392.8571428571 MB; 6000 - 3392.8571428571
+    #   = 2607.1428571429 MB * 0.002 = 5.2142857143 -> 5.21, tax 0.377725 -> 0.38
+    assert lines(billed, FEB, 1003) == [
+        (R, d(2025, 2, 10), d(2025, 3, 1), D("33.93"), D("0"), D("33.93"), D("2.46")),
+        (R, d(2025, 3, 1), d(2025, 4, 1), D("50.00"), D("0"), D("50.00"), D("3.63")),
+        (RC, d(2025, 2, 10), d(2025, 3, 1), D("-13.57"), D("0"), D("-13.57"), D("-0.98")),
+        (U, d(2025, 2, 1), d(2025, 2, 10), D("2.00"), D("0"), D("2.00"), D("0.15")),
+        (U, d(2025, 2, 10), d(2025, 3, 1), D("5.21"), D("0"), D("5.21"), D("0.38")),
+    ]
+    # net -13.57 + 33.93 + 50 + 2 + 5.21 = 77.57; tax -0.98 + 2.46 + 3.63 + 0.15 + 0.38 = 5.64
+    assert invoice(billed, FEB, 1003) == (D("77.57"), D("5.64"), D("83.21"))
+
+
+def test_cancellation_credits_prepaid_time(billed):
+    # Disconnected Feb 15: credit -(20.00 * 14/28) = -10.00, tax -0.725 -> -0.73; no March fee.
+    assert lines(billed, FEB, 1004) == [(RC, d(2025, 2, 15), d(2025, 3, 1), D("-10.00"), D("0"), D("-10.00"), D("-0.73"))]
+    assert invoice(billed, FEB, 1004) == (D("-10.00"), D("-0.73"), D("-10.73"))
+
+
+def test_bundle_discount_is_on_the_line_and_tax_is_on_the_discounted_amount(billed):
+    # Mobile S 20.00 - 10 % = 18.00, tax 1.305 -> 1.31; Broadband 40.00 - 4.00 = 36.00, tax 2.61.
+    assert lines(billed, JAN, 1005) == [
+        (R, d(2025, 1, 1), d(2025, 2, 1), D("20.00"), D("-2.00"), D("18.00"), D("1.31")),
+        (R, d(2025, 1, 1), d(2025, 2, 1), D("40.00"), D("-4.00"), D("36.00"), D("2.61")),
+        (R, d(2025, 2, 1), d(2025, 3, 1), D("20.00"), D("-2.00"), D("18.00"), D("1.31")),
+        (R, d(2025, 2, 1), d(2025, 3, 1), D("40.00"), D("-4.00"), D("36.00"), D("2.61")),
+    ]
+    assert invoice(billed, JAN, 1005) == (D("108.00"), D("7.84"), D("115.84"))
+
+
+def test_other_jurisdiction_and_usage_within_the_allowance(billed):
+    # NY 4 %: 50.00 -> 2.00. 4000 MB within the 5000 MB allowance: a 0.00 usage line.
+    assert lines(billed, JAN, 1006) == [
+        (R, d(2025, 1, 1), d(2025, 2, 1), D("50.00"), D("0"), D("50.00"), D("2.00")),
+        (R, d(2025, 2, 1), d(2025, 3, 1), D("50.00"), D("0"), D("50.00"), D("2.00")),
+        (U, d(2025, 1, 1), d(2025, 2, 1), D("0.00"), D("0"), D("0.00"), D("0.00")),
+    ]
+    assert billed.execute("SELECT DISTINCT tax_jurisdiction FROM billing.invoice_lines WHERE account_id = 1006").fetchall() == [("US-NY",)]
+
+
+def test_bill_cycle_day_15_and_failed_payment_order(billed):
+    # G bills on the 15th: no period of G ends in January with service; February bills [Jan 15, Feb 15)
+    # and [Feb 15, Mar 15) in advance, 29.99 each, tax 2.174275 -> 2.17.
+    assert invoice(billed, JAN, 1007) is None
+    assert lines(billed, FEB, 1007) == [
+        (R, d(2025, 1, 15), d(2025, 2, 15), D("29.99"), D("0"), D("29.99"), D("2.17")),
+        (R, d(2025, 2, 15), d(2025, 3, 15), D("29.99"), D("0"), D("29.99"), D("2.17")),
+    ]
+    # Order 8 failed payment: subscription 5009 never exists and never bills.
+    assert billed.execute("SELECT count(*) FROM billing.invoice_lines WHERE subscription_id = 5009").fetchone()[0] == 0
+
+
+def test_revenue_schedule_and_deferred_balance(billed):
+    # January recognizes January service, usage and one-time items:
+    #   20 + 12.51 (A) + 14.19 + 300 + 25 (B) + 20 (C) + 20 (D) + 18 + 36 (E) + 50 + 0 (F) = 515.70
+    # and defers February billed in advance: 20 + 20 + 20 + 20 + 54 + 50 = 184.00. Billed 699.70.
+    # February recognizes what January deferred (184.00), C's credit/upgrade/usage (-13.57 + 33.93 + 2 + 5.21),
+    # D's credit (-10.00), G's [Jan 15, Feb 15) caught up (29.99) and 14 of 28 days of [Feb 15, Mar 15):
+    # 29.99 * 14/28 = 14.995 -> 15.00 = 246.56; it defers March: 20 + 20 + 50 + 54 + 50 + (29.99 - 15.00) = 208.99.
+    rows = billed.execute(
+        "SELECT billing_month, billed_in_month, recognized_in_month, billed_to_date, recognized_to_date, deferred_revenue "
+        "FROM revenue.deferred_balances ORDER BY billing_month"
+    ).fetchall()
+    assert rows == [
+        (JAN, D("699.70"), D("515.70"), D("699.70"), D("515.70"), D("184.00")),
+        (FEB, D("271.55"), D("246.56"), D("971.25"), D("762.26"), D("208.99")),
+    ]
+    g = billed.execute(
+        "SELECT r.billing_month, r.recognized_amount, r.deferred_amount FROM revenue.recognition r "
+        "JOIN billing.invoice_lines l USING (line_id) WHERE l.account_id = 1007 AND l.service_start = DATE '2025-02-15' ORDER BY 1"
+    ).fetchall()
+    assert g == [(FEB, D("15.00"), D("14.99"))]
+
+
+SNAPSHOT_SQL = [
+    "SELECT * FROM billing.invoice_lines ORDER BY line_id",
+    "SELECT * FROM billing.invoices ORDER BY invoice_id",
+    "SELECT * FROM billing.rated_usage ORDER BY rated_line_id",
+    "SELECT * FROM revenue.recognition ORDER BY billing_month, line_id",
+    "SELECT * FROM revenue.deferred_balances ORDER BY billing_month, currency",
+]
+
+
+def test_rerunning_ingest_and_a_month_changes_nothing(billed):
+    before = [billed.execute(q).fetchall() for q in SNAPSHOT_SQL]
+    assert len(before[0]) == len({r[0] for r in before[0]})  # line ids unique
+    numbers = [r[1] for r in before[1]]
+    assert len(numbers) == len(set(numbers))  # invoice numbers unique
+    files = billed.execute("SELECT count(*) FROM audit.ingested_files").fetchone()
+    assert run_ingest(billed.warehouse, billed.landing).success  # nothing new: every file already in the ledger
+    assert run_bill_cycle(billed.warehouse, billed.landing, FEB).success
+    assert [billed.execute(q).fetchall() for q in SNAPSHOT_SQL] == before
+    assert billed.execute("SELECT count(*) FROM audit.ingested_files").fetchone() == files
