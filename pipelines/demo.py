@@ -50,7 +50,10 @@ FROM months m LEFT JOIN q USING (billing_month) LEFT JOIN u USING (billing_month
 def _run(job_name: str, instance: dg.DagsterInstance, **kwargs) -> None:
     from pipelines.definitions import defs
 
-    result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, raise_on_error=False, **kwargs)
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    result = defs.resolve_job_def(job_name).execute_in_process(
+        instance=instance, raise_on_error=False, run_config=quiet, **kwargs
+    )
     if not result.success:
         failures = [e.message for e in result.all_events if e.is_failure]
         sys.exit(f"run of {job_name} failed: {failures[:3]}")

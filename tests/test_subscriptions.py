@@ -271,7 +271,6 @@ def test_every_exception_reason(world):
     world.order(6, "DISCONNECT", D(2025, 3, 1), [disc(1007)])                         # 61 before its activation
     world.order(7, "NEW_SERVICE", D(2025, 3, 2), [new(1007)])
     world.order(8, "DISCONNECT", D(2025, 3, 8), [disc(1000)], account_id=2)           # 81 other account
-    world.order(9, "DISCONNECT", D(2025, 3, 9), [disc(1000, product=11)])             # 91 other product
     world.order(10, "CHANGE", D(2025, 3, 9), [chg(1000, 110, product=10)])            # 101 plan of product 11
     world.order(11, "DISCONNECT", D(2025, 4, 1), [disc(1000)])
     world.order(12, "CHANGE", D(2025, 4, 2), [chg(1000, 101)])                        # 121 ended
@@ -289,7 +288,6 @@ def test_every_exception_reason(world):
         (51, "SUBSCRIPTION_NOT_FOUND"),
         (61, "SUBSCRIPTION_NOT_FOUND"),
         (81, "ACCOUNT_MISMATCH"),
-        (91, "SUBSCRIPTION_PRODUCT_MISMATCH"),
         (101, "PLAN_PRODUCT_MISMATCH"),
         (121, "SUBSCRIPTION_ENDED"),
         (131, "SUBSCRIPTION_ENDED"),

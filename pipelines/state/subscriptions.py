@@ -50,7 +50,6 @@ REASONS = {
     "DUPLICATE_SUBSCRIPTION": "NEW_SERVICE reusing a subscription_id already activated.",
     "SUBSCRIPTION_NOT_FOUND": "CHANGE / DISCONNECT of a subscription not activated by then.",
     "ACCOUNT_MISMATCH": "CHANGE / DISCONNECT ordered by another account than the subscription's.",
-    "SUBSCRIPTION_PRODUCT_MISMATCH": "CHANGE / DISCONNECT item whose product is not the subscription's.",
     "SUBSCRIPTION_ENDED": "CHANGE / DISCONNECT after the subscription was disconnected.",
 }
 
@@ -110,7 +109,6 @@ linked AS (
             WHEN c.order_type = 'NEW_SERVICE' AND c.seq <> a.seq THEN 'DUPLICATE_SUBSCRIPTION'
             WHEN c.order_type <> 'NEW_SERVICE' AND (a.seq IS NULL OR c.seq < a.seq) THEN 'SUBSCRIPTION_NOT_FOUND'
             WHEN c.order_type <> 'NEW_SERVICE' AND c.account_id <> a.account_id THEN 'ACCOUNT_MISMATCH'
-            WHEN c.order_type <> 'NEW_SERVICE' AND c.product_id <> a.product_id THEN 'SUBSCRIPTION_PRODUCT_MISMATCH'
         END) AS pre_reason
     FROM checked c LEFT JOIN act a ON a.subscription_id = c.subscription_id
 ),
@@ -151,7 +149,8 @@ kinded AS (
     FROM priced
 ),
 timed AS (
-    SELECT subscription_id, seq, order_id, plan_id, quantity, change_kind, sub_account_id, sub_product_id, sub_bundle_id,
+    -- a CHANGE may move the service to another product (Mobile S -> Mobile L): the item's product
+    SELECT subscription_id, seq, order_id, plan_id, quantity, change_kind, sub_account_id, product_id AS sub_product_id, sub_bundle_id,
         CASE WHEN change_kind = 'DOWNGRADE' THEN
             -- end of the account's period containing effective_date: first period end > it
             list_min(list_filter(

@@ -17,7 +17,7 @@ CREATE TABLE IF NOT EXISTS core.subscriptions (
 COMMENT ON TABLE core.subscriptions IS 'One row per service (subscription) activated by a CONFIRMED NEW_SERVICE order item; key subscription_id. Service period is half-open [start_date, end_date). Includes services activated and disconnected on the same day (they have no version in core.subscription_versions). See docs/state.md.';
 COMMENT ON COLUMN core.subscriptions.subscription_id IS 'Service id, as given by the NEW_SERVICE order item that activated it. Primary key.';
 COMMENT ON COLUMN core.subscriptions.account_id IS 'Billing account that ordered and owns the service (core.billing_accounts).';
-COMMENT ON COLUMN core.subscriptions.product_id IS 'Subscription product of the service (core.products, product_type SUBSCRIPTION).';
+COMMENT ON COLUMN core.subscriptions.product_id IS 'Product the service was activated with (core.products, product_type SUBSCRIPTION); later CHANGE orders may move it, see core.subscription_versions.';
 COMMENT ON COLUMN core.subscriptions.bundle_id IS 'Bundle the service was sold in (core.bundles); NULL if sold alone.';
 COMMENT ON COLUMN core.subscriptions.start_date IS 'Activation date: effective_date of the activating order (inclusive).';
 COMMENT ON COLUMN core.subscriptions.end_date IS 'Effective date of the first valid DISCONNECT (exclusive); 9999-12-31 when no disconnect has been ordered.';
@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS core.subscription_versions (
 COMMENT ON TABLE core.subscription_versions IS 'Plan and quantity in force for each service over time: one row per (subscription_id, valid_from), intervals half-open [valid_from, valid_to), contiguous and non-overlapping; zero-length versions are dropped. Point-in-time: d >= valid_from AND d < valid_to. Upgrades start on the order''s effective date, downgrades at the end of the account''s billing period containing it. See docs/state.md.';
 COMMENT ON COLUMN core.subscription_versions.subscription_id IS 'Service (core.subscriptions). With valid_from, the key.';
 COMMENT ON COLUMN core.subscription_versions.account_id IS 'Billing account owning the service.';
-COMMENT ON COLUMN core.subscription_versions.product_id IS 'Subscription product of the service.';
+COMMENT ON COLUMN core.subscription_versions.product_id IS 'Product of this version: the activated product, or the product a CHANGE order moved the service to.';
 COMMENT ON COLUMN core.subscription_versions.plan_id IS 'Price plan in force during the version (core.price_plans; its charges in core.plan_charges).';
 COMMENT ON COLUMN core.subscription_versions.bundle_id IS 'Bundle the service was sold in (from the activation); NULL if none.';
 COMMENT ON COLUMN core.subscription_versions.quantity IS 'Quantity in force (from the activating or changing order item).';
