@@ -45,7 +45,8 @@ def con():
     c.execute("""CREATE TABLE billing.rated_usage (rated_line_id VARCHAR, billing_month DATE, account_id BIGINT,
         subscription_id BIGINT, plan_id BIGINT, price_id BIGINT, charge_code VARCHAR, metric VARCHAR,
         charge_model VARCHAR, line_type VARCHAR, currency VARCHAR, service_start DATE, service_end DATE,
-        billable_quantity DECIMAL(38,10), amount_precise DECIMAL(38,10), amount DECIMAL(18,4))""")
+        quantity DECIMAL(38,10), billable_quantity DECIMAL(38,10), unit_price DECIMAL(38,10), event_count BIGINT,
+        amount_precise DECIMAL(38,10), amount DECIMAL(18,4))""")
     # customers / tax jurisdictions
     for cid, country, state in [(1, "US", "CA"), (2, "US", "OR"), (3, "DE", None), (4, "FR", None)]:
         _ins(c, "core.customers", customer_id=cid, name=f"C{cid}", country=country, state=state,
@@ -306,22 +307,28 @@ def test_one_time_items(con):
 
 
 def test_usage_lines_from_rated(con):
+    """Rated rows of the month become lines as rated (amounts copied, not re-rounded); the rated line type is kept.
+    A charge with no usage at all (0 events, 0.00) is not invoiced; usage within the allowance (events, 0.00) is."""
     account(con, 1)
     version(con, 1, 1, BASIC, date(2025, 3, 1))
-    for rid, month, ltype, precise, amount in [("r1", MAR, "USAGE", "12.3456000000", "12.35"),
-                                               ("r2", MAR, "MINIMUM_TRUE_UP", "5", "5.00"),
-                                               ("r0", FEB, "USAGE", "1", "1.00"),
-                                               ("rz", MAR, "USAGE", "0", "0")]:
+    for rid, month, ltype, qty, billable, events, price, precise, amount in [
+        ("r1", MAR, "USAGE", "1234.56", "1234.56", 10, "0.01", "12.3456000000", "12.35"),
+        ("r2", MAR, "MINIMUM_TRUE_UP", "0", "0", 0, None, "5", "5.00"),
+        ("r0", FEB, "USAGE", "100", "100", 1, "0.01", "1", "1.00"),          # another month
+        ("rz", MAR, "USAGE", "0", "0", 0, "0.01", "0", "0"),                 # no usage at all
+        ("ra", MAR, "USAGE", "400", "0", 3, "0.01", "0", "0"),               # within the allowance
+    ]:
         _ins(con, "billing.rated_usage", rated_line_id=rid, billing_month=month, account_id=1, subscription_id=1,
              plan_id=BASIC, price_id=BASIC * 10 + 1, charge_code="DATA", metric="data_mb", charge_model="PER_UNIT",
              line_type=ltype, currency="USD", service_start=date(2025, 3, 1), service_end=date(2025, 4, 1),
-             billable_quantity=D("1234.56") if rid != "rz" else D(0), amount_precise=D(precise), amount=D(amount))
-    # r0 belongs to another month; rz (no billable usage, no amount) is not invoiced
-    usage = [l for l in run(con, MAR) if l["source_ref"] in ("r0", "r1", "r2", "rz")]
-    assert sorted((l["source_ref"], l["line_type"], l["amount_precise"], l["amount"], l["discount_amount"], l["tax_amount"],
-                   l["product_id"], l["quantity"]) for l in usage) == [
-        ("r1", "USAGE", D("12.3456"), D("12.35"), D(0), D("0.90"), 10, D("1234.56")),  # 12.35 x 0.0725 = 0.895375 -> 0.90
-        ("r2", "MINIMUM_TRUE_UP", D(5), D("5.00"), D(0), D("0.36"), 10, D("1234.56")),  # 5 x 0.0725 = 0.3625 -> 0.36
+             quantity=D(qty), billable_quantity=D(billable), event_count=events, unit_price=D(price) if price else None,
+             amount_precise=D(precise), amount=D(amount))
+    usage = [l for l in run(con, MAR) if l["source_ref"] in ("r0", "r1", "r2", "rz", "ra")]
+    assert sorted((l["source_ref"], l["line_type"], l["quantity"], l["unit_price"], l["amount_precise"], l["amount"],
+                   l["discount_amount"], l["tax_amount"], l["product_id"]) for l in usage) == [
+        ("r1", "USAGE", D("1234.56"), D("0.01"), D("12.3456"), D("12.35"), D(0), D("0.90"), 10),  # 12.35 x 0.0725 = 0.895375 -> 0.90
+        ("r2", "MINIMUM_TRUE_UP", D(0), None, D(5), D("5.00"), D(0), D("0.36"), 10),              # 5 x 0.0725 = 0.3625 -> 0.36
+        ("ra", "USAGE", D(0), D("0.01"), D(0), D(0), D(0), D(0), 10),
     ]
 
 

@@ -270,37 +270,46 @@ def test_other_jurisdiction_and_usage_within_the_allowance(billed):
 
 
 def test_bill_cycle_day_15_and_failed_payment_order(billed):
-    # G bills on the 15th: no period of G ends in January with service; February bills [Jan 15, Feb 15)
-    # and [Feb 15, Mar 15) in advance, 29.99 each, tax 2.174275 -> 2.17.
-    assert invoice(billed, JAN, 1007) is None
-    assert lines(billed, FEB, 1007) == [
-        (R, d(2025, 1, 15), d(2025, 2, 15), D("29.99"), D("0"), D("29.99"), D("2.17")),
-        (R, d(2025, 2, 15), d(2025, 3, 15), D("29.99"), D("0"), D("29.99"), D("2.17")),
+    # G bills on the 15th. January's invoice closes [Dec 15, Jan 15) (no service yet) and bills the
+    # next period [Jan 15, Feb 15) in advance: 29.99, tax 29.99 * 7.25 % = 2.174275 -> 2.17.
+    # February's closes [Jan 15, Feb 15) (already billed: nothing) and bills [Feb 15, Mar 15) in advance.
+    assert lines(billed, JAN, 1007) == [(R, d(2025, 1, 15), d(2025, 2, 15), D("29.99"), D("0"), D("29.99"), D("2.17"))]
+    assert billed.execute("SELECT period_start, period_end, invoice_date FROM billing.invoices WHERE account_id = 1007 ORDER BY 1").fetchall() == [
+        (d(2024, 12, 15), d(2025, 1, 15), d(2025, 1, 15)), (d(2025, 1, 15), d(2025, 2, 15), d(2025, 2, 15)),
     ]
+    assert lines(billed, FEB, 1007) == [(R, d(2025, 2, 15), d(2025, 3, 15), D("29.99"), D("0"), D("29.99"), D("2.17"))]
     # Order 8 failed payment: subscription 5009 never exists and never bills.
     assert billed.execute("SELECT count(*) FROM billing.invoice_lines WHERE subscription_id = 5009").fetchone()[0] == 0
 
 
 def test_revenue_schedule_and_deferred_balance(billed):
     # January recognizes January service, usage and one-time items:
-    #   20 + 12.51 (A) + 14.19 + 300 + 25 (B) + 20 (C) + 20 (D) + 18 + 36 (E) + 50 + 0 (F) = 515.70
-    # and defers February billed in advance: 20 + 20 + 20 + 20 + 54 + 50 = 184.00. Billed 699.70.
-    # February recognizes what January deferred (184.00), C's credit/upgrade/usage (-13.57 + 33.93 + 2 + 5.21),
-    # D's credit (-10.00), G's [Jan 15, Feb 15) caught up (29.99) and 14 of 28 days of [Feb 15, Mar 15):
-    # 29.99 * 14/28 = 14.995 -> 15.00 = 246.56; it defers March: 20 + 20 + 50 + 54 + 50 + (29.99 - 15.00) = 208.99.
+    #   20 + 12.51 (A) + 14.19 + 300 + 25 (B) + 20 (C) + 20 (D) + 18 + 36 (E) + 50 + 0 (F)
+    #   + G's [Jan 15, Feb 15) for 17 of 31 days: 29.99 * 17/31 = 16.4461... -> 16.45      = 532.15
+    # and defers what is billed in advance: 20 + 20 + 20 + 20 + 54 + 50 + (29.99 - 16.45) = 197.54.
+    # Billed: 52.51 + 359.19 + 40 + 40 + 108 + 100 + 29.99 = 729.69 = 532.15 + 197.54.
+    # February recognizes what January deferred (197.54), C's credit, upgrade and usage
+    # (-13.57 + 33.93 + 2 + 5.21 = 27.57), D's credit (-10.00) and 14 of 28 days of G's
+    # [Feb 15, Mar 15): 29.99 * 14/28 = 14.995 -> 15.00 (cumulative, half away from zero): 230.11.
+    # It bills 20 + 20 + 77.57 - 10 + 54 + 50 + 29.99 = 241.56 and defers March:
+    # 20 + 20 + 50 + 54 + 50 + (29.99 - 15.00) = 208.99. To date: 971.25 = 762.26 + 208.99.
     rows = billed.execute(
         "SELECT billing_month, billed_in_month, recognized_in_month, billed_to_date, recognized_to_date, deferred_revenue "
         "FROM revenue.deferred_balances ORDER BY billing_month"
     ).fetchall()
     assert rows == [
-        (JAN, D("699.70"), D("515.70"), D("699.70"), D("515.70"), D("184.00")),
-        (FEB, D("271.55"), D("246.56"), D("971.25"), D("762.26"), D("208.99")),
+        (JAN, D("729.69"), D("532.15"), D("729.69"), D("532.15"), D("197.54")),
+        (FEB, D("241.56"), D("230.11"), D("971.25"), D("762.26"), D("208.99")),
     ]
     g = billed.execute(
-        "SELECT r.billing_month, r.recognized_amount, r.deferred_amount FROM revenue.recognition r "
-        "JOIN billing.invoice_lines l USING (line_id) WHERE l.account_id = 1007 AND l.service_start = DATE '2025-02-15' ORDER BY 1"
+        "SELECT l.service_start, r.billing_month, r.recognized_amount, r.cumulative_recognized, r.deferred_amount "
+        "FROM revenue.recognition r JOIN billing.invoice_lines l USING (line_id) WHERE l.account_id = 1007 ORDER BY 1, 2"
     ).fetchall()
-    assert g == [(FEB, D("15.00"), D("14.99"))]
+    assert g == [
+        (d(2025, 1, 15), JAN, D("16.45"), D("16.45"), D("13.54")),
+        (d(2025, 1, 15), FEB, D("13.54"), D("29.99"), D("0.00")),
+        (d(2025, 2, 15), FEB, D("15.00"), D("15.00"), D("14.99")),
+    ]
 
 
 SNAPSHOT_SQL = [

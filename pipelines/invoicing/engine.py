@@ -86,12 +86,12 @@ def _tax_cte(con, tax_rates: str) -> str:
         FROM acc a
         JOIN {_live(con, tax_rates)} r
           ON r.country = a.country
-         AND (r.state IS NULL OR r.state = a.state)
+         AND (nullif(trim(r.state), '') IS NULL OR trim(r.state) = a.state)
          AND r.effective_from <= a.tax_point
          AND (r.effective_to IS NULL OR a.tax_point < r.effective_to)
         QUALIFY row_number() OVER (
             PARTITION BY a.account_id
-            ORDER BY (r.state IS NOT NULL) DESC, r.effective_from DESC, r.tax_rate_id DESC) = 1
+            ORDER BY (nullif(trim(r.state), '') IS NOT NULL) DESC, r.effective_from DESC, r.tax_rate_id DESC) = 1
     )"""
 
 
@@ -124,7 +124,10 @@ def build_invoice_lines(
     pln = _live(con, plans)
     bnd = _live(con, bundles)
     key = "account_id, subscription_id, price_id, quantity, win"
-    rated_unit_price = "u.unit_price" if "unit_price" in con.sql(f"SELECT * FROM {rated} LIMIT 0").columns else "NULL"
+    rated_cols = con.sql(f"SELECT * FROM {rated} LIMIT 0").columns
+    rated_unit_price = "u.unit_price" if "unit_price" in rated_cols else "NULL"
+    # how much usage a rated row saw: events, else raw quantity, else billable quantity
+    usage_measure = next(f"u.{c}" for c in ("event_count", "quantity", "billable_quantity") if c in rated_cols or c == "billable_quantity")
     sql = f"""
     WITH {_accounts_cte(con, bm, accounts, customers)},
     {_tax_cte(con, tax_rates)},
@@ -327,7 +330,7 @@ def build_invoice_lines(
         LEFT JOIN {prod} p ON p.product_id = pl.product_id
         WHERE u.billing_month = {bm}
           AND NOT (coalesce(u.amount_precise, 0) = 0 AND coalesce(u.amount, 0) = 0
-                   AND coalesce(u.billable_quantity, 0) = 0)
+                   AND coalesce({usage_measure}, 0) = 0)  -- a usage charge with no usage at all
     ),
     onetime_lines AS (
         SELECT a.invoice_id, o.account_id, oi.subscription_id, 'ONE_TIME' AS line_type, oi.product_id,
