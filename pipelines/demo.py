@@ -14,6 +14,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from pipelines.domain.money import minor_unit
 from pipelines.domain.periods import add_months
 from warehouse.connection import connect, default_landing_dir, default_warehouse_path, snapshot_path
 
@@ -77,7 +78,8 @@ def print_summary(warehouse: Path, months: list[date]) -> None:
     print("\nBill cycle summary")
     print(head)
     print("-" * len(head))
-    for month, cur, n, net, tax, total, rec, deferred in rows:
+    for month, cur, n, *amounts in rows:
+        net, tax, total, rec, deferred = (f"{a:,.{minor_unit(cur)}f}" for a in amounts)  # exact Decimal formatting
         print(f"{month:<8} {cur:<4} {n:>8} {net:>14} {tax:>12} {total:>14} {rec:>15} {deferred:>16}")
     print(f"\n{'month':<8} {'records quarantined':>20} {'usage events unrated':>21}")
     for month, q, u in exceptions:

@@ -217,6 +217,7 @@ def build_catalog(
              AS maximum_prorated,
            {_dim_kind(1)} AS k1, {_dim_kind(2)} AS k2, {_dim_kind(3)} AS k3,
            '$."' || dims[1] || '"' AS path1, '$."' || dims[2] || '"' AS path2, '$."' || dims[3] || '"' AS path3,
+           CASE WHEN has_bands THEN list_transform(range(24), hh -> {band_of_hour('hh', 'time_bands')}) END AS hour_bands,
            '$."' || unique_attribute || '"' AS unique_path,
            '$."' || price_attribute || '"' AS price_path,
            charge_model = 'PERCENTAGE' AND (free_events > 0
@@ -248,6 +249,7 @@ def build_catalog(
 
 
 def _dim_kind(k: int) -> str:
+    # 'hour': a time band derived from the event's hour through properties.time_bands
     return (f"CASE WHEN charge_model <> 'MATRIX' OR dims[{k}] IS NULL THEN NULL "
             f"WHEN dims[{k}] = 'zone' THEN 'zone' "
             f"WHEN dims[{k}] = 'time_band' AND has_bands THEN 'hour' ELSE 'attr' END")

@@ -24,7 +24,7 @@ from decimal import Decimal
 
 import duckdb
 
-from pipelines.rating.catalog import DEC, band_of_hour, build_catalog, month_literal
+from pipelines.rating.catalog import DEC, build_catalog, month_literal
 from pipelines.rating.pricers import all_pricers, install_rating_macros
 from pipelines.rating.scan import Features, build_scan, event_slot_join, usage_source
 
@@ -108,19 +108,11 @@ def rate_usage(
 
 
 def _build_cells(con: duckdb.DuckDBPyConnection, tag: str) -> None:
-    """Rated aggregates per (slot, matrix cell): hour keys mapped to time bands, re-aggregated."""
-    v = ", ".join(
-        f"CASE WHEN s.k{k} = 'hour' THEN {band_of_hour(f'CAST(a.m{k} AS INTEGER)', 's.time_bands')} ELSE a.m{k} END AS v{k}"
-        for k in (1, 2, 3))
+    """Rated aggregates per (slot, matrix cell): the matrix key values are the cell's dimension values."""
     con.execute(f"""
     CREATE OR REPLACE TEMP TABLE {tag}_cells AS
-    WITH a AS (
-        SELECT a.*, {v} FROM {tag}_agg a JOIN {tag}_slots s USING (slot_id) WHERE a.u_event_id IS NULL
-    )
-    SELECT slot_id, v1, v2, v3, sum(n) AS n, sum(sum_q) AS sum_q, min(first_at) AS first_at, max(last_at) AS last_at,
-           max(max_q) AS max_q, max(latest) AS latest, sum(ucount) AS ucount, sum(tw) AS tw, sum(dyn) AS dyn,
-           sum(pct) AS pct, any_value(evs) AS evs
-    FROM a GROUP BY slot_id, v1, v2, v3
+    SELECT slot_id, m1 AS v1, m2 AS v2, m3 AS v3, n, sum_q, first_at, last_at, max_q, latest, ucount, tw, dyn, pct, evs
+    FROM {tag}_agg WHERE u_event_id IS NULL
     """)
 
 
@@ -239,9 +231,6 @@ def _build_unrated(con: duckdb.DuckDBPyConnection, tag: str, bm: str, src: str, 
     # Rare path: matrix cells without a price (and no default): their events, found by a
     # targeted rescan restricted to those slots, become unrated.
     select, _ = event_slot_join(tag, f)
-    v = ", ".join(
-        f"CASE WHEN s.k{k} = 'hour' THEN {band_of_hour(f'CAST(x.m{k} AS INTEGER)', 's.time_bands')} ELSE x.m{k} END AS v{k}"
-        for k in (1, 2, 3))
     con.execute(f"""
     INSERT INTO {tag}_unrated
     WITH bc AS (
@@ -254,7 +243,7 @@ def _build_unrated(con: duckdb.DuckDBPyConnection, tag: str, bm: str, src: str, 
              AND e.event_time >= s.seg_start AND e.event_time < s.seg_end
         WHERE s.slot_id IN (SELECT slot_id FROM bc)
     ), y AS (
-        SELECT x.*, {v} FROM x JOIN {tag}_slots s USING (slot_id) WHERE x.bad IS NULL
+        SELECT x.*, m1 AS v1, m2 AS v2, m3 AS v3 FROM x WHERE x.bad IS NULL
     )
     SELECT {bm}, y.event_id, y.subscription_id, y.account_id, y.metric, y.quantity, y.event_time,
            'bad attributes: no matrix price for ' || bc.dimensions, y._file

@@ -53,7 +53,7 @@ class Features:
 
 
 def _matrix_key(k: int) -> str:
-    return (f"CASE s.k{k} WHEN 'zone' THEN e.zone WHEN 'hour' THEN CAST(hour(e.event_time) AS VARCHAR) "
+    return (f"CASE s.k{k} WHEN 'zone' THEN e.zone WHEN 'hour' THEN s.hour_bands[hour(e.event_time) + 1] "
             f"WHEN 'attr' THEN json_extract_string(e.attributes, s.path{k}) END")
 
 
