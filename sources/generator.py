@@ -775,7 +775,7 @@ def generate_landing_zone(out: Path, customers: int = 2000, start_month: str = "
     if usage_events is not None:
         sub_months = 0.0
         for sub, start, end, _ in segs_by_block:
-            sub_months += float(((end - start) / (30.4 * 86_400_000_000)).sum())
+            sub_months += float(((end - start) / (30.4 * 86_400_000_000)).sum())  # float ok: event volume scaling
         ctx.events_per_sub_month = max(0.01, usage_events / max(sub_months, 1.0))
     _usage(ctx, segs_by_block)
 

@@ -441,7 +441,7 @@ def _parse(e: pl.Expr, raw_dtype: pl.DataType, sql_type: str) -> tuple[pl.Expr, 
         typed = e.dt.date()
     elif isinstance(target, pl.Date) and raw_dtype.is_integer():
         typed = e.cast(pl.Int32).cast(pl.Date)
-    elif raw_dtype.is_float():
+    elif raw_dtype.is_float():  # float ok: a producer wrote floats; converted through their text
         if target.is_integer():
             typed = pl.when(e == e.floor()).then(e).cast(target, strict=False)
         else:  # floats reach decimals through their shortest text, never binary artefacts

@@ -6,6 +6,9 @@ transaction: a failed insert rolls the delete back and leaves the previous rows 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import duckdb
 import polars as pl
 
@@ -76,3 +79,15 @@ def replace_table(con, table: str, source: Source) -> int:
 def append(con, table: str, source: Source) -> int:
     """Append ``source`` to ``table`` in one transaction."""
     return write(con, [(table, source, None)])[table]
+
+
+@contextmanager
+def staged(con: duckdb.DuckDBPyConnection, source: duckdb.DuckDBPyRelation, name: str) -> Iterator[str]:
+    """Evaluate ``source`` once into temp table ``name`` (for writes that need it twice); dropped afterwards."""
+    source.create_view(f"{name}_v", replace=True)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_v")
+    con.execute(f"DROP VIEW {name}_v")
+    try:
+        yield name
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {name}")

@@ -8,7 +8,7 @@ from pipelines.invoicing.engine import build_invoice_lines, build_invoices
 from pipelines.partitions import billing_month, months_in_run
 from pipelines.rating.assets import RATED, UNRATED
 from pipelines.resources import Warehouse
-from warehouse.writer import write
+from warehouse.writer import staged, write
 
 LINES = dg.AssetKey(["billing", "invoice_lines"])
 INVOICES = dg.AssetKey(["billing", "invoices"])
@@ -56,14 +56,12 @@ def invoicing(context: dg.AssetExecutionContext, warehouse: Warehouse):
     by_month = {}
     with warehouse.connection() as con:
         for month in months:
-            # Lines are computed once into a temp table, then lines and headers replace the month together.
-            build_invoice_lines(con, month).create_view("_month_lines_v", replace=True)
-            con.execute("CREATE OR REPLACE TEMP TABLE _month_lines AS SELECT * FROM _month_lines_v")
-            counts = write(con, [
-                ("billing.invoice_lines", con.table("_month_lines"), "billing_month = ?"),
-                ("billing.invoices", build_invoices(con, month, "_month_lines"), "billing_month = ?"),
-            ], [month])
-            con.execute("DROP TABLE _month_lines; DROP VIEW _month_lines_v")
+            # Lines are computed once, then lines and headers replace the month together.
+            with staged(con, build_invoice_lines(con, month), "_month_lines") as lines:
+                counts = write(con, [
+                    ("billing.invoice_lines", con.table(lines), "billing_month = ?"),
+                    ("billing.invoices", build_invoices(con, month, lines), "billing_month = ?"),
+                ], [month])
             by_month[f"{month:%Y-%m}"] = {
                 "invoices": counts["billing.invoices"], "lines": counts["billing.invoice_lines"],
                 **{f"total {cur}": str(t) for cur, t in con.execute(

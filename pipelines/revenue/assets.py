@@ -7,7 +7,7 @@ from pipelines.invoicing.assets import LINES
 from pipelines.partitions import billing_month, months_in_run
 from pipelines.resources import Warehouse
 from pipelines.revenue.engine import deferred_balances, recognize
-from warehouse.writer import write
+from warehouse.writer import staged, write
 
 RECOGNITION = dg.AssetKey(["revenue", "recognition"])
 BALANCES = dg.AssetKey(["revenue", "deferred_balances"])
@@ -54,13 +54,11 @@ def revenue(context: dg.AssetExecutionContext, warehouse: Warehouse):
     summary = {}
     with warehouse.connection() as con:
         for month in months:
-            recognize(con, month).create_view("_recognition_v", replace=True)
-            con.execute("CREATE OR REPLACE TEMP TABLE _recognition AS SELECT * FROM _recognition_v")
-            write(con, [
-                ("revenue.recognition", con.table("_recognition"), "billing_month = ?"),
-                ("revenue.deferred_balances", deferred_balances(con, month, recognition="_recognition"), "billing_month = ?"),
-            ], [month])
-            con.execute("DROP TABLE _recognition; DROP VIEW _recognition_v")
+            with staged(con, recognize(con, month), "_recognition") as recognition:
+                write(con, [
+                    ("revenue.recognition", con.table(recognition), "billing_month = ?"),
+                    ("revenue.deferred_balances", deferred_balances(con, month, recognition=recognition), "billing_month = ?"),
+                ], [month])
             for cur, rec, deferred in con.execute(
                 "SELECT currency, recognized_in_month, deferred_revenue FROM revenue.deferred_balances WHERE billing_month = ? ORDER BY 1",
                 [month],
