@@ -58,6 +58,22 @@ def test_div_round_sql_matches_python(n, d, s):
     assert sql == div_round(n, d, s)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.decimals(min_value=Decimal("-10000000"), max_value=Decimal("10000000"), places=10, allow_nan=False),
+    st.sampled_from(["USD", "JPY", "KWD", "CLF"]),
+)
+def test_round_money_sql_matches_python(x, currency):
+    con = install_macros(duckdb.connect())
+    sql = con.execute("SELECT round_money(CAST(? AS DECIMAL(38,10)), ?)", [str(x), currency]).fetchone()[0]
+    assert sql == round_money(x, currency)
+
+
+def test_round_money_does_not_round_twice(con):
+    # 20 decimals: 0.00499999999999999999 must round to 0.00, not via 0.0050000000 to 0.01
+    assert con.execute("SELECT round_money(CAST('0.00499999999999999999' AS DECIMAL(38,20)), 'USD')").fetchone()[0] == Decimal("0.00")
+
+
 @pytest.mark.parametrize(
     "month, bcd, cycle, expected",
     [

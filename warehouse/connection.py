@@ -13,6 +13,17 @@ from pipelines.domain import install_macros
 
 WAREHOUSE_ENV = "TALLY_WAREHOUSE_PATH"
 LANDING_ENV = "TALLY_LANDING_DIR"
+MEMORY_ENV = "TALLY_DUCKDB_MEMORY_LIMIT"
+
+
+def duckdb_config() -> dict:
+    """DuckDB settings for every warehouse connection.
+
+    A memory limit (``$TALLY_DUCKDB_MEMORY_LIMIT``, default 4GB) makes large aggregations spill
+    to disk instead of exhausting memory; no engine relies on insertion order (every output is
+    keyed and ordered explicitly), which lets DuckDB stream and parallelise freely.
+    """
+    return {"memory_limit": os.environ.get(MEMORY_ENV, "4GB"), "preserve_insertion_order": False}
 
 
 def default_warehouse_path() -> Path:
@@ -36,7 +47,7 @@ def connect(path: Path | str, read_only: bool = False) -> Iterator[duckdb.DuckDB
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path), read_only=read_only)
+    con = duckdb.connect(str(path), read_only=read_only, config=duckdb_config())
     try:
         if not read_only:
             install_macros(con)

@@ -9,7 +9,10 @@ SQL macros (installed on a connection by :func:`install_money_macros`):
 * ``minor_unit(currency)``: ISO 4217 exponent (JPY 0, KWD 3, most 2).
 * ``div_round(n, d, s)``: ``n / d`` rounded half away from zero to ``s`` decimals (0..10),
   exact, as DECIMAL(38,10). ``n`` is a DECIMAL with at most 10 decimals, ``d`` a positive integer.
-* ``round_money(x, currency)``: ``x`` rounded half away from zero to the currency's minor unit.
+* ``round_money(x, currency)``: ``x`` (a DECIMAL) rounded half away from zero to the currency's
+  minor unit, as DECIMAL(18,4). DuckDB's ``round`` on DECIMAL rounds half away from zero; each
+  scale is its own CASE branch cast on its own (DuckDB would merge branches of different DECIMAL
+  scales to scale 0). Cheap enough for millions of lines.
 * ``prorate(amount, days, period_days)``: ``amount * days / period_days`` kept to 10 decimals.
 
 Python twins (:func:`minor_unit`, :func:`div_round`, :func:`round_money`) state the same
@@ -73,7 +76,9 @@ CREATE OR REPLACE MACRO div_round(n, d, s) AS
             // (2 * CAST(d AS HUGEINT) * _pow10(10 - s))
         ) AS DECIMAL(38,0)
     ) * CAST(('1e-' || CAST(s AS VARCHAR)) AS {MONEY});
-CREATE OR REPLACE MACRO round_money(x, c) AS CAST(div_round(x, 1, minor_unit(c)) AS {AMOUNT});
+CREATE OR REPLACE MACRO round_money(x, c) AS CASE minor_unit(c)
+    WHEN 2 THEN CAST(round(x, 2) AS {AMOUNT}) WHEN 0 THEN CAST(round(x, 0) AS {AMOUNT})
+    WHEN 3 THEN CAST(round(x, 3) AS {AMOUNT}) ELSE CAST(round(x, 4) AS {AMOUNT}) END;
 CREATE OR REPLACE MACRO prorate(amount, days, period_days) AS div_round(CAST(amount AS {MONEY}) * days, period_days, 10);
 """
 

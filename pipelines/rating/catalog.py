@@ -147,24 +147,12 @@ def build_catalog(
     FROM c
     """)
 
-    # Slots: (subscription, segment, price version) over the period.
+    # Price versions with their parameters parsed once (properties, tiers check, matrix bands).
     dims = "from_json(json_extract(properties, '$.dimensions'), '[\"VARCHAR\"]')"
     con.execute(f"""
-    CREATE OR REPLACE TEMP TABLE {tag}_slots AS
-    WITH sv AS (
-        SELECT s.subscription_id, s.account_id, s.currency, s.period_start, s.period_end, v.plan_id,
-               CAST(greatest(v.valid_from, s.period_start) AS TIMESTAMP) AS vs,
-               CAST(least(v.valid_to, s.period_end) AS TIMESTAMP) AS ve
-        FROM {tag}_subs s JOIN {tag}_ver v USING (subscription_id)
-        WHERE s.problem IS NULL AND s.period_start IS NOT NULL
-          AND v.valid_from < s.period_end AND v.valid_to > s.period_start
-    ), j AS (
-        SELECT sv.subscription_id, sv.account_id, sv.currency, sv.period_start, sv.period_end, sv.plan_id,
-               c.* EXCLUDE (plan_id, effective_from, effective_to),
-               greatest(sv.vs, c.effective_from) AS seg_start, least(sv.ve, c.effective_to) AS seg_end
-        FROM sv JOIN {tag}_chg c ON c.plan_id = sv.plan_id AND c.effective_from < sv.ve AND c.effective_to > sv.vs
-    ), tier_check AS (
-        SELECT price_id,
+    CREATE OR REPLACE TEMP TABLE {tag}_prices AS
+    WITH tier_check AS (
+        SELECT price_id, count(*) AS n_tiers,
                CASE WHEN bool_or(unparsable) THEN 'tiers: unparsable number'
                     WHEN bool_or(is_open AND tier < n_tiers) THEN 'tiers: only the last tier may be open'
                     WHEN bool_or(tier = n_tiers AND NOT is_open) THEN 'tiers: the last tier must be open (up_to null)'
@@ -172,10 +160,7 @@ def build_catalog(
                          THEN 'tiers: up_to must increase' END AS tier_error
         FROM {tag}_tiers GROUP BY price_id
     ), p AS (
-        SELECT j.*,
-               date_diff('day', period_start, period_end) AS period_days,
-               date_diff('day', CAST(seg_start AS DATE), CAST(seg_end AS DATE)) AS seg_days,
-               seg_start = CAST(period_start AS TIMESTAMP) AND seg_end = CAST(period_end AS TIMESTAMP) AS whole_period,
+        SELECT c.*,
                {_prop_dec('rate')} AS rate,
                {_prop_dec('fixed_fee')} AS fixed_fee,
                {_prop_dec('per_event_min')} AS per_event_min,
@@ -191,35 +176,22 @@ def build_catalog(
                CASE WHEN json_valid(properties) THEN {dims} END AS dims,
                CASE WHEN json_valid(properties) THEN json_extract(properties, '$.time_bands') END AS time_bands,
                CASE WHEN json_valid(properties) THEN json_extract(properties, '$.prices') END AS matrix_prices,
-               tc.tier_error,
-               (SELECT count(*) FROM {tag}_tiers t WHERE t.price_id = j.price_id) AS n_tiers
-        FROM j LEFT JOIN tier_check tc USING (price_id)
+               tc.tier_error, coalesce(tc.n_tiers, 0) AS n_tiers
+        FROM {tag}_chg c LEFT JOIN tier_check tc USING (price_id)
     ), q AS (
-        SELECT p.*,
-               CASE WHEN NOT prorate OR whole_period THEN CAST(1 AS {DEC})
-                    ELSE least(CAST(1 AS {DEC}), div_round(seg_days, coalesce(proration_days, period_days), 10)) END
-                 AS proration_factor,
-               coalesce(json_array_length(time_bands), 0) > 0 AS has_bands
-        FROM p
+        SELECT p.*, coalesce(json_array_length(time_bands), 0) > 0 AS has_bands FROM p
     )
-    SELECT CAST(row_number() OVER (ORDER BY subscription_id, metric, seg_start, price_id) AS INTEGER) AS slot_id,
-           q.*,
-           CASE WHEN charge_model IN ('MATRIX', 'DYNAMIC') THEN CAST(0 AS {DEC})
-                WHEN NOT prorate OR whole_period THEN included_quantity + free_units
-                ELSE least(included_quantity + free_units,
-                           prorate(included_quantity + free_units, seg_days, coalesce(proration_days, period_days))) END
-             AS allowance,
-           CASE WHEN minimum_amount IS NULL OR NOT prorate OR whole_period THEN minimum_amount
-                ELSE least(minimum_amount, prorate(minimum_amount, seg_days, coalesce(proration_days, period_days))) END
-             AS minimum_prorated,
-           CASE WHEN maximum_amount IS NULL OR NOT prorate OR whole_period THEN maximum_amount
-                ELSE least(maximum_amount, prorate(maximum_amount, seg_days, coalesce(proration_days, period_days))) END
-             AS maximum_prorated,
-           {_dim_kind(1)} AS k1, {_dim_kind(2)} AS k2, {_dim_kind(3)} AS k3,
+    SELECT q.*,
+           {_kind_code(1)} AS kc1, {_kind_code(2)} AS kc2, {_kind_code(3)} AS kc3,
            '$."' || dims[1] || '"' AS path1, '$."' || dims[2] || '"' AS path2, '$."' || dims[3] || '"' AS path3,
            CASE WHEN has_bands THEN list_transform(range(24), hh -> {band_of_hour('hh', 'time_bands')}) END AS hour_bands,
+           CASE WHEN has_bands THEN list_transform(from_json(time_bands, '{_BANDS_TYPE}'), b -> b.band) END AS band_names,
            '$."' || unique_attribute || '"' AS unique_path,
            '$."' || price_attribute || '"' AS price_path,
+           charge_model = 'DYNAMIC' AS is_dynamic,
+           aggregation = 'UNIQUE_COUNT' AS is_unique,
+           aggregation = 'LATEST' AS is_latest,
+           aggregation = 'TIME_WEIGHTED_SUM' AS is_tws,
            charge_model = 'PERCENTAGE' AND (free_events > 0
                OR (free_units + included_quantity > 0 AND (per_event_min IS NOT NULL OR per_event_max IS NOT NULL)))
              AS pct_ordered,
@@ -246,13 +218,63 @@ def build_catalog(
            END AS config_error
     FROM q
     """)
+    # Time bands as a 24 x 4-bit mask: the band index (1-based in time_bands) of each hour, 0 = none.
+    con.execute(f"""
+    ALTER TABLE {tag}_prices ADD COLUMN band_mask HUGEINT;
+    UPDATE {tag}_prices SET band_mask = list_sum(list_transform(range(24), hh ->
+        CAST(coalesce(list_position(band_names, hour_bands[hh + 1]), 0) AS HUGEINT) << (4 * hh)))
+    WHERE has_bands AND len(band_names) <= 15;
+    UPDATE {tag}_prices SET config_error = 'MATRIX supports at most 15 time bands'
+    WHERE has_bands AND len(band_names) > 15 AND config_error IS NULL;
+    """)
+
+    # Slots: (subscription, segment, price version) over the period; narrow (parameters by price_id).
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {tag}_slots AS
+    WITH sv AS (
+        SELECT s.subscription_id, s.account_id, s.currency, s.period_start, s.period_end, v.plan_id,
+               CAST(greatest(v.valid_from, s.period_start) AS TIMESTAMP) AS vs,
+               CAST(least(v.valid_to, s.period_end) AS TIMESTAMP) AS ve
+        FROM {tag}_subs s JOIN {tag}_ver v USING (subscription_id)
+        WHERE s.problem IS NULL AND s.period_start IS NOT NULL
+          AND v.valid_from < s.period_end AND v.valid_to > s.period_start
+    ), j AS (
+        SELECT sv.subscription_id, sv.account_id, sv.currency, sv.period_start, sv.period_end, sv.plan_id,
+               c.price_id, c.metric, c.prorate, c.proration_days, c.charge_model,
+               c.included_quantity + c.free_units AS allowance_full, c.minimum_amount, c.maximum_amount,
+               greatest(sv.vs, c.effective_from) AS seg_start, least(sv.ve, c.effective_to) AS seg_end
+        FROM sv JOIN {tag}_prices c ON c.plan_id = sv.plan_id AND c.effective_from < sv.ve AND c.effective_to > sv.vs
+    ), p AS (
+        SELECT j.*,
+               date_diff('day', period_start, period_end) AS period_days,
+               date_diff('day', CAST(seg_start AS DATE), CAST(seg_end AS DATE)) AS seg_days,
+               seg_start = CAST(period_start AS TIMESTAMP) AND seg_end = CAST(period_end AS TIMESTAMP) AS whole_period
+        FROM j
+    )
+    SELECT CAST(row_number() OVER (ORDER BY subscription_id, metric, seg_start, price_id) AS INTEGER) AS slot_id,
+           subscription_id, account_id, currency, period_start, period_end, plan_id, price_id, metric,
+           seg_start, seg_end, period_days, seg_days, whole_period,
+           CASE WHEN NOT prorate OR whole_period THEN CAST(1 AS {DEC})
+                ELSE least(CAST(1 AS {DEC}), div_round(seg_days, coalesce(proration_days, period_days), 10)) END
+             AS proration_factor,
+           CASE WHEN charge_model IN ('MATRIX', 'DYNAMIC') THEN CAST(0 AS {DEC})
+                WHEN NOT prorate OR whole_period THEN allowance_full
+                ELSE least(allowance_full, prorate(allowance_full, seg_days, coalesce(proration_days, period_days))) END
+             AS allowance,
+           CASE WHEN minimum_amount IS NULL OR NOT prorate OR whole_period THEN minimum_amount
+                ELSE least(minimum_amount, prorate(minimum_amount, seg_days, coalesce(proration_days, period_days))) END
+             AS minimum_prorated,
+           CASE WHEN maximum_amount IS NULL OR NOT prorate OR whole_period THEN maximum_amount
+                ELSE least(maximum_amount, prorate(maximum_amount, seg_days, coalesce(proration_days, period_days))) END
+             AS maximum_prorated
+    FROM p
+    """)
 
 
-def _dim_kind(k: int) -> str:
-    # 'hour': a time band derived from the event's hour through properties.time_bands
-    return (f"CASE WHEN charge_model <> 'MATRIX' OR dims[{k}] IS NULL THEN NULL "
-            f"WHEN dims[{k}] = 'zone' THEN 'zone' "
-            f"WHEN dims[{k}] = 'time_band' AND has_bands THEN 'hour' ELSE 'attr' END")
+def _kind_code(k: int) -> str:
+    # per-event dimension source as a small integer: 1 zone column, 2 time band by hour, 3 attribute
+    return (f"CAST(CASE WHEN charge_model <> 'MATRIX' OR dims[{k}] IS NULL THEN NULL WHEN dims[{k}] = 'zone' THEN 1 "
+            f"WHEN dims[{k}] = 'time_band' AND has_bands THEN 2 ELSE 3 END AS TINYINT)")
 
 
 def band_of_hour(hour_expr: str, bands_expr: str) -> str:

@@ -26,7 +26,16 @@ import duckdb
 
 from pipelines.rating.catalog import DEC, build_catalog, month_literal
 from pipelines.rating.pricers import all_pricers, install_rating_macros
-from pipelines.rating.scan import Features, build_scan, event_slot_join, usage_source
+from pipelines.rating.scan import (
+    Features,
+    bad_expression,
+    build_lookup,
+    build_scan,
+    decode_dimension,
+    event_columns,
+    param_lists,
+    usage_source,
+)
 
 LINE_TYPES = ("USAGE", "MINIMUM_TRUE_UP", "MAXIMUM_CAP")
 
@@ -90,12 +99,14 @@ def rate_usage(
     tag = f"_rating_{billing_month:%Y%m}_{next(_counter)}"
     bm = month_literal(billing_month)
     build_catalog(con, billing_month, tag, subscriptions=subscriptions, accounts=accounts, charges=charges)
-    f = Features.of(con, f"{tag}_slots")
+    f = Features.of(con, tag)
     src = usage_source(con, usage)
-    build_scan(con, tag, src, bm, _window(con, tag, bm), f)
+    window = _window(con, tag, bm)
+    build_lookup(con, tag, window)
+    build_scan(con, tag, src, bm, window, f)
     _build_cells(con, tag)
     _build_base(con, tag)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {tag}_priced AS {all_pricers(f'{tag}_base', f'{tag}_tiers', f'{tag}_slots')}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {tag}_priced AS {all_pricers(f'{tag}_base', f'{tag}_tiers', f'{tag}_prices')}")
     _build_rated(con, tag, bm)
     _build_unrated(con, tag, bm, src, f)
     rated = con.sql(f"SELECT {', '.join(RATED_COLUMNS)} FROM {tag}_rated")
@@ -109,10 +120,12 @@ def rate_usage(
 
 def _build_cells(con: duckdb.DuckDBPyConnection, tag: str) -> None:
     """Rated aggregates per (slot, matrix cell): the matrix key values are the cell's dimension values."""
+    v = ", ".join(f"{decode_dimension(k, f'a.m{k}')} AS v{k}" for k in (1, 2, 3))
     con.execute(f"""
     CREATE OR REPLACE TEMP TABLE {tag}_cells AS
-    SELECT slot_id, m1 AS v1, m2 AS v2, m3 AS v3, n, sum_q, first_at, last_at, max_q, latest, ucount, tw, dyn, pct, evs
-    FROM {tag}_agg WHERE u_event_id IS NULL
+    SELECT a.slot_id, {v}, n, sum_q, first_at, last_at, max_q, latest, ucount, tw, dyn, pct, evs
+    FROM {tag}_agg a JOIN {tag}_slots s USING (slot_id) JOIN {tag}_prices c USING (price_id)
+    WHERE a.u_event_id IS NULL
     """)
 
 
@@ -120,13 +133,21 @@ def _build_base(con: duckdb.DuckDBPyConnection, tag: str) -> None:
     """One row per (slot, cell), zero-usage slots included: quantity per aggregation, billable."""
     con.execute(f"""
     CREATE OR REPLACE TEMP TABLE {tag}_base AS
-    WITH carry AS (  -- TIME_WEIGHTED_SUM: the gauge value carried into a segment from earlier ones
+    WITH sp AS (
+        SELECT s.slot_id, s.subscription_id, s.account_id, s.currency, s.period_start, s.period_end, s.plan_id,
+               s.price_id, s.metric, s.seg_start, s.seg_end, s.period_days, s.proration_factor, s.allowance,
+               c.charge_code, c.aggregation, c.charge_model, c.billing_timing, c.unit_price, c.rate, c.fixed_fee,
+               c.per_event_min, c.per_event_max, c.free_events, c.package_size, c.default_unit_price,
+               CASE WHEN c.charge_model = 'MATRIX' THEN c.dims END AS dims, c.pct_ordered, c.pct_clamped, c.is_tws
+        FROM {tag}_slots s JOIN {tag}_prices c USING (price_id)
+        WHERE c.config_error IS NULL
+    ), tws AS (
+        SELECT slot_id, subscription_id, metric, seg_start, seg_end FROM sp WHERE is_tws
+    ), carry AS (  -- TIME_WEIGHTED_SUM: the gauge value carried into a segment from earlier ones
         SELECT s.slot_id, coalesce(sum(c.sum_q), 0) AS carry
-        FROM {tag}_slots s
-        JOIN {tag}_slots p ON p.subscription_id = s.subscription_id AND p.metric = s.metric
-                          AND p.aggregation = 'TIME_WEIGHTED_SUM' AND p.seg_end <= s.seg_start
+        FROM tws s
+        JOIN tws p ON p.subscription_id = s.subscription_id AND p.metric = s.metric AND p.seg_end <= s.seg_start
         LEFT JOIN {tag}_cells c ON c.slot_id = p.slot_id
-        WHERE s.aggregation = 'TIME_WEIGHTED_SUM'
         GROUP BY s.slot_id
     ), q AS (
         SELECT s.*, c.v1, c.v2, c.v3, coalesce(c.n, 0) AS n, c.first_at, c.last_at, c.evs, c.dyn, c.pct,
@@ -140,10 +161,9 @@ def _build_base(con: duckdb.DuckDBPyConnection, tag: str) -> None:
                       coalesce(k.carry, 0) * date_diff('millisecond', s.seg_start, s.seg_end) + coalesce(c.tw, 0),
                       CAST(s.period_days AS BIGINT) * 86400000, 10)
                END AS quantity
-        FROM {tag}_slots s LEFT JOIN {tag}_cells c USING (slot_id) LEFT JOIN carry k USING (slot_id)
-        WHERE s.config_error IS NULL
+        FROM sp s LEFT JOIN {tag}_cells c USING (slot_id) LEFT JOIN carry k USING (slot_id)
     )
-    SELECT CAST(row_number() OVER (ORDER BY slot_id, v1, v2, v3) AS BIGINT) AS cell_id, q.*,
+    SELECT CAST(row_number() OVER () AS BIGINT) AS cell_id, q.*,
            CAST(greatest(quantity - allowance, 0) AS {DEC}) AS billable
     FROM q
     """)
@@ -158,16 +178,15 @@ def _line_id(bm: str, line_type: str) -> str:
 def _build_rated(con: duckdb.DuckDBPyConnection, tag: str, bm: str) -> None:
     common = ("account_id, subscription_id, plan_id, price_id, charge_code, metric, aggregation, charge_model, "
               "billing_timing, currency, period_start, period_end, seg_start, seg_end, proration_factor")
-    con.execute(f"""
-    CREATE OR REPLACE TEMP TABLE {tag}_lines AS
+    lines = f"""
     WITH u AS (
-        SELECT b.*, p.billable_quantity, p.applied_unit_price, p.tier_slices, p.dimensions, p.amount_precise
-        FROM {tag}_base b JOIN {tag}_priced p USING (cell_id)
-        WHERE NOT p.unpriced
+        SELECT * FROM {tag}_priced WHERE NOT unpriced
     ), tot AS (
         SELECT slot_id, sum(amount_precise) AS total FROM u GROUP BY slot_id
     ), s AS (
-        SELECT s.*, coalesce(t.total, 0) AS total FROM {tag}_slots s JOIN tot t USING (slot_id)
+        SELECT s.*, c.charge_code, c.aggregation, c.charge_model, c.billing_timing, coalesce(t.total, 0) AS total
+        FROM {tag}_slots s JOIN {tag}_prices c USING (price_id) JOIN tot t USING (slot_id)
+        WHERE s.minimum_prorated IS NOT NULL OR s.maximum_prorated IS NOT NULL
     )
     SELECT {common}, 'USAGE' AS line_type, dimensions, quantity, allowance AS included_quantity, billable_quantity,
            applied_unit_price AS unit_price, tier_slices, n AS event_count, first_at AS first_event_at,
@@ -181,7 +200,7 @@ def _build_rated(con: duckdb.DuckDBPyConnection, tag: str, bm: str) -> None:
     SELECT {common}, 'MAXIMUM_CAP', NULL, total, 0, 1, maximum_prorated, NULL, 0, NULL, NULL,
            maximum_prorated - total
     FROM s WHERE maximum_prorated IS NOT NULL AND total > maximum_prorated
-    """)
+    """
     con.execute(f"""
     CREATE OR REPLACE TEMP TABLE {tag}_rated AS
     SELECT {_line_id(bm, 'line_type')} AS rated_line_id, {bm} AS billing_month,
@@ -194,33 +213,43 @@ def _build_rated(con: duckdb.DuckDBPyConnection, tag: str, bm: str) -> None:
            CAST(unit_price AS {DEC}) AS unit_price, tier_slices, CAST(event_count AS BIGINT) AS event_count,
            first_event_at, last_event_at, CAST(amount_precise AS {DEC}) AS amount_precise,
            round_money(amount_precise, currency) AS amount
-    FROM {tag}_lines
-    ORDER BY subscription_id, metric, charge_code, segment_start, line_type, dimensions
+    FROM ({lines}) l
     """)
 
 
 def _build_unrated(con: duckdb.DuckDBPyConnection, tag: str, bm: str, src: str, f: Features) -> None:
     con.execute(f"""
     CREATE OR REPLACE TEMP TABLE {tag}_unrated AS
-    SELECT {bm} AS billing_month, a.u_event_id AS event_id, a.subscription_id, sp.account_id, a.metric,
+    SELECT {bm} AS billing_month, a.u_event_id AS event_id, a.ev.subscription_id, sp.account_id, a.ev.metric,
            a.sum_q AS quantity, a.first_at AS event_time,
            CASE
-             WHEN a.bad IS NOT NULL THEN a.bad
+             WHEN a.ev.bad IS NOT NULL THEN CASE a.ev.bad
+                 WHEN 1 THEN 'missing quantity'
+                 WHEN 2 THEN 'charge misconfigured: ' || c.config_error
+                 WHEN 3 THEN 'bad attributes: missing or invalid ' || c.price_attribute
+                 WHEN 4 THEN 'bad attributes: missing ' || c.dims[1]
+                 WHEN 5 THEN 'bad attributes: missing ' || c.dims[2]
+                 WHEN 6 THEN 'bad attributes: missing ' || c.dims[3]
+                 WHEN 7 THEN 'bad attributes: missing ' || c.unique_attribute END
              WHEN sp.subscription_id IS NULL THEN 'unknown subscription'
              WHEN sp.problem IS NOT NULL THEN sp.problem
              WHEN v.plan_id IS NULL THEN 'no active subscription at event time'
-             WHEN a.metric IS NULL OR a.metric NOT IN (SELECT metric FROM {tag}_chg WHERE metric IS NOT NULL)
+             WHEN a.ev.metric IS NULL OR a.ev.metric NOT IN (SELECT metric FROM {tag}_chg WHERE metric IS NOT NULL)
                THEN 'unknown metric'
-             WHEN NOT EXISTS (SELECT 1 FROM {tag}_chg c WHERE c.plan_id = v.plan_id AND c.metric = a.metric)
+             WHEN NOT EXISTS (SELECT 1 FROM {tag}_chg x WHERE x.plan_id = v.plan_id AND x.metric = a.ev.metric)
                THEN 'metric not priced by plan'
              ELSE 'no price in effect at event time'
            END AS reason,
-           a._file
+           a.ev._file AS _file
     FROM {tag}_agg a
-    LEFT JOIN {tag}_subs sp ON sp.subscription_id = a.subscription_id
-    LEFT JOIN {tag}_ver v ON v.subscription_id = a.subscription_id
+    LEFT JOIN {tag}_subs sp ON sp.subscription_id = a.ev.subscription_id
+    LEFT JOIN {tag}_ver v ON v.subscription_id = a.ev.subscription_id
          AND a.first_at >= CAST(v.valid_from AS TIMESTAMP) AND a.first_at < CAST(v.valid_to AS TIMESTAMP)
+    LEFT JOIN {tag}_slots sl ON sl.slot_id = a.slot_id
+    LEFT JOIN {tag}_prices c ON c.price_id = sl.price_id
     WHERE a.u_event_id IS NOT NULL
+      AND ((sp.subscription_id IS NULL AND a.first_at >= {bm} AND a.first_at < {bm} + INTERVAL 1 MONTH)
+           OR (a.first_at >= sp.win_start AND a.first_at < sp.win_end))
     QUALIFY row_number() OVER (PARTITION BY a.u_event_id ORDER BY reason) = 1
     """)
     if not f.matrix:
@@ -230,20 +259,22 @@ def _build_unrated(con: duckdb.DuckDBPyConnection, tag: str, bm: str, src: str, 
         return
     # Rare path: matrix cells without a price (and no default): their events, found by a
     # targeted rescan restricted to those slots, become unrated.
-    select, _ = event_slot_join(tag, f)
     con.execute(f"""
     INSERT INTO {tag}_unrated
     WITH bc AS (
-        SELECT b.slot_id, b.v1, b.v2, b.v3, p.dimensions
-        FROM {tag}_base b JOIN {tag}_priced p USING (cell_id) WHERE p.unpriced
+        SELECT slot_id, v1, v2, v3, dimensions FROM {tag}_priced WHERE unpriced
     ), x AS (
-        SELECT {select}, s.account_id
+        SELECT {event_columns(f, param_lists(con, tag))}, sl.account_id
         FROM ({src}) e
-        JOIN {tag}_slots s ON s.subscription_id = e.subscription_id AND s.metric = e.metric
-             AND e.event_time >= s.seg_start AND e.event_time < s.seg_end
+        JOIN {tag}_lookup s ON s.subscription_id = e.subscription_id AND s.metric = e.metric
+             AND e.event_time >= s.a AND e.event_time < s.b
+        JOIN {tag}_slots sl ON sl.slot_id = s.slot_id
         WHERE s.slot_id IN (SELECT slot_id FROM bc)
+    ), xb AS (
+        SELECT * FROM x WHERE ({bad_expression(f)}) IS NULL
     ), y AS (
-        SELECT x.*, m1 AS v1, m2 AS v2, m3 AS v3 FROM x WHERE x.bad IS NULL
+        SELECT xb.*, {', '.join(f"{decode_dimension(k, f'xb.m{k}')} AS v{k}" for k in (1, 2, 3))}
+        FROM xb JOIN {tag}_slots sl USING (slot_id) JOIN {tag}_prices c USING (price_id)
     )
     SELECT {bm}, y.event_id, y.subscription_id, y.account_id, y.metric, y.quantity, y.event_time,
            'bad attributes: no matrix price for ' || bc.dimensions, y._file

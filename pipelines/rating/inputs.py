@@ -114,7 +114,8 @@ def rate_example(
                        subscriptions=subscriptions or DEFAULT_SUBSCRIPTIONS, charges=charges,
                        usage=[dict(u) for u in usage])
     result = rate_usage(con, billing_month or dt.date(2025, 3, 1), **kw)
-    return _rows(result.rated), _rows(result.unrated), con
+    rated = result.rated.order("subscription_id, metric, charge_code, segment_start, line_type, dimensions")
+    return _rows(rated), _rows(result.unrated.order("event_id")), con
 
 
 def _rows(rel: duckdb.DuckDBPyRelation) -> list[dict]:

@@ -10,6 +10,8 @@ returns the same columns::
 
 Products of two DECIMAL(38,10) are DECIMAL(38,20); they are brought back to 10 decimals with
 ``rating_r10`` (DuckDB ``round`` on DECIMAL: half away from zero), never through DOUBLE.
+
+Line amounts are ``round_money(amount_precise, currency)`` (pipelines/domain/money.py).
 """
 
 from __future__ import annotations
@@ -20,8 +22,7 @@ DEC = "DECIMAL(38,10)"
 
 MACROS = f"""
 CREATE OR REPLACE MACRO rating_r10(x) AS CAST(round(x, 10) AS {DEC});
-CREATE OR REPLACE MACRO rating_dstr(x) AS CASE WHEN x IS NULL THEN NULL
-    WHEN contains(CAST(x AS VARCHAR), '.') THEN rtrim(rtrim(CAST(x AS VARCHAR), '0'), '.') ELSE CAST(x AS VARCHAR) END;
+CREATE OR REPLACE MACRO rating_dstr(x) AS CAST(x AS VARCHAR);
 CREATE OR REPLACE MACRO rating_div_ceil(a, b) AS
     CAST((_unscaled(a) + _unscaled(b) - 1) // _unscaled(b) AS DECIMAL(38,0));
 """
@@ -31,13 +32,13 @@ def install_rating_macros(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(MACROS)
 
 
-_OUT = "cell_id, billable_quantity, applied_unit_price, tier_slices, dimensions, amount_precise, unpriced"
+_OUT = "billable_quantity, applied_unit_price, tier_slices, dimensions, amount_precise, unpriced"
 
 
 def per_unit(base: str) -> str:
     """PER_UNIT: billable x unit_price."""
     return f"""
-    SELECT cell_id, billable AS billable_quantity, unit_price AS applied_unit_price,
+    SELECT *, billable AS billable_quantity, unit_price AS applied_unit_price,
            NULL AS tier_slices, NULL AS dimensions, rating_r10(billable * unit_price) AS amount_precise, false AS unpriced
     FROM {base} WHERE charge_model = 'PER_UNIT'"""
 
@@ -45,7 +46,7 @@ def per_unit(base: str) -> str:
 def package(base: str) -> str:
     """PACKAGE: ceil(billable / package_size) x unit_price (billable is after free units)."""
     return f"""
-    SELECT cell_id, billable AS billable_quantity, unit_price AS applied_unit_price,
+    SELECT *, billable AS billable_quantity, unit_price AS applied_unit_price,
            CAST(to_json([{{'packages': rating_dstr(rating_div_ceil(billable, package_size)),
                            'package_size': rating_dstr(package_size), 'package_price': rating_dstr(unit_price),
                            'amount': rating_dstr(rating_r10(rating_div_ceil(billable, package_size) * unit_price))}}]) AS VARCHAR)
@@ -72,17 +73,21 @@ def graduated(base: str, tiers: str) -> str:
         FROM {base} b JOIN {tiers} t ON t.price_id = b.price_id AND (t.tier = 1 OR b.billable > t.lower)
         WHERE b.charge_model IN ('GRADUATED', 'GRADUATED_PERCENTAGE')
     )
-    SELECT cell_id, any_value(billable) AS billable_quantity, NULL AS applied_unit_price,
-           CAST(to_json(list({_slice_json('slice_q', 'unit_amount', 'flat_amount')} ORDER BY tier)) AS VARCHAR) AS tier_slices,
-           NULL AS dimensions,
-           rating_r10(sum(slice_q * unit_amount)) + sum(flat_amount) AS amount_precise, false AS unpriced
-    FROM sl GROUP BY cell_id"""
+    , g AS (
+        SELECT cell_id,
+               CAST(to_json(list({_slice_json('slice_q', 'unit_amount', 'flat_amount')} ORDER BY tier)) AS VARCHAR) AS tier_slices,
+               rating_r10(sum(slice_q * unit_amount)) + sum(flat_amount) AS amount_precise
+        FROM sl GROUP BY cell_id
+    )
+    SELECT b.*, b.billable AS billable_quantity, NULL AS applied_unit_price, g.tier_slices, NULL AS dimensions,
+           g.amount_precise, false AS unpriced
+    FROM {base} b JOIN g USING (cell_id)"""
 
 
 def volume(base: str, tiers: str) -> str:
     """VOLUME: every unit at the one tier the billable total falls in, plus that tier's flat."""
     return f"""
-    SELECT b.cell_id, b.billable AS billable_quantity, t.unit_amount AS applied_unit_price,
+    SELECT b.*, b.billable AS billable_quantity, t.unit_amount AS applied_unit_price,
            CAST(to_json([{_slice_json('b.billable', 't.unit_amount', 't.flat_amount')}]) AS VARCHAR) AS tier_slices,
            NULL AS dimensions,
            rating_r10(b.billable * t.unit_amount) + t.flat_amount AS amount_precise, false AS unpriced
@@ -117,7 +122,7 @@ def percentage(base: str) -> str:
     ), ordered AS (
         SELECT cell_id, sum(chg) AS billable, rating_r10(sum({clamp})) AS rate_amount FROM d GROUP BY cell_id
     )
-    SELECT b.cell_id,
+    SELECT b.*,
            CASE WHEN b.pct_ordered THEN coalesce(o.billable, 0) ELSE b.billable END AS billable_quantity,
            b.rate AS applied_unit_price,
            CAST(to_json([{{'rate': rating_dstr(b.rate), 'rate_amount': rating_dstr(ra.rate_amount),
@@ -134,44 +139,52 @@ def percentage(base: str) -> str:
     WHERE b.charge_model = 'PERCENTAGE'"""
 
 
-def matrix(base: str, slots: str) -> str:
+def matrix(base: str, prices: str) -> str:
     """MATRIX: the cell of ``properties.prices`` matching the event's dimension values (first
-    match in list order, ``"*"`` matches anything), else ``default_unit_price``; quantity x price."""
+    match in list order, ``"*"`` matches anything), else ``default_unit_price``; quantity x price.
+    The lookup runs once per distinct (price, dimension values), then joins back on equality."""
     match = " AND ".join(
-        f"(b.dims[{k}] IS NULL OR json_extract_string(c.cell, '$.\"' || b.dims[{k}] || '\"') IN (b.v{k}, '*'))"
-        for k in (1, 2, 3))
+        f"(k.dims[{i}] IS NULL OR json_extract_string(c.cell, '$.\"' || k.dims[{i}] || '\"') IN (k.v{i}, '*'))"
+        for i in (1, 2, 3))
     dims_json = ("CASE WHEN b.n = 0 THEN NULL WHEN len(b.dims) = 1 THEN CAST(json_object(b.dims[1], b.v1) AS VARCHAR) "
                  "WHEN len(b.dims) = 2 THEN CAST(json_object(b.dims[1], b.v1, b.dims[2], b.v2) AS VARCHAR) "
                  "ELSE CAST(json_object(b.dims[1], b.v1, b.dims[2], b.v2, b.dims[3], b.v3) AS VARCHAR) END")
     return f"""
     WITH cells AS (
         SELECT price_id, unnest(arr) AS cell, unnest(range(1, len(arr) + 1)) AS ord
-        FROM (SELECT DISTINCT price_id, from_json(matrix_prices, '["JSON"]') AS arr
-              FROM {slots} WHERE charge_model = 'MATRIX' AND json_type(matrix_prices) = 'ARRAY')
+        FROM (SELECT price_id, from_json(matrix_prices, '["JSON"]') AS arr
+              FROM {prices} WHERE charge_model = 'MATRIX' AND json_type(matrix_prices) = 'ARRAY')
+    ), k AS (
+        SELECT DISTINCT price_id, dims, v1, v2, v3 FROM {base} WHERE charge_model = 'MATRIX' AND n > 0
     ), m AS (
-        SELECT b.cell_id, arg_min(TRY_CAST(json_extract_string(c.cell, '$.unit_price') AS {DEC}), c.ord) AS cell_price
-        FROM {base} b JOIN cells c ON c.price_id = b.price_id AND {match}
-        WHERE b.charge_model = 'MATRIX' AND b.n > 0
-        GROUP BY b.cell_id
+        SELECT k.price_id, k.v1, k.v2, k.v3,
+               arg_min(TRY_CAST(json_extract_string(c.cell, '$.unit_price') AS {DEC}), c.ord) AS cell_price
+        FROM k JOIN cells c ON c.price_id = k.price_id AND {match}
+        GROUP BY k.price_id, k.v1, k.v2, k.v3
+    ), b AS (
+        SELECT b.*, m.cell_price
+        FROM {base} b LEFT JOIN m ON m.price_id = b.price_id AND m.v1 IS NOT DISTINCT FROM b.v1
+             AND m.v2 IS NOT DISTINCT FROM b.v2 AND m.v3 IS NOT DISTINCT FROM b.v3
+        WHERE b.charge_model = 'MATRIX'
     )
-    SELECT b.cell_id, b.billable AS billable_quantity, coalesce(m.cell_price, b.default_unit_price) AS applied_unit_price,
+    SELECT b.* EXCLUDE (cell_price), b.billable AS billable_quantity,
+           coalesce(b.cell_price, b.default_unit_price) AS applied_unit_price,
            NULL AS tier_slices, {dims_json} AS dimensions,
-           coalesce(rating_r10(b.billable * coalesce(m.cell_price, b.default_unit_price)), 0) AS amount_precise,
-           b.n > 0 AND coalesce(m.cell_price, b.default_unit_price) IS NULL AS unpriced
-    FROM {base} b LEFT JOIN m USING (cell_id)
-    WHERE b.charge_model = 'MATRIX'"""
+           coalesce(rating_r10(b.billable * coalesce(b.cell_price, b.default_unit_price)), 0) AS amount_precise,
+           b.n > 0 AND coalesce(b.cell_price, b.default_unit_price) IS NULL AS unpriced
+    FROM b"""
 
 
 def dynamic(base: str) -> str:
     """DYNAMIC: sum over events of quantity x the event's own price (attributes.<price_attribute>)."""
     return f"""
-    SELECT cell_id, billable AS billable_quantity, NULL AS applied_unit_price, NULL AS tier_slices, NULL AS dimensions,
+    SELECT *, billable AS billable_quantity, NULL AS applied_unit_price, NULL AS tier_slices, NULL AS dimensions,
            coalesce(rating_r10(dyn), 0) AS amount_precise, false AS unpriced
     FROM {base} WHERE charge_model = 'DYNAMIC'"""
 
 
-def all_pricers(base: str, tiers: str, slots: str) -> str:
+def all_pricers(base: str, tiers: str, prices: str) -> str:
     """UNION ALL of every pricer, each restricted to its model."""
     parts = [per_unit(base), package(base), graduated(base, tiers), volume(base, tiers),
-             percentage(base), matrix(base, slots), dynamic(base)]
-    return "\nUNION ALL BY NAME\n".join(f"SELECT {_OUT} FROM ({p})" for p in parts)
+             percentage(base), matrix(base, prices), dynamic(base)]
+    return "\nUNION ALL BY NAME\n".join(f"SELECT * FROM ({p})" for p in parts)

@@ -30,7 +30,9 @@ _EV = f"STRUCT(t TIMESTAMP, id VARCHAR, q {DEC})"
 
 @dataclass(frozen=True)
 class Features:
-    matrix: bool
+    """Which per-event aggregates the slots in force need (the scan SQL includes only those)."""
+
+    matrix_dims: int  # 0 = no MATRIX charge, else the largest number of dimensions
     dynamic: bool
     unique: bool
     latest: bool
@@ -40,21 +42,34 @@ class Features:
     pct_ordered: bool
     config_error: bool
 
+    @property
+    def matrix(self) -> bool:
+        return self.matrix_dims > 0
+
+    @property
+    def needs_params(self) -> bool:
+        return any((self.matrix, self.dynamic, self.unique, self.latest, self.tws, self.pct_clamped,
+                    self.pct_ordered, self.config_error))
+
     @classmethod
-    def of(cls, con: duckdb.DuckDBPyConnection, slots: str) -> "Features":
+    def of(cls, con: duckdb.DuckDBPyConnection, tag: str) -> "Features":
         row = con.execute(f"""
-            SELECT coalesce(bool_or(charge_model = 'MATRIX'), false), coalesce(bool_or(charge_model = 'DYNAMIC'), false),
-                   coalesce(bool_or(aggregation = 'UNIQUE_COUNT'), false), coalesce(bool_or(aggregation = 'LATEST'), false),
-                   coalesce(bool_or(aggregation = 'TIME_WEIGHTED_SUM'), false), coalesce(bool_or(aggregation = 'MAX'), false),
+            SELECT coalesce(max(CASE WHEN charge_model = 'MATRIX' AND config_error IS NULL THEN len(dims) END), 0),
+                   coalesce(bool_or(is_dynamic), false), coalesce(bool_or(is_unique), false),
+                   coalesce(bool_or(is_latest), false), coalesce(bool_or(is_tws), false),
+                   coalesce(bool_or(aggregation = 'MAX'), false),
                    coalesce(bool_or(pct_clamped), false), coalesce(bool_or(pct_ordered), false),
                    coalesce(bool_or(config_error IS NOT NULL), false)
-            FROM {slots}""").fetchone()
+            FROM {tag}_prices WHERE price_id IN (SELECT DISTINCT price_id FROM {tag}_slots)""").fetchone()
         return cls(*row)
 
 
-def _matrix_key(k: int) -> str:
-    return (f"CASE s.k{k} WHEN 'zone' THEN e.zone WHEN 'hour' THEN s.hour_bands[hour(e.event_time) + 1] "
-            f"WHEN 'attr' THEN json_extract_string(e.attributes, s.path{k}) END")
+def _matrix_key(k: int, p: dict[str, str]) -> str:
+    # zone column, time band index (decoded after aggregation), or an attribute
+    kc = f"{p[f'kc{k}']}[s.pidx]"
+    return (f"CASE {kc} WHEN 1 THEN e.zone "
+            f"WHEN 2 THEN CAST(CAST(({p['band_mask']}[s.pidx] >> (4 * hour(e.event_time))) & 15 AS TINYINT) AS VARCHAR) "
+            f"WHEN 3 THEN json_extract_string(e.attributes, {p[f'path{k}']}[s.pidx]) END")
 
 
 def usage_source(con: duckdb.DuckDBPyConnection, usage: str) -> str:
@@ -67,28 +82,126 @@ def usage_source(con: duckdb.DuckDBPyConnection, usage: str) -> str:
             f"FROM {usage} WHERE {live_filter(cols)}")
 
 
-def event_slot_join(tag: str, f: Features) -> tuple[str, str]:
-    """(per-event SELECT list, FROM ... WHERE ...) shared by the scan and targeted rescans."""
-    m = ", ".join(f"{_matrix_key(k)} AS m{k}" for k in (1, 2, 3)) if f.matrix else \
-        "CAST(NULL AS VARCHAR) AS m1, CAST(NULL AS VARCHAR) AS m2, CAST(NULL AS VARCHAR) AS m3"
-    bad_parts = ["WHEN e.quantity IS NULL THEN 'missing quantity'"]
+# Price parameters per-event expressions read. The lookup row carries only ``pidx`` (the price's
+# dense index); each parameter is a constant SQL list indexed by it, compiled from the (small)
+# price table once per run, so the join payload stays three integers wide.
+PARAMS = {
+    "kc1": "TINYINT", "kc2": "TINYINT", "kc3": "TINYINT", "path1": "VARCHAR", "path2": "VARCHAR",
+    "path3": "VARCHAR", "band_mask": "HUGEINT", "is_dynamic": "BOOLEAN", "price_path": "VARCHAR",
+    "is_unique": "BOOLEAN", "unique_path": "VARCHAR", "is_latest": "BOOLEAN", "is_tws": "BOOLEAN",
+    "pct_clamped": "BOOLEAN", "pct_ordered": "BOOLEAN", "rate": DEC, "per_event_min": DEC,
+    "per_event_max": DEC, "misconfigured": "BOOLEAN",
+}
+
+
+def _literal(v) -> str:
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return "'" + v.replace("'", "''") + "'"
+    return str(v)
+
+
+def param_lists(con: duckdb.DuckDBPyConnection, tag: str) -> dict[str, str]:
+    """``{param: SQL list literal}`` over the prices in force, in pidx order."""
+    cols = [c if c != "misconfigured" else "config_error IS NOT NULL AS misconfigured" for c in PARAMS]
+    rows = con.execute(f"SELECT {', '.join(cols)} FROM {tag}_prices JOIN {tag}_pidx USING (price_id) "
+                       "ORDER BY pidx").fetchall()
+    out = {}
+    for i, (name, typ) in enumerate(PARAMS.items()):
+        values = ", ".join(_literal(r[i]) for r in rows) or "NULL"
+        out[name] = f"CAST([{values}] AS {typ}[])"
+    return out
+
+
+def build_lookup(con: duckdb.DuckDBPyConnection, tag: str, window: tuple[str, str]) -> None:
+    """``{tag}_lookup``: for every (subscription, metric its plans price), rows that tile the scan
+    window ``[lo, hi)`` with half-open time ranges: the slots (kind 0), the gaps inside the
+    subscription's partition window with no price in force (kind 1: unrated) and the time outside
+    it (kind 2: another month's usage, skipped). One equi-join on (subscription_id, metric) with a
+    range condition then places each event; only events of unknown subscriptions or of metrics
+    none of the subscription's plans price find no row."""
+    lo, hi = window
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {tag}_pidx AS
+    SELECT price_id, CAST(row_number() OVER (ORDER BY price_id) AS INTEGER) AS pidx
+    FROM {tag}_prices WHERE price_id IN (SELECT DISTINCT price_id FROM {tag}_slots)
+    """)
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {tag}_lookup AS
+    WITH sm AS (
+        SELECT DISTINCT s.subscription_id, c.metric, s.win_start, s.win_end
+        FROM {tag}_subs s JOIN {tag}_ver v USING (subscription_id) JOIN {tag}_chg c ON c.plan_id = v.plan_id
+        WHERE c.metric IS NOT NULL
+    ), pts AS (
+        SELECT DISTINCT subscription_id, metric, p FROM (
+            SELECT subscription_id, metric,
+                   unnest([{lo}, {hi}, coalesce(win_start, {lo}), coalesce(win_end, {lo})]) AS p FROM sm
+            UNION ALL
+            SELECT subscription_id, metric, unnest([seg_start, seg_end]) FROM {tag}_slots
+        ) WHERE p >= {lo} AND p <= {hi}
+    ), iv AS (
+        SELECT subscription_id, metric, p AS a, lead(p) OVER (PARTITION BY subscription_id, metric ORDER BY p) AS b
+        FROM pts
+    ), gaps AS (
+        SELECT iv.subscription_id, iv.metric, iv.a, iv.b,
+               CASE WHEN sm.win_start IS NOT NULL AND iv.a >= sm.win_start AND iv.b <= sm.win_end THEN 1 ELSE 2 END AS kind
+        FROM iv JOIN sm USING (subscription_id, metric)
+        WHERE iv.b IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM {tag}_slots x WHERE x.subscription_id = iv.subscription_id
+                          AND x.metric = iv.metric AND x.seg_start <= iv.a AND x.seg_end >= iv.b)
+    )
+    SELECT l.subscription_id, l.metric, l.a, l.b, l.slot_id, l.kind, p.pidx
+    FROM (
+        SELECT subscription_id, metric, seg_start AS a, seg_end AS b, slot_id, price_id, CAST(0 AS TINYINT) AS kind
+        FROM {tag}_slots
+        UNION ALL
+        SELECT subscription_id, metric, a, b, NULL, NULL, CAST(kind AS TINYINT) FROM gaps
+    ) l LEFT JOIN {tag}_pidx p USING (price_id)
+    """)
+
+
+def event_columns(f: Features, p: dict[str, str]) -> str:
+    """Per-event SELECT list over ``e`` (usage) and ``s`` (lookup row); price parameters by pidx."""
+    ks = range(1, f.matrix_dims + 1)
+    m = [f"{_matrix_key(k, p)} AS m{k}" for k in ks] + [f"CAST(NULL AS VARCHAR) AS m{k}" for k in range(f.matrix_dims + 1, 4)]
+    cols = ["s.slot_id", "e.event_id", "e.subscription_id", "e.metric", "e.quantity", "e.event_time", "e._file", *m]
+    if f.needs_params:
+        cols += ["e.attributes", "s.b AS seg_end"]
+        wanted = {"kc1": f.matrix_dims >= 1, "kc2": f.matrix_dims >= 2, "kc3": f.matrix_dims >= 3,
+                  "is_dynamic": f.dynamic, "price_path": f.dynamic, "is_unique": f.unique, "unique_path": f.unique,
+                  "is_latest": f.latest, "is_tws": f.tws, "pct_clamped": f.pct_clamped, "pct_ordered": f.pct_ordered,
+                  "rate": f.pct_clamped, "per_event_min": f.pct_clamped, "per_event_max": f.pct_clamped,
+                  "misconfigured": f.config_error}
+        cols += [f"{p[name]}[s.pidx] AS {name}" if on else f"CAST(NULL AS {PARAMS[name]}) AS {name}"
+                 for name, on in wanted.items()]
+    return ", ".join(cols)
+
+
+# Per-event problem codes (rendered into reasons after aggregation, engine.BAD_REASONS).
+BAD_MISSING_QUANTITY, BAD_MISCONFIGURED, BAD_DYNAMIC_PRICE, BAD_UNIQUE = 1, 2, 3, 7  # 4, 5, 6: matrix dimension 1..3
+
+
+def decode_dimension(k: int, raw: str, prices: str = "c") -> str:
+    """SQL: matrix dimension value from its per-event key (time band index -> band name)."""
+    return f"CASE WHEN {prices}.kc{k} = 2 THEN {prices}.band_names[CAST({raw} AS INTEGER)] ELSE {raw} END"
+
+
+def bad_expression(f: Features) -> str:
+    """Why a matched event cannot be rated, as a TINYINT code (NULL if it can), over event_columns."""
+    parts = [f"WHEN quantity IS NULL THEN {BAD_MISSING_QUANTITY}"]
     if f.config_error:
-        bad_parts.append("WHEN s.config_error IS NOT NULL THEN 'charge misconfigured: ' || s.config_error")
+        parts.append(f"WHEN misconfigured THEN {BAD_MISCONFIGURED}")
     if f.dynamic:
-        bad_parts.append(f"WHEN s.charge_model = 'DYNAMIC' AND TRY_CAST(json_extract_string(e.attributes, s.price_path) AS {DEC}) IS NULL "
-                         "THEN 'bad attributes: missing or invalid ' || s.price_attribute")
-    if f.matrix:
-        for k in (1, 2, 3):
-            bad_parts.append(f"WHEN s.k{k} IS NOT NULL AND ({_matrix_key(k)}) IS NULL "
-                             f"THEN 'bad attributes: missing ' || s.dims[{k}]")
+        parts.append(f"WHEN is_dynamic AND TRY_CAST(json_extract_string(attributes, price_path) AS {DEC}) IS NULL "
+                     f"THEN {BAD_DYNAMIC_PRICE}")
+    for k in range(1, f.matrix_dims + 1):
+        parts.append(f"WHEN kc{k} IS NOT NULL AND (m{k} IS NULL OR (kc{k} = 2 AND m{k} = '0')) THEN {3 + k}")
     if f.unique:
-        bad_parts.append("WHEN s.aggregation = 'UNIQUE_COUNT' AND json_extract_string(e.attributes, s.unique_path) IS NULL "
-                         "THEN 'bad attributes: missing ' || s.unique_attribute")
-    bad = f"CASE WHEN s.slot_id IS NOT NULL THEN CASE {' '.join(bad_parts)} END END"
-    select = (f"s.slot_id, e.event_id, e.subscription_id, e.metric, e.quantity, e.event_time, e._file, e.zone, "
-              f"e.attributes, s.seg_end, s.rate, s.per_event_min, s.per_event_max, s.price_path, s.unique_path, "
-              f"s.charge_model, s.aggregation, s.pct_clamped, s.pct_ordered, {m}, {bad} AS bad")
-    return select, bad
+        parts.append(f"WHEN is_unique AND json_extract_string(attributes, unique_path) IS NULL THEN {BAD_UNIQUE}")
+    return f"CAST(CASE WHEN slot_id IS NOT NULL THEN CASE {' '.join(parts)} END END AS TINYINT)"
 
 
 def build_scan(
@@ -100,29 +213,28 @@ def build_scan(
     f: Features,
 ) -> None:
     """Create ``{tag}_agg``: one row per (slot, matrix key) of rated usage, one row per unrated event."""
-    select, _bad = event_slot_join(tag, f)
+    p = param_lists(con, tag)
     lo, hi = window
     aggs = [
         "count(*) AS n",
         "sum(quantity) AS sum_q",
         "min(event_time) AS first_at",
         "max(event_time) AS last_at",
-        "any_value(subscription_id) AS subscription_id",
-        "any_value(metric) AS metric",
-        "any_value(_file) AS _file",
-        "any_value(bad) AS bad",
+        # the event's own values, built only for unrated events (their group is the event)
+        "any_value(CASE WHEN u_event_id IS NOT NULL THEN {'subscription_id': subscription_id, 'metric': metric, "
+        "'_file': _file, 'bad': bad} END) AS ev",
     ]
     aggs.append("max(quantity) AS max_q" if f.maxq else f"CAST(NULL AS {DEC}) AS max_q")
-    aggs.append("max({'t': event_time, 'id': event_id, 'q': quantity}) FILTER (WHERE aggregation = 'LATEST') AS latest"
+    aggs.append("max(CASE WHEN is_latest THEN {'t': event_time, 'id': event_id, 'q': quantity} END) AS latest"
                 if f.latest else f"CAST(NULL AS {_EV}) AS latest")
-    aggs.append("count(DISTINCT json_extract_string(attributes, unique_path)) FILTER (WHERE aggregation = 'UNIQUE_COUNT') AS ucount"
+    aggs.append("count(DISTINCT CASE WHEN is_unique THEN json_extract_string(attributes, unique_path) END) AS ucount"
                 if f.unique else "CAST(NULL AS BIGINT) AS ucount")
-    aggs.append("sum(quantity * date_diff('millisecond', event_time, seg_end)) FILTER (WHERE aggregation = 'TIME_WEIGHTED_SUM') AS tw"
+    aggs.append("sum(CASE WHEN is_tws THEN quantity * date_diff('millisecond', event_time, seg_end) END) AS tw"
                 if f.tws else f"CAST(NULL AS {DEC}) AS tw")
-    aggs.append(f"sum(quantity * TRY_CAST(json_extract_string(attributes, price_path) AS {DEC})) FILTER (WHERE charge_model = 'DYNAMIC') AS dyn"
+    aggs.append(f"sum(CASE WHEN is_dynamic THEN quantity * TRY_CAST(json_extract_string(attributes, price_path) AS {DEC}) END) AS dyn"
                 if f.dynamic else "CAST(NULL AS DECIMAL(38,20)) AS dyn")
-    aggs.append("sum(CASE WHEN quantity > 0 THEN least(greatest(quantity * rate, coalesce(per_event_min, quantity * rate)), "
-                "coalesce(per_event_max, quantity * rate)) ELSE quantity * rate END) FILTER (WHERE pct_clamped) AS pct"
+    aggs.append("sum(CASE WHEN NOT pct_clamped THEN NULL WHEN quantity > 0 THEN least(greatest(quantity * rate, "
+                "coalesce(per_event_min, quantity * rate)), coalesce(per_event_max, quantity * rate)) ELSE quantity * rate END) AS pct"
                 if f.pct_clamped else "CAST(NULL AS DECIMAL(38,20)) AS pct")
     aggs.append("list({'t': event_time, 'id': event_id, 'q': quantity}) FILTER (WHERE pct_ordered) AS evs"
                 if f.pct_ordered else f"CAST(NULL AS {_EV}[]) AS evs")
@@ -132,16 +244,15 @@ def build_scan(
     FROM (
       SELECT *, CASE WHEN slot_id IS NULL OR bad IS NOT NULL THEN event_id END AS u_event_id
       FROM (
-        SELECT {select}
-        FROM ({usage}) e
-        LEFT JOIN {tag}_subs sp ON sp.subscription_id = e.subscription_id
-        LEFT JOIN {tag}_slots s ON s.subscription_id = e.subscription_id AND s.metric = e.metric
-                               AND e.event_time >= s.seg_start AND e.event_time < s.seg_end
-        WHERE e.event_time >= {lo} AND e.event_time < {hi}
-          AND ((sp.subscription_id IS NULL AND e.event_time >= {bm} AND e.event_time < {bm} + INTERVAL 1 MONTH)
-               OR (e.event_time >= sp.win_start AND e.event_time < sp.win_end))
+        SELECT *, {bad_expression(f)} AS bad
+        FROM (
+          SELECT {event_columns(f, p)}
+          FROM ({usage}) e
+          LEFT JOIN {tag}_lookup s ON s.subscription_id = e.subscription_id AND s.metric = e.metric
+                                  AND e.event_time >= s.a AND e.event_time < s.b
+          WHERE e.event_time >= {lo} AND e.event_time < {hi} AND (s.kind IS NULL OR s.kind < 2)
+        ) z
       ) y
     ) x
     GROUP BY slot_id, m1, m2, m3, u_event_id
     """)
-
