@@ -61,15 +61,35 @@ PRODUCTS = [
     (6, "TV-BASIC", "TV Basic", "TV", "SUBSCRIPTION", {"USD": "14.99", "GBP": "11.99", "EUR": "12.99"}),
     (7, "DEV-PHONE-X", "Phone X 128 GB", "DEVICE", "ONE_TIME", {"USD": "599.00", "GBP": "549.00", "EUR": "579.00"}),
     (8, "FEE-ACT", "Activation fee", "FEE", "ONE_TIME", {"USD": "25.00", "GBP": "20.00", "EUR": "25.00"}),
+    (9, "BIZ-CONNECT", "Business Connect", "MOBILE", "SUBSCRIPTION", {"USD": "49.00", "GBP": "39.00", "EUR": "45.00"}),
+    (10, "IOT-M2M", "IoT Connect", "MOBILE", "SUBSCRIPTION", {"USD": "9.99", "GBP": "7.99", "EUR": "8.99"}),
 ]
 SUBSCRIPTION_PRODUCTS = [p for p in PRODUCTS if p[4] == "SUBSCRIPTION"]
 MOBILE = (1, 2, 3)
+BUSINESS, IOT = 9, 10  # Business Connect (business customers), IoT Connect (M2M SIMs)
 DEVICE, ACTIVATION = 7, 8
+# Usage profile of each subscription product: 0 = consumer mobile, 1 = business, 2 = IoT / M2M.
+USAGE_KIND = {1: 0, 2: 0, 3: 0, BUSINESS: 1, IOT: 2}
 # Mobile allowances (MB of data included per month) and tiers of data beyond it.
 DATA_INCLUDED = {1: "5120", 2: "20480", 3: "51200"}
 DATA_TIERS = [("1024", "0.0100000000"), ("10240", "0.0050000000"), (None, "0.0020000000")]
-VOICE_PRICE = {"USD": "0.0500000000", "GBP": "0.0400000000", "EUR": "0.0450000000"}
-SMS_PRICE = {"USD": "0.0200000000", "GBP": "0.0150000000", "EUR": "0.0180000000"}
+# Prices are set in USD and converted at these catalog rates (GBP, EUR price lists).
+FX = {"USD": Decimal("1"), "GBP": Decimal("0.8"), "EUR": Decimal("0.9")}
+# Voice: MATRIX by destination zone × time band (from the event's UTC hour, docs/rating.md);
+# ROAMING_WORLD (no cell) falls to the default price. (zone, band, USD price per minute).
+TIME_BANDS = [{"band": "PEAK", "from_hour": 8, "to_hour": 20}, {"band": "OFFPEAK", "from_hour": 20, "to_hour": 8}]
+VOICE_CELLS = {
+    "consumer": ([("DOMESTIC", "PEAK", "0.0500"), ("DOMESTIC", "OFFPEAK", "0.0200"), ("ROAMING_EU", "*", "0.1500")], "0.9900"),
+    "business": ([("DOMESTIC", "PEAK", "0.0300"), ("DOMESTIC", "OFFPEAK", "0.0150"), ("ROAMING_EU", "*", "0.1000")], "0.6900"),
+}
+SMS_BUNDLE = ("1.00", "100", {1: "0", 2: "10", 3: "25"})  # USD per 100 SMS, package size, free SMS per plan
+TOPUP = dict(rate="0.015", fixed_fee="0.10", per_event_min="0.25", per_event_max="1.00", free_events="1")
+CARD_TIERS = [("5000", "0.029"), (None, "0.019")]  # card acceptance: 2.9 % up to 5,000 a month, 1.9 % beyond
+BIZ_DATA = ("0.0100", "1024", "10.00")  # per MB beyond the included MB, minimum commitment per month
+BIZ_DEVICE, BIZ_SEAT = "2.00", "4.00"  # per distinct device seen, per licensed seat (latest count)
+IOT_TIERS = [("500", "0.0200"), ("5000", "0.0100"), (None, "0.0050")]  # VOLUME, per MB
+IOT_CAP, IOT_SESSION, IOT_STORAGE = "15.00", "0.25", "0.10"  # data cap, per peak session, per GB-month
+CONTENT_PRICES = ("0.99", "1.99", "2.99", "4.99")  # premium content, price carried on the event
 # price change at the start of month 2: (product, currency) → new monthly fee
 PRICE_CHANGE = {(2, "USD"): "32.99"}
 BUNDLES = [(1, "Mobile + Broadband", "0.100000", (2, 4)), (2, "Triple Play", "0.150000", (3, 5, 6))]
@@ -311,6 +331,62 @@ def _malform(ctx: _Ctx, entity: str, lines: list[str], rng) -> list[str]:
 # Catalog
 
 
+def _px(usd: str, cur: str) -> str:
+    """A USD catalog price in ``cur``, at the catalog rate, to the USD price's decimals."""
+    return str((Decimal(usd) * FX[cur]).quantize(Decimal(usd)))
+
+
+def _uc(code, metric, aggregation, model, *, unit_price=None, included=None, tiers=None, props=None, prorate=True):
+    return dict(charge_code=code, charge_type="USAGE", metric=metric, aggregation=aggregation, charge_model=model,
+                billing_timing="IN_ARREARS", prorate=prorate, unit_price=unit_price, included_quantity=included,
+                tiers=json.dumps(tiers, separators=(",", ":")) if tiers is not None else None,
+                properties=json.dumps(props, separators=(",", ":")) if props is not None else None)
+
+
+def _voice_matrix(kind: str, cur: str) -> dict:
+    cells, default = VOICE_CELLS[kind]
+    return {"dimensions": ["zone", "time_band"], "time_bands": TIME_BANDS,
+            "prices": [{"zone": z, "time_band": b, "unit_price": _px(p, cur)} for z, b, p in cells],
+            "default_unit_price": _px(default, cur)}
+
+
+def _usage_charges(pid: int, cur: str) -> list[dict]:
+    """USAGE charges of a plan: every charge model and aggregation of docs/rating.md appears somewhere."""
+    if pid in MOBILE:
+        price, size, free = SMS_BUNDLE
+        return [
+            _uc("data", "data_mb", "SUM", "GRADUATED", included=DATA_INCLUDED[pid],
+                   tiers=[{"up_to": u, "unit_amount": a, "flat_amount": "0"} for u, a in DATA_TIERS]),
+            _uc("voice", "voice_min", "SUM", "MATRIX", props=_voice_matrix("consumer", cur), prorate=False),
+            _uc("sms", "sms", "COUNT", "PACKAGE", unit_price=_px(price, cur),
+                   props={"package_size": size, "free_units": free[pid]}),
+            _uc("content", "content_purchase", "SUM", "DYNAMIC", props={"price_attribute": "unit_price"}),
+            _uc("topup_fee", "wallet_topup", "SUM", "PERCENTAGE",
+                   props={**TOPUP, **{k: _px(TOPUP[k], cur) for k in ("fixed_fee", "per_event_min", "per_event_max")}}),
+        ]
+    if pid == BUSINESS:
+        per_mb, included, minimum = BIZ_DATA
+        return [
+            _uc("data", "data_mb", "SUM", "PER_UNIT", unit_price=_px(per_mb, cur), included=included,
+                   props={"minimum_amount": _px(minimum, cur)}),
+            _uc("voice", "voice_min", "SUM", "MATRIX", props=_voice_matrix("business", cur), prorate=False),
+            _uc("card_acceptance", "card_payment", "SUM", "GRADUATED_PERCENTAGE",
+                   tiers=[{"up_to": _px(u, cur) if u else None, "rate": r, "flat_amount": "0"} for u, r in CARD_TIERS]),
+            _uc("devices", "device_seen", "UNIQUE_COUNT", "PER_UNIT", unit_price=_px(BIZ_DEVICE, cur),
+                   props={"unique_attribute": "device_id"}),
+            _uc("seats", "seats", "LATEST", "PER_UNIT", unit_price=_px(BIZ_SEAT, cur)),
+        ]
+    if pid == IOT:
+        return [
+            _uc("data", "data_mb", "SUM", "VOLUME",
+                   tiers=[{"up_to": u, "unit_amount": _px(a, cur), "flat_amount": "0"} for u, a in IOT_TIERS],
+                   props={"maximum_amount": _px(IOT_CAP, cur)}),
+            _uc("sessions", "sessions", "MAX", "PER_UNIT", unit_price=_px(IOT_SESSION, cur)),
+            _uc("storage", "storage_gb", "TIME_WEIGHTED_SUM", "PER_UNIT", unit_price=_px(IOT_STORAGE, cur)),
+        ]
+    return []
+
+
 def _catalog(ctx: _Ctx) -> dict[int, list[_Change]]:
     """Catalog changes by batch (-1 = snapshot)."""
     snap_ts = ctx.month_bounds(0)[0] - 3_600_000_000  # the snapshot is read an hour before the start
@@ -336,19 +412,7 @@ def _catalog(ctx: _Ctx) -> dict[int, list[_Change]]:
             charges = [dict(charge_code="monthly_fee", charge_type="RECURRING", metric=None, aggregation=None,
                             charge_model="FLAT", billing_timing="IN_ADVANCE", prorate=True, unit_price=prices[cur],
                             included_quantity=None, tiers=None, properties=None)]
-            if pid in MOBILE:
-                tiers = json.dumps([{"up_to": u, "unit_amount": a, "flat_amount": "0"} for u, a in DATA_TIERS])
-                charges += [
-                    dict(charge_code="data", charge_type="USAGE", metric="data_mb", aggregation="SUM",
-                         charge_model="GRADUATED", billing_timing="IN_ARREARS", prorate=True, unit_price=None,
-                         included_quantity=DATA_INCLUDED[pid], tiers=tiers, properties=None),
-                    dict(charge_code="voice", charge_type="USAGE", metric="voice_min", aggregation="SUM",
-                         charge_model="PER_UNIT", billing_timing="IN_ARREARS", prorate=False,
-                         unit_price=VOICE_PRICE[cur], included_quantity=None, tiers=None, properties=None),
-                    dict(charge_code="sms", charge_type="USAGE", metric="sms", aggregation="COUNT",
-                         charge_model="PER_UNIT", billing_timing="IN_ARREARS", prorate=False,
-                         unit_price=SMS_PRICE[cur], included_quantity=None, tiers=None, properties=None),
-                ]
+            charges += _usage_charges(pid, cur)
             for ch in charges:
                 price_id += 1
                 row = dict(price_id=price_id, plan_id=plan, proration_days=None, effective_from=since,
@@ -461,9 +525,9 @@ def _simulate_block(ctx: _Ctx, block: int, first: int, count: int, n_total: int)
             emit(ts + 40 * 60_000_000 + int(r[4] * 3_600_000_000), "orders", "u", "order_id", o, {**o, "status": final_status})
             return oid
 
-        def new_items(sub_ids, with_prices):
+        def new_items(sub_ids, with_prices, extra=()):
             items = []
-            for (pid, bundle), sid in zip(PACKAGES[pkg[i]][1], sub_ids):
+            for (pid, bundle), sid in [*zip(PACKAGES[pkg[i]][1], sub_ids), *extra]:
                 items.append(dict(product_id=pid, plan_id=_plan_id(pid, cur), bundle_id=bundle, subscription_id=sid,
                                   quantity=1, unit_price=None))
             if with_prices:
@@ -485,9 +549,14 @@ def _simulate_block(ctx: _Ctx, block: int, first: int, count: int, n_total: int)
         for pid, bundle in PACKAGES[pkg[i]][1]:
             sub_no += 1
             subs.append([SUB_BASE + n * 20 + sub_no, pid, bundle])
+        # business customers take Business Connect; some customers an IoT Connect SIM (trackers, meters)
+        extra = [pid for pid, yes in ((BUSINESS, is_biz), (IOT, r[9] < (0.6 if is_biz else 0.03))) if yes]
+        extra_subs = [[SUB_BASE + n * 20 + 10 + j, pid, None] for j, pid in enumerate(extra)]
         eff = t_order + int(r[8] * 2) * day  # takes effect the same or the next day
         eff_day = eff // day * day
-        order(t_order, "NEW_SERVICE", new_items([s[0] for s in subs], True), "CONFIRMED", eff_day)
+        order(t_order, "NEW_SERVICE", new_items([s[0] for s in subs], True, [((s[1], None), s[0]) for s in extra_subs]),
+              "CONFIRMED", eff_day)
+        subs += extra_subs
         open_segs = {s[0]: _Seg(s[0], s[1], eff_day, None) for s in subs}
 
         # monthly life: plan changes, disconnects, profile updates, closing
@@ -582,33 +651,74 @@ def _simulate_block(ctx: _Ctx, block: int, first: int, count: int, n_total: int)
 # Usage: vectorised, chunked
 
 
-def _usage_frame(rng, sub, lo, hi, n_events, events: int) -> pl.DataFrame:
-    """``events`` events spread over the subscriptions' active windows [lo, hi) with counts n_events."""
+# Usage metrics: (metric, unit); each usage profile draws its events' metrics from these with
+# USAGE_MIX[kind] (every metric a profile draws is priced by its plans, so none is unrated by design).
+METRICS = [("data_mb", "MB"), ("voice_min", "MIN"), ("sms", "EVENT"), ("content_purchase", "EVENT"),
+           ("wallet_topup", "AMOUNT"), ("card_payment", "AMOUNT"), ("device_seen", "EVENT"), ("seats", "SEAT"),
+           ("sessions", "SESSION"), ("storage_gb", "GB")]
+USAGE_MIX = np.array([
+    [0.50, 0.24, 0.17, 0.04, 0.05, 0.00, 0.00, 0.00, 0.00, 0.00],  # consumer mobile
+    [0.40, 0.25, 0.00, 0.00, 0.00, 0.20, 0.10, 0.05, 0.00, 0.00],  # business
+    [0.60, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.25, 0.15],  # IoT / M2M
+])
+USAGE_RATE = np.array([50.0, 45.0, 60.0])  # events per subscription-month (× the default scale), per profile
+TOPUP_AMOUNTS = np.array([5, 10, 20, 50, 100], dtype=np.int64)
+
+
+def _usage_frame(rng, sub, lo, hi, n_events, events: int, kind) -> pl.DataFrame:
+    """``events`` events spread over the subscriptions' active windows [lo, hi) with counts n_events;
+    ``kind`` is each subscription's usage profile (USAGE_KIND)."""
     rep = np.repeat(np.arange(len(sub)), n_events)
     t = lo[rep] + (rng.random(events) * (hi[rep] - lo[rep])).astype(np.int64)
     t = t // 1000 * 1000  # millisecond precision, as mediation stamps events
-    metric_i = rng.choice(3, size=events, p=[0.55, 0.25, 0.20])
-    data_kb = np.round(rng.lognormal(mean=3.2, sigma=1.3, size=events) * 1000).astype(np.int64)  # MB × 1000
+    kind_e = kind[rep]
+    cdf = np.cumsum(USAGE_MIX, axis=1)
+    cdf[:, -1] = 1.0
+    metric_i = (rng.random(events)[:, None] >= cdf[kind_e]).sum(axis=1)
+    metric_i = np.minimum(metric_i, len(METRICS) - 1)
+    data_kb = np.round(rng.lognormal(mean=np.where(kind_e == 2, 2.5, 3.2), sigma=1.3, size=events) * 1000).astype(np.int64)  # MB × 1000
     voice = np.round(rng.lognormal(mean=0.6, sigma=0.9, size=events) * 1000 / 100).astype(np.int64) * 100  # MIN × 1000, 0.1 min
-    qty_milli = np.where(metric_i == 0, data_kb, np.where(metric_i == 1, np.maximum(voice, 100), 1000))
-    zone_i = rng.choice(3, size=events, p=[0.92, 0.06, 0.02])
+    topup = TOPUP_AMOUNTS[rng.integers(0, len(TOPUP_AMOUNTS), size=events)] * 1000
+    card = np.maximum(np.round(rng.lognormal(mean=4.0, sigma=1.0, size=events) * 100).astype(np.int64), 100) * 10  # cents
+    seats = (3 + (sub[rep] * 7) % 23 + rng.integers(0, 3, size=events)) * 1000  # licensed seats reported, drifting
+    sessions = (1 + rng.poisson(5.0, size=events)) * 1000  # peak concurrent sessions in the reporting interval
+    storage = rng.integers(100, 2000, size=events)  # GB × 1000 added to the stored volume (a gauge increment)
+    qty_milli = np.select(
+        [metric_i == 0, metric_i == 1, metric_i == 4, metric_i == 5, metric_i == 7, metric_i == 8, metric_i == 9],
+        [data_kb, np.maximum(voice, 100), topup, card, seats, sessions, storage], default=1000)
+    zone_i = np.where(metric_i <= 2, rng.choice(3, size=events, p=[0.92, 0.06, 0.02]), 0)  # roaming: network usage only
+    aux = rng.integers(0, 1 << 30, size=events)  # content price / device draws
     frame = pl.DataFrame({
         "subscription_id": sub[rep].astype(np.int64),
         "metric_i": metric_i.astype(np.int8),
         "q": qty_milli,
         "event_time": t,
         "zone_i": zone_i.astype(np.int8),
+        "aux": aux,
     })
     hour = ((pl.col("event_time") // 3_600_000_000) % 24)
+    m = pl.col("metric_i")
+    band = pl.when(hour.is_between(8, 19)).then(pl.lit('{"time_band":"PEAK"}')).otherwise(pl.lit('{"time_band":"OFFPEAK"}'))
+    price = pl.col("aux") % len(CONTENT_PRICES)
+    content = (pl.lit('{"unit_price":"') + price.replace_strict(dict(enumerate(CONTENT_PRICES)), return_dtype=pl.String)
+               + pl.lit('","category":"') + price.replace_strict({0: "RINGTONE", 1: "GAME", 2: "VIDEO", 3: "MUSIC"}, return_dtype=pl.String)
+               + pl.lit('"}'))
+    device = pl.lit('{"device_id":"dev-') + pl.col("subscription_id").cast(pl.String) + pl.lit("-") \
+        + (pl.col("aux") % 6).cast(pl.String) + pl.lit('"}')
     return frame.select(
         "subscription_id",
-        pl.col("metric_i").replace_strict({0: "data_mb", 1: "voice_min", 2: "sms"}, return_dtype=pl.String).alias("metric"),
+        m.replace_strict({i: x for i, (x, _) in enumerate(METRICS)}, return_dtype=pl.String).alias("metric"),
         (pl.col("q") // 1000).cast(pl.String).add(pl.lit(".")).add((pl.col("q") % 1000).cast(pl.String).str.zfill(3))
         .cast(pl.Decimal(38, 10)).alias("quantity"),
-        pl.col("metric_i").replace_strict({0: "MB", 1: "MIN", 2: "EVENT"}, return_dtype=pl.String).alias("unit"),
+        m.replace_strict({i: u for i, (_, u) in enumerate(METRICS)}, return_dtype=pl.String).alias("unit"),
         pl.col("event_time").cast(pl.Datetime("us")),
         pl.col("zone_i").replace_strict({0: "DOMESTIC", 1: "ROAMING_EU", 2: "ROAMING_WORLD"}, return_dtype=pl.String).alias("zone"),
-        pl.when(hour.is_between(8, 19)).then(pl.lit('{"time_band":"PEAK"}')).otherwise(pl.lit('{"time_band":"OFFPEAK"}')).alias("attributes"),
+        pl.when(m <= 2).then(band)
+        .when(m == 3).then(content)
+        .when(m == 4).then(pl.lit('{"channel":"MOBILE_MONEY"}'))
+        .when(m == 5).then(pl.lit('{"channel":"CARD_PRESENT"}'))
+        .when(m == 6).then(device)
+        .otherwise(pl.lit(None, dtype=pl.String)).alias("attributes"),
     ).sort("event_time", "subscription_id", maintain_order=True)
 
 
@@ -676,7 +786,7 @@ def _write_usage(ctx: _Ctx, batch: int, frame: pl.DataFrame, counter: list[int],
     return path
 
 
-def _usage(ctx: _Ctx, segs_by_block: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]):
+def _usage(ctx: _Ctx, segs_by_block: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]):
     """Usage per month: Parquet chunks (domestic mediation) and a CSV (roaming partners); late events
     of month N are held back and delivered in month N+1's batch."""
     late: pl.DataFrame | None = None
@@ -688,14 +798,14 @@ def _usage(ctx: _Ctx, segs_by_block: list[tuple[np.ndarray, np.ndarray, np.ndarr
         if late is not None and late.height:
             _write_usage(ctx, k, late, counter, "csv", faults=False)
             ctx.summary["usage_late_rows"] += late.height
-        for b, (sub, start, end, intensity) in enumerate(segs_by_block):
+        for b, (sub, start, end, intensity, kind) in enumerate(segs_by_block):
             rng = ctx.rng(4, b, k)
             lo = np.maximum(start, mlo)
             hi = np.minimum(end, mhi)
             active = hi > lo
-            sub_a, lo_a, hi_a, w = sub[active], lo[active], hi[active], intensity[active]
+            sub_a, lo_a, hi_a, w, kind_a = sub[active], lo[active], hi[active], intensity[active], kind[active]
             frac = (hi_a - lo_a) / (mhi - mlo)
-            counts = rng.poisson(ctx.events_per_sub_month * w * frac)
+            counts = rng.poisson(ctx.events_per_sub_month * USAGE_RATE[kind_a] / USAGE_RATE[0] * w * frac)
             # chunks of at most chunk_rows events (whole subscriptions per chunk)
             csum = np.concatenate([[0], np.cumsum(counts)])
             prev = 0
@@ -707,7 +817,7 @@ def _usage(ctx: _Ctx, segs_by_block: list[tuple[np.ndarray, np.ndarray, np.ndarr
                 n_ev = int(counts[sl].sum())
                 if n_ev == 0:
                     continue
-                frame = _usage_frame(rng, sub_a[sl], lo_a[sl], hi_a[sl], counts[sl], n_ev)
+                frame = _usage_frame(rng, sub_a[sl], lo_a[sl], hi_a[sl], counts[sl], n_ev, kind_a[sl])
                 if k < ctx.months - 1:  # ~1% of the month's events arrive a batch late
                     hold = rng.random(frame.height) < 0.01
                     held.append(frame.filter(pl.Series(hold)))
@@ -734,13 +844,13 @@ def generate_landing_zone(out: Path, customers: int = 2000, start_month: str = "
                           block_customers: int = 50_000, redeliver: bool = True) -> dict:
     """Write a sample landing zone under ``out``; return summary counts.
 
-    ``usage_events``: approximate total number of usage events (default ≈ 60 per mobile
+    ``usage_events``: approximate total number of usage events (default ≈ 50 per consumer mobile
     subscription-month). ``chunk_rows``: at most this many events per usage file.
     ``block_customers``: customers simulated per block (bounds memory).
     """
     out = Path(out)
     y, m = (int(x) for x in start_month.split("-"))
-    ctx = _Ctx(out=out, start=date(y, m, 1), months=months, seed=seed, chunk_rows=chunk_rows, events_per_sub_month=60.0)
+    ctx = _Ctx(out=out, start=date(y, m, 1), months=months, seed=seed, chunk_rows=chunk_rows, events_per_sub_month=float(USAGE_RATE[0]))
     for system in {e.system for e in ENTITIES.values()}:
         shutil.rmtree(out / system, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -761,21 +871,24 @@ def generate_landing_zone(out: Path, customers: int = 2000, start_month: str = "
         for (k, entity) in sorted(changes):
             _write_debezium(ctx, k, b, entity, changes[(k, entity)], faults=True)
         range_hi = ctx.month_bounds(months - 1)[1]
-        mob = [s for s in segs if s.product_id in MOBILE]
+        mob = [s for s in segs if s.product_id in USAGE_KIND]  # subscriptions that generate usage
         irng = ctx.rng(6, b)
         segs_by_block.append((
             np.array([s.sub_id for s in mob], dtype=np.int64),
             np.array([s.start for s in mob], dtype=np.int64),
             np.array([s.end if s.end is not None else range_hi for s in mob], dtype=np.int64),
             irng.lognormal(mean=-0.5, sigma=1.0, size=len(mob)),  # heavy-tailed, mean ≈ 1
+            np.array([USAGE_KIND[s.product_id] for s in mob], dtype=np.int64),
         ))
-        ctx.summary["mobile_subscriptions"] += len(mob)
+        ctx.summary["mobile_subscriptions"] += sum(1 for s in mob if s.product_id in MOBILE)
+        ctx.summary["business_subscriptions"] += sum(1 for s in mob if s.product_id == BUSINESS)
+        ctx.summary["iot_subscriptions"] += sum(1 for s in mob if s.product_id == IOT)
         ctx.summary["subscriptions"] += len(segs)
 
     if usage_events is not None:
         sub_months = 0.0
-        for sub, start, end, _ in segs_by_block:
-            sub_months += float(((end - start) / (30.4 * 86_400_000_000)).sum())  # float ok: event volume scaling
+        for sub, start, end, _, kind in segs_by_block:
+            sub_months += float(((end - start) / (30.4 * 86_400_000_000) * USAGE_RATE[kind] / USAGE_RATE[0]).sum())  # float ok: event volume scaling
         ctx.events_per_sub_month = max(0.01, usage_events / max(sub_months, 1.0))
     _usage(ctx, segs_by_block)
 

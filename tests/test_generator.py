@@ -136,7 +136,15 @@ def test_business_shape(zone, read_all):
     assert statuses["CONFIRMED"] > 0 and set(statuses) >= {"CONFIRMED"}
     assert set(final["order_type"].unique().to_list()) >= {"NEW_SERVICE", "DISCONNECT"}
     charges = changes("plan_charges")
-    assert set(charges["charge_model"].to_list()) >= {"FLAT", "GRADUATED", "PER_UNIT"}
+    assert set(charges["charge_model"].to_list()) == {"FLAT", "PER_UNIT", "GRADUATED", "VOLUME", "PACKAGE", "PERCENTAGE",
+                                                      "GRADUATED_PERCENTAGE", "MATRIX", "DYNAMIC"}
+    assert set(charges["aggregation"].drop_nulls().to_list()) == {"SUM", "COUNT", "MAX", "UNIQUE_COUNT", "LATEST",
+                                                                  "TIME_WEIGHTED_SUM"}
+    props = [json.loads(p) for p in charges["properties"].drop_nulls().to_list()]
+    for key in ("minimum_amount", "maximum_amount", "package_size", "free_units", "rate", "fixed_fee", "per_event_min",
+                "per_event_max", "free_events", "dimensions", "time_bands", "prices", "default_unit_price",
+                "unique_attribute", "price_attribute"):
+        assert any(key in p for p in props), key
     tiers = json.loads(charges.filter(pl.col("charge_model") == "GRADUATED")["tiers"][0])
     assert tiers[-1]["up_to"] is None and all(isinstance(t["unit_amount"], str) for t in tiers)
     assert charges.filter(pl.col("effective_to").is_not_null()).height >= 1  # price change
@@ -145,6 +153,21 @@ def test_business_shape(zone, read_all):
     assert set(accounts["currency"].unique().to_list()) <= set(plans["currency"].to_list())
     items = changes("order_items")
     assert items.filter(pl.col("bundle_id").is_not_null()).height > 0
+    assert {9, 10} <= set(items["product_id"].to_list())  # Business Connect, IoT Connect subscriptions
+    # every metric a plan prices is used, with the attributes its model reads
+    usage = changes("usage_records").filter(pl.col("subscription_id") < 99_000_000)
+    priced = set(charges["metric"].drop_nulls().to_list())
+    assert set(usage["metric"].unique().to_list()) == priced | {"video_min"}
+    attrs = usage.group_by("metric").agg(pl.col("attributes").drop_nulls().first(), pl.col("zone").unique())
+    by_metric = {m: (json.loads(a) if a else None, set(z)) for m, a, z in attrs.iter_rows()}
+    assert float(by_metric["content_purchase"][0]["unit_price"]) > 0
+    assert by_metric["device_seen"][0]["device_id"].startswith("dev-")
+    assert by_metric["voice_min"][0]["time_band"] in ("PEAK", "OFFPEAK")
+    assert by_metric["voice_min"][1] == {"DOMESTIC", "ROAMING_EU", "ROAMING_WORLD"}
+    # the time band attribute is the band of the event's UTC hour (PEAK 08-20)
+    voice = usage.filter(pl.col("metric") == "voice_min").with_columns(
+        pl.col("attributes").str.json_path_match("$.time_band").alias("band"))
+    assert voice.filter((pl.col("band") == "PEAK") != pl.col("event_time").dt.hour().is_between(8, 19)).height == 0
     assert items.filter(pl.col("unit_price").is_not_null()).height > 0
 
 
