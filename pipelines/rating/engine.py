@@ -5,11 +5,14 @@ installed) and relation names; it returns DuckDB relations shaped like ``billing
 and ``billing.unrated_usage``. Steps (docs/rating.md):
 
 1. catalog: periods, subscription islands, slots (segment x USAGE price version), tiers;
-2. one scan of usage: hash joins to the partition window and to the slot, aggregation per
-   (slot, matrix key), unrated events kept one per group (``scan.py``);
-3. quantities per aggregation (TIME_WEIGHTED_SUM carried across segments), allowance, billable;
-4. one pricer per model (``pricers.py``), commitment lines (MINIMUM_TRUE_UP, MAXIMUM_CAP);
-5. unrated reasons.
+2. one scan of usage (in shards of subscription_id for large months): a hash join on one
+   integer key (subscription, metric) and a time range places each event in its slot,
+   aggregation per (slot, matrix key), unrated events kept one per group (``scan.py``);
+3. one pass over the aggregated rows: quantities per aggregation (TIME_WEIGHTED_SUM carried
+   across segments), allowance, billable, every pricer as a CASE branch over the price's tier
+   columns (``pricers.py``), tier slices rendered to JSON text, ids and rounding; then the
+   commitment lines (MINIMUM_TRUE_UP, MAXIMUM_CAP) from the slots' totals;
+4. unrated reasons.
 
 The heavy step is materialised once into a temp table; the returned relations read the small
 temp tables, so they can be inserted, counted or re-read without rescanning usage.
@@ -24,8 +27,17 @@ from decimal import Decimal
 
 import duckdb
 
+from pipelines.domain.money import AMOUNT
 from pipelines.rating.catalog import DEC, build_catalog, month_literal
-from pipelines.rating.pricers import all_pricers, install_rating_macros
+from pipelines.rating.pricers import (
+    install_rating_macros,
+    matrix_cells,
+    model_code,
+    percentage_ordered,
+    priced_columns,
+    tier_columns,
+    volume_tier,
+)
 from pipelines.rating.scan import (
     Features,
     bad_expression,
@@ -105,9 +117,7 @@ def rate_usage(
     build_lookup(con, tag, window)
     build_scan(con, tag, src, bm, window, f)
     _build_cells(con, tag)
-    _build_base(con, tag)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {tag}_priced AS {all_pricers(f'{tag}_base', f'{tag}_tiers', f'{tag}_prices')}")
-    _build_rated(con, tag, bm)
+    _build_rated(con, tag, bm, f.tws)
     _build_unrated(con, tag, bm, src, f)
     rated = con.sql(f"SELECT {', '.join(RATED_COLUMNS)} FROM {tag}_rated")
     unrated = con.sql(f"SELECT {', '.join(UNRATED_COLUMNS)} FROM {tag}_unrated")
@@ -127,30 +137,69 @@ def _build_cells(con: duckdb.DuckDBPyConnection, tag: str) -> None:
     FROM {tag}_agg a JOIN {tag}_slots s USING (slot_id) JOIN {tag}_prices c USING (price_id)
     WHERE a.u_event_id IS NULL
     """)
+    # the unrated events' rows; the scan table is then dropped (at 100M events it is the
+    # largest temp table, and the steps after it would otherwise spill)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {tag}_uagg AS SELECT * FROM {tag}_agg WHERE u_event_id IS NOT NULL")
+    con.execute(f"DROP TABLE {tag}_agg")
 
 
-def _build_base(con: duckdb.DuckDBPyConnection, tag: str) -> None:
-    """One row per (slot, cell), zero-usage slots included: quantity per aggregation, billable."""
-    con.execute(f"""
-    CREATE OR REPLACE TEMP TABLE {tag}_base AS
-    WITH sp AS (
+def _line_id(bm: str, line_type: str, dimensions: str = "dimensions") -> str:
+    return (f"md5(concat_ws('|', CAST({bm} AS VARCHAR), CAST(subscription_id AS VARCHAR), charge_code, "
+            f"CAST(price_id AS VARCHAR), CAST(seg_start AS VARCHAR), CAST(seg_end AS VARCHAR), {line_type}, "
+            f"coalesce({dimensions}, '')))")
+
+
+def _round_money(x: str, mu: str = "mu") -> str:
+    """``round_money(x, currency)`` with the currency's minor unit ``mu`` resolved once per
+    currency (``{tag}_cur``) instead of per line: the same constant-scale DECIMAL ``round`` (half
+    away from zero) per minor unit, as DECIMAL(18,4)."""
+    return (f"CASE {mu} WHEN 2 THEN CAST(round({x}, 2) AS {AMOUNT}) WHEN 0 THEN CAST(round({x}, 0) AS {AMOUNT}) "
+            f"WHEN 3 THEN CAST(round({x}, 3) AS {AMOUNT}) ELSE CAST(round({x}, 4) AS {AMOUNT}) END")
+
+
+def _build_rated(con: duckdb.DuckDBPyConnection, tag: str, bm: str, tws: bool = True) -> None:
+    """``{tag}_rated`` in one pass: one row per (slot, cell), zero-usage slots included, with the
+    quantity per aggregation, billable, every pricer as a CASE branch, ids and rounding; then the
+    commitment lines (MINIMUM_TRUE_UP, MAXIMUM_CAP) from the slots' USAGE totals."""
+    n_tiers = con.execute(f"""SELECT coalesce(max(n_tiers), 0) FROM {tag}_prices
+        WHERE config_error IS NULL AND price_id IN (SELECT DISTINCT price_id FROM {tag}_slots)""").fetchone()[0]
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {tag}_tierw AS {tier_columns(f'{tag}_tiers', n_tiers)}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {tag}_cur AS SELECT DISTINCT currency, minor_unit(currency) AS mu "
+                f"FROM {tag}_slots")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {tag}_mcell AS {matrix_cells(f'{tag}_cells', f'{tag}_slots', f'{tag}_prices')}")
+    sp = f"""
         SELECT s.slot_id, s.subscription_id, s.account_id, s.currency, s.period_start, s.period_end, s.plan_id,
                s.price_id, s.metric, s.seg_start, s.seg_end, s.period_days, s.proration_factor, s.allowance,
                c.charge_code, c.aggregation, c.charge_model, c.billing_timing, c.unit_price, c.rate, c.fixed_fee,
                c.per_event_min, c.per_event_max, c.free_events, c.package_size, c.default_unit_price,
-               CASE WHEN c.charge_model = 'MATRIX' THEN c.dims END AS dims, c.pct_ordered, c.pct_clamped, c.is_tws
-        FROM {tag}_slots s JOIN {tag}_prices c USING (price_id)
-        WHERE c.config_error IS NULL
-    ), tws AS (
+               c.pct_ordered, c.pct_clamped, c.is_tws, u.mu, {model_code('c.charge_model')} AS mc
+        FROM {tag}_slots s JOIN {tag}_prices c USING (price_id) JOIN {tag}_cur u ON u.currency IS NOT DISTINCT FROM s.currency
+        WHERE c.config_error IS NULL"""
+    has_ordered = con.execute(f"SELECT count(*) FROM {tag}_prices WHERE pct_ordered AND config_error IS NULL "
+                              f"AND price_id IN (SELECT DISTINCT price_id FROM {tag}_slots)").fetchone()[0] > 0
+    if has_ordered:
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE {tag}_ordered AS
+            {percentage_ordered(f'(SELECT sp.*, c.evs FROM ({sp}) sp JOIN {tag}_cells c USING (slot_id))')}""")
+    ordered = (f"LEFT JOIN {tag}_ordered o USING (slot_id)" if has_ordered
+               else f"LEFT JOIN (SELECT NULL::INTEGER AS slot_id, NULL::{DEC} AS o_billable, NULL::{DEC} AS o_rate_amount) o USING (slot_id)")
+    # without TIME_WEIGHTED_SUM slots, no carry (and ``sp`` is read once, not materialised)
+    carry = (f""", tws AS (
         SELECT slot_id, subscription_id, metric, seg_start, seg_end FROM sp WHERE is_tws
     ), carry AS (  -- TIME_WEIGHTED_SUM: the gauge value carried into a segment from earlier ones
         SELECT s.slot_id, coalesce(sum(c.sum_q), 0) AS carry
         FROM tws s
         JOIN tws p ON p.subscription_id = s.subscription_id AND p.metric = s.metric AND p.seg_end <= s.seg_start
         LEFT JOIN {tag}_cells c ON c.slot_id = p.slot_id
-        GROUP BY s.slot_id
+        GROUP BY s.slot_id""" if tws
+             else f", carry AS (SELECT CAST(NULL AS INTEGER) AS slot_id, CAST(NULL AS {DEC}) AS carry WHERE false")
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {tag}_rated AS
+    WITH sp AS ({sp}
+    ){carry}
     ), q AS (
-        SELECT s.*, c.v1, c.v2, c.v3, coalesce(c.n, 0) AS n, c.first_at, c.last_at, c.evs, c.dyn, c.pct,
+        SELECT s.*, coalesce(c.n, 0) AS n, c.first_at, c.last_at, c.dyn, c.pct,
+               CASE WHEN s.mc = 1 AND c.n > 0 THEN m.dimensions END AS dimensions,
+               m.cell_price, o.o_billable, o.o_rate_amount, t.* EXCLUDE (price_id),
                CASE s.aggregation
                  WHEN 'SUM' THEN coalesce(c.sum_q, 0)
                  WHEN 'COUNT' THEN CAST(coalesce(c.n, 0) AS {DEC})
@@ -162,58 +211,60 @@ def _build_base(con: duckdb.DuckDBPyConnection, tag: str) -> None:
                       CAST(s.period_days AS BIGINT) * 86400000, 10)
                END AS quantity
         FROM sp s LEFT JOIN {tag}_cells c USING (slot_id) LEFT JOIN carry k USING (slot_id)
+        LEFT JOIN {tag}_mcell m ON m.price_id = s.price_id
+             AND m.v1 IS NOT DISTINCT FROM c.v1 AND m.v2 IS NOT DISTINCT FROM c.v2 AND m.v3 IS NOT DISTINCT FROM c.v3
+        LEFT JOIN {tag}_tierw t ON t.price_id = s.price_id
+        {ordered}
+    ), b AS (
+        SELECT *, CAST(greatest(quantity - allowance, 0) AS {DEC}) AS billable FROM q
+        WHERE NOT (mc = 1 AND n > 0 AND coalesce(cell_price, default_unit_price) IS NULL)
+    ), v AS (
+        SELECT *, {volume_tier(n_tiers)} FROM b
+    ), l AS (
+        SELECT *, 'USAGE' AS line_type, {priced_columns(n_tiers)} FROM v
     )
-    SELECT CAST(row_number() OVER () AS BIGINT) AS cell_id, q.*,
-           CAST(greatest(quantity - allowance, 0) AS {DEC}) AS billable
-    FROM q
-    """)
-
-
-def _line_id(bm: str, line_type: str) -> str:
-    return (f"md5(concat_ws('|', CAST({bm} AS VARCHAR), CAST(subscription_id AS VARCHAR), charge_code, "
-            f"CAST(price_id AS VARCHAR), CAST(seg_start AS VARCHAR), CAST(seg_end AS VARCHAR), {line_type}, "
-            f"coalesce(dimensions, '')))")
-
-
-def _build_rated(con: duckdb.DuckDBPyConnection, tag: str, bm: str) -> None:
-    common = ("account_id, subscription_id, plan_id, price_id, charge_code, metric, aggregation, charge_model, "
-              "billing_timing, currency, period_start, period_end, seg_start, seg_end, proration_factor")
-    lines = f"""
-    WITH u AS (
-        SELECT * FROM {tag}_priced WHERE NOT unpriced
-    ), tot AS (
-        SELECT slot_id, sum(amount_precise) AS total FROM u GROUP BY slot_id
-    ), s AS (
-        SELECT s.*, c.charge_code, c.aggregation, c.charge_model, c.billing_timing, coalesce(t.total, 0) AS total
-        FROM {tag}_slots s JOIN {tag}_prices c USING (price_id) JOIN tot t USING (slot_id)
-        WHERE s.minimum_prorated IS NOT NULL OR s.maximum_prorated IS NOT NULL
-    )
-    SELECT {common}, 'USAGE' AS line_type, dimensions, quantity, allowance AS included_quantity, billable_quantity,
-           applied_unit_price AS unit_price, tier_slices, n AS event_count, first_at AS first_event_at,
-           last_at AS last_event_at, amount_precise
-    FROM u
-    UNION ALL
-    SELECT {common}, 'MINIMUM_TRUE_UP', NULL, total, 0, 1, minimum_prorated, NULL, 0, NULL, NULL,
-           minimum_prorated - total
-    FROM s WHERE minimum_prorated IS NOT NULL AND total < minimum_prorated
-    UNION ALL
-    SELECT {common}, 'MAXIMUM_CAP', NULL, total, 0, 1, maximum_prorated, NULL, 0, NULL, NULL,
-           maximum_prorated - total
-    FROM s WHERE maximum_prorated IS NOT NULL AND total > maximum_prorated
-    """
-    con.execute(f"""
-    CREATE OR REPLACE TEMP TABLE {tag}_rated AS
     SELECT {_line_id(bm, 'line_type')} AS rated_line_id, {bm} AS billing_month,
            account_id, subscription_id, plan_id, price_id, charge_code, metric, aggregation, charge_model,
            billing_timing, line_type, dimensions, currency, period_start, period_end,
            CAST(seg_start AS DATE) AS service_start, CAST(seg_end AS DATE) AS service_end,
            seg_start AS segment_start, seg_end AS segment_end,
            CAST(proration_factor AS {DEC}) AS proration_factor, CAST(quantity AS {DEC}) AS quantity,
-           CAST(included_quantity AS {DEC}) AS included_quantity, CAST(billable_quantity AS {DEC}) AS billable_quantity,
-           CAST(unit_price AS {DEC}) AS unit_price, tier_slices, CAST(event_count AS BIGINT) AS event_count,
-           first_event_at, last_event_at, CAST(amount_precise AS {DEC}) AS amount_precise,
-           round_money(amount_precise, currency) AS amount
-    FROM ({lines}) l
+           CAST(allowance AS {DEC}) AS included_quantity, CAST(billable_quantity AS {DEC}) AS billable_quantity,
+           CAST(applied_unit_price AS {DEC}) AS unit_price, tier_slices, CAST(n AS BIGINT) AS event_count,
+           first_at AS first_event_at, last_at AS last_event_at, CAST(amount_precise AS {DEC}) AS amount_precise,
+           {_round_money('amount_precise')} AS amount
+    FROM l
+    """)
+    # Commitments: per slot with a minimum or maximum, the total of its USAGE lines (a slot is
+    # (subscription, price version, segment), as in the line id).
+    con.execute(f"""
+    INSERT INTO {tag}_rated
+    WITH s AS (
+        SELECT s.*, c.charge_code, c.aggregation, c.charge_model, c.billing_timing, u.mu
+        FROM {tag}_slots s JOIN {tag}_prices c USING (price_id) JOIN {tag}_cur u ON u.currency IS NOT DISTINCT FROM s.currency
+        WHERE (s.minimum_prorated IS NOT NULL OR s.maximum_prorated IS NOT NULL) AND c.config_error IS NULL
+    ), tot AS (
+        SELECT r.subscription_id, r.price_id, r.segment_start AS seg_start, r.segment_end AS seg_end,
+               sum(r.amount_precise) AS total
+        FROM {tag}_rated r
+        WHERE r.line_type = 'USAGE' AND r.price_id IN (SELECT DISTINCT price_id FROM s)
+        GROUP BY ALL
+    ), t AS (
+        SELECT s.*, t.total FROM s JOIN tot t USING (subscription_id, price_id, seg_start, seg_end)
+    ), l AS (
+        SELECT *, 'MINIMUM_TRUE_UP' AS line_type, minimum_prorated AS unit_price, minimum_prorated - total AS amount_precise
+        FROM t WHERE minimum_prorated IS NOT NULL AND total < minimum_prorated
+        UNION ALL
+        SELECT *, 'MAXIMUM_CAP', maximum_prorated, maximum_prorated - total
+        FROM t WHERE maximum_prorated IS NOT NULL AND total > maximum_prorated
+    )
+    SELECT {_line_id(bm, 'line_type', 'NULL')}, {bm}, account_id, subscription_id, plan_id, price_id, charge_code,
+           metric, aggregation, charge_model, billing_timing, line_type, NULL, currency, period_start, period_end,
+           CAST(seg_start AS DATE), CAST(seg_end AS DATE), seg_start, seg_end,
+           CAST(proration_factor AS {DEC}), CAST(total AS {DEC}), CAST(0 AS {DEC}), CAST(1 AS {DEC}),
+           CAST(unit_price AS {DEC}), NULL, CAST(0 AS BIGINT), NULL, NULL, CAST(amount_precise AS {DEC}),
+           {_round_money('amount_precise')}
+    FROM l
     """)
 
 
@@ -241,7 +292,7 @@ def _build_unrated(con: duckdb.DuckDBPyConnection, tag: str, bm: str, src: str, 
              ELSE 'no price in effect at event time'
            END AS reason,
            a.ev._file AS _file
-    FROM {tag}_agg a
+    FROM {tag}_uagg a
     LEFT JOIN {tag}_subs sp ON sp.subscription_id = a.ev.subscription_id
     LEFT JOIN {tag}_ver v ON v.subscription_id = a.ev.subscription_id
          AND a.first_at >= CAST(v.valid_from AS TIMESTAMP) AND a.first_at < CAST(v.valid_to AS TIMESTAMP)
@@ -254,7 +305,15 @@ def _build_unrated(con: duckdb.DuckDBPyConnection, tag: str, bm: str, src: str, 
     """)
     if not f.matrix:
         return
-    n_bad = con.execute(f"""SELECT count(*) FROM {tag}_priced WHERE unpriced""").fetchone()[0]
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {tag}_unpriced AS
+    SELECT c.slot_id, c.v1, c.v2, c.v3, m.dimensions
+    FROM {tag}_cells c JOIN {tag}_slots s USING (slot_id) JOIN {tag}_prices p USING (price_id)
+    JOIN {tag}_mcell m ON m.price_id = s.price_id AND m.v1 IS NOT DISTINCT FROM c.v1
+         AND m.v2 IS NOT DISTINCT FROM c.v2 AND m.v3 IS NOT DISTINCT FROM c.v3
+    WHERE p.charge_model = 'MATRIX' AND p.config_error IS NULL AND c.n > 0
+      AND coalesce(m.cell_price, p.default_unit_price) IS NULL""")
+    n_bad = con.execute(f"""SELECT count(*) FROM {tag}_unpriced""").fetchone()[0]
     if not n_bad:
         return
     # Rare path: matrix cells without a price (and no default): their events, found by a
@@ -262,7 +321,7 @@ def _build_unrated(con: duckdb.DuckDBPyConnection, tag: str, bm: str, src: str, 
     con.execute(f"""
     INSERT INTO {tag}_unrated
     WITH bc AS (
-        SELECT slot_id, v1, v2, v3, dimensions FROM {tag}_priced WHERE unpriced
+        SELECT * FROM {tag}_unpriced
     ), x AS (
         SELECT {event_columns(f, param_lists(con, tag))}, sl.account_id
         FROM ({src}) e
