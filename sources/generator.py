@@ -392,7 +392,6 @@ def _catalog(ctx: _Ctx) -> dict[int, list[_Change]]:
     snap_ts = ctx.month_bounds(0)[0] - 3_600_000_000  # the snapshot is read an hour before the start
     since = _us(datetime(2024, 1, 1))
     out: dict[int, list[_Change]] = defaultdict(list)
-    snap = out[-1]
 
     def add(batch, ts, entity, op, key, before, after):
         out[batch].append(_Change(ts, entity, op, {key: (after or before)[key]}, before, after))
@@ -460,7 +459,6 @@ def _simulate_block(ctx: _Ctx, block: int, first: int, count: int, n_total: int)
     rng = ctx.rng(1, block)
     changes: dict[tuple[int, str], list[_Change]] = defaultdict(list)
     segs: list[_Seg] = []
-    range_lo, range_hi = ctx.month_bounds(0)[0], ctx.month_bounds(ctx.months - 1)[1]
     day = 86_400_000_000
 
     def emit(ts, entity, op, key_col, before, after, unavailable=()):

@@ -66,10 +66,7 @@ def _quarantine_frame(entity: str, rejects: pl.DataFrame) -> pl.DataFrame:
 def ingest_landing_zone(con: duckdb.DuckDBPyConnection, landing_root: Path) -> IngestSummary:
     """Load every new file under ``landing_root`` into ``raw.*``; return what happened."""
     summary = IngestSummary()
-    seen = {
-        (path, sha): path
-        for path, sha in con.execute("SELECT file, sha256 FROM audit.ingested_files").fetchall()
-    }
+    seen = set(con.execute("SELECT file, sha256 FROM audit.ingested_files").fetchall())
     first_by_sha = dict(
         con.execute(
             "SELECT sha256, arg_min(file, ingested_at) FROM audit.ingested_files WHERE status = 'LOADED' GROUP BY sha256"
