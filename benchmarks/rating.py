@@ -9,13 +9,17 @@
    minimum commitment and a cap, and ~0.2 % unrateable events.
 2. Floor: DuckDB's bare ``SELECT subscription_id, metric, sum(quantity) ... GROUP BY`` over the
    same files (the usage file has no account column; the subscription is its account-level key).
-3. Engine: ``rate_usage`` for billing month 2025-03 over a view of the files, and the rated and
+3. Reference: the two steps no rater can skip, with no pricing at all: the plan in force for
+   each event (a join on subscription with a half-open time range) and a GROUP BY to the grain
+   of a rated line with its lineage (subscription, plan, metric, zone x time band: count,
+   quantity, first and last event). A lower bound for the engine, in the same run.
+4. Engine: ``rate_usage`` for billing month 2025-03 over a view of the files, and the rated and
    unrated lines inserted into ``billing.rated_usage`` / ``billing.unrated_usage`` of a DuckDB
    database file (``benchmarks/data/bench.duckdb``): rating + write.
-4. A straightforward row-at-a-time Python rater on a 1M-event sample, its speed-up factor, and a
+5. A straightforward row-at-a-time Python rater on a 1M-event sample, its speed-up factor, and a
    cross-check of its total against the engine's on the same sample.
 
-Floor, engine and the Python rater each run in a fresh subprocess, so each peak RSS
+Floor, reference, engine and the Python rater each run in a fresh subprocess, so each peak RSS
 (``resource.getrusage``) is that phase's own. Prints one table; ``--json`` writes the figures.
 """
 
@@ -41,6 +45,7 @@ MEMORY_LIMIT = "3GB"  # DuckDB spills beyond it; the 4 GB peak-RSS target leaves
 MONTH = dt.date(2025, 3, 1)
 START = dt.datetime(2025, 2, 15)
 SPAN_SECONDS = 45 * 86400  # Feb 15 .. Apr 1
+REFERENCE_EVENTS_PER_SHARD = 60_000_000
 
 # ------------------------------------------------------------------ catalog
 BANDS = [{"band": "PEAK", "from_hour": 8, "to_hour": 20}, {"band": "OFFPEAK", "from_hour": 20, "to_hour": 8}]
@@ -176,6 +181,36 @@ def phase_floor(folder: Path, threads: int) -> dict:
     seconds = time.perf_counter() - t0
     groups = con.execute("SELECT count(*) FROM floor").fetchone()[0]
     return {"seconds": seconds, "groups": groups, "peak_rss_mb": peak_rss_mb()}
+
+
+def phase_reference(folder: Path, events: int, threads: int) -> dict:
+    """The part of rating no rater can skip, without any pricing: find the plan in force for each
+    event (a join on subscription with a half-open time range) and aggregate to the grain of a
+    rated line with its lineage (subscription, plan, metric, matrix zone x time band: event count,
+    quantity, first and last event). No price versions, billing periods, unrated reasons, tiers,
+    rounding, ids or write: a lower bound for the engine, measured in the same run as the floor."""
+    con = duckdb.connect(config={"threads": threads, "memory_limit": MEMORY_LIMIT, "preserve_insertion_order": False})
+    build_catalog(con, events)
+    con.execute("CREATE TEMP TABLE versions AS SELECT subscription_id, plan_id, CAST(valid_from AS TIMESTAMP) AS a, "
+                "CAST(valid_to AS TIMESTAMP) AS b FROM src.subscription_versions")
+    # Like the engine, large inputs run in subscription shards so the aggregation does not spill:
+    # 2 shards at 100M events was the fastest (19 s; 1 shard spills: 36 s; 3 shards: 22 s).
+    shards = max(1, -(-events // REFERENCE_EVENTS_PER_SHARD))
+    t0 = time.perf_counter()
+    for i in range(shards):
+        head = "CREATE TEMP TABLE reference AS" if i == 0 else "INSERT INTO reference"
+        only = "true" if shards == 1 else f"e.subscription_id % {shards} = {i}"
+        con.execute(f"""
+        {head}
+        SELECT e.subscription_id, v.plan_id, e.metric, e.zone, hour(e.event_time) >= 8 AND hour(e.event_time) < 20 AS peak,
+               count(*) AS events, sum(e.quantity) AS quantity, min(e.event_time) AS first_at, max(e.event_time) AS last_at
+        FROM read_parquet('{folder}/*.parquet') e
+        JOIN versions v ON v.subscription_id = e.subscription_id AND e.event_time >= v.a AND e.event_time < v.b
+        WHERE {only}
+        GROUP BY ALL""")
+    seconds = time.perf_counter() - t0
+    groups = con.execute("SELECT count(*) FROM reference").fetchone()[0]
+    return {"seconds": seconds, "groups": groups, "shards": shards, "peak_rss_mb": peak_rss_mb()}
 
 
 def phase_engine(folder: Path, events: int, threads: int, db: Path) -> dict:
@@ -376,12 +411,15 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--skip-python", action="store_true")
     ap.add_argument("--json", type=Path, help="also write the figures to this file")
-    ap.add_argument("--phase", choices=["floor", "engine", "python"], help=argparse.SUPPRESS)
+    ap.add_argument("--phase", choices=["floor", "reference", "engine", "python"], help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
 
     folder = DATA / f"usage_{a.events}"
     if a.phase == "floor":
         print(json.dumps(phase_floor(folder, a.threads)))
+        return
+    if a.phase == "reference":
+        print(json.dumps(phase_reference(folder, a.events, a.threads)))
         return
     if a.phase == "engine":
         print(json.dumps(phase_engine(folder, a.events, a.threads, DATA / "bench.duckdb"), default=str))
@@ -394,17 +432,22 @@ def main(argv=None) -> None:
     ensure_events(a.events)
     common = ["--events", str(a.events), "--threads", str(a.threads)]
     floor = _run_phase(["--phase", "floor", *common])
+    reference = _run_phase(["--phase", "reference", *common])
     engine = _run_phase(["--phase", "engine", *common])
-    res = {"events": a.events, "threads": a.threads, "floor": floor, "engine": engine,
+    res = {"events": a.events, "threads": a.threads, "floor": floor, "reference": reference, "engine": engine,
+           "reference_ratio": reference["seconds"] / floor["seconds"], "rate_ratio": engine["rate_seconds"] / floor["seconds"],
            "ratio": engine["seconds"] / floor["seconds"], "events_per_second": a.events / engine["seconds"]}
     if not a.skip_python:
         py = _run_phase(["--phase", "python", *common, "--sample", str(a.sample)])
         res["python"] = py
         res["python_speedup"] = (py["seconds"] / py["events"]) / (engine["seconds"] / a.events)
     print(f"floor  (GROUP BY sum)    : {floor['seconds']:8.2f} s   peak RSS {floor['peak_rss_mb']:8.0f} MB")
+    print(f"reference (join + grain) : {reference['seconds']:8.2f} s   peak RSS {reference['peak_rss_mb']:8.0f} MB"
+          f"   ({reference['groups']:,} groups; plan-in-force join and line-grain GROUP BY, no pricing)")
     print(f"engine (rate + write)    : {engine['seconds']:8.2f} s   peak RSS {engine['peak_rss_mb']:8.0f} MB"
           f"   (rate {engine['rate_seconds']:.2f} s, write {engine['write_seconds']:.2f} s)")
-    print(f"ratio engine / floor     : {res['ratio']:8.2f} x")
+    print(f"ratio engine / floor     : {res['ratio']:8.2f} x   (rate alone {res['rate_ratio']:.2f} x;"
+          f" reference / floor {res['reference_ratio']:.2f} x; engine / reference {engine['seconds'] / reference['seconds']:.2f} x)")
     print(f"events per second        : {res['events_per_second']:,.0f}")
     print(f"rated lines              : {engine['lines']:,}   rated events {engine['rated_events']:,}"
           f"   unrated {engine['unrated_events']:,} (share {float(engine['unrated_share']):.4%})")

@@ -229,6 +229,9 @@ def build_catalog(
     """)
 
     # Slots: (subscription, segment, price version) over the period; narrow (parameters by price_id).
+    # Proration is exact HUGEINT arithmetic (``prorate``/``div_round``), so it is computed once per
+    # distinct (price, segment days, proration days) -- a few hundred combinations -- and joined
+    # back, not once per slot.
     con.execute(f"""
     CREATE OR REPLACE TEMP TABLE {tag}_slots AS
     WITH sv AS (
@@ -240,8 +243,7 @@ def build_catalog(
           AND v.valid_from < s.period_end AND v.valid_to > s.period_start
     ), j AS (
         SELECT sv.subscription_id, sv.account_id, sv.currency, sv.period_start, sv.period_end, sv.plan_id,
-               c.price_id, c.metric, c.prorate, c.proration_days, c.charge_model,
-               c.included_quantity + c.free_units AS allowance_full, c.minimum_amount, c.maximum_amount,
+               c.price_id, c.metric,
                greatest(sv.vs, c.effective_from) AS seg_start, least(sv.ve, c.effective_to) AS seg_end
         FROM sv JOIN {tag}_prices c ON c.plan_id = sv.plan_id AND c.effective_from < sv.ve AND c.effective_to > sv.vs
     ), p AS (
@@ -250,24 +252,34 @@ def build_catalog(
                date_diff('day', CAST(seg_start AS DATE), CAST(seg_end AS DATE)) AS seg_days,
                seg_start = CAST(period_start AS TIMESTAMP) AND seg_end = CAST(period_end AS TIMESTAMP) AS whole_period
         FROM j
+    ), shapes AS (  -- the distinct proration cases
+        SELECT DISTINCT price_id, seg_days, period_days, whole_period FROM p
+    ), f AS (
+        SELECT x.price_id, x.seg_days, x.period_days, x.whole_period,
+               NOT c.prorate OR x.whole_period AS whole,
+               coalesce(c.proration_days, x.period_days) AS denominator,
+               c.charge_model, c.included_quantity + c.free_units AS allowance_full,
+               c.minimum_amount, c.maximum_amount
+        FROM shapes x JOIN {tag}_prices c USING (price_id)
+    ), r AS (
+        SELECT price_id, seg_days, period_days, whole_period,
+               CASE WHEN whole THEN CAST(1 AS {DEC})
+                    ELSE least(CAST(1 AS {DEC}), div_round(seg_days, denominator, 10)) END AS proration_factor,
+               CASE WHEN charge_model IN ('MATRIX', 'DYNAMIC') THEN CAST(0 AS {DEC})
+                    WHEN whole THEN allowance_full
+                    ELSE least(allowance_full, prorate(allowance_full, seg_days, denominator)) END AS allowance,
+               CASE WHEN minimum_amount IS NULL OR whole THEN minimum_amount
+                    ELSE least(minimum_amount, prorate(minimum_amount, seg_days, denominator)) END AS minimum_prorated,
+               CASE WHEN maximum_amount IS NULL OR whole THEN maximum_amount
+                    ELSE least(maximum_amount, prorate(maximum_amount, seg_days, denominator)) END AS maximum_prorated
+        FROM f
     )
-    SELECT CAST(row_number() OVER (ORDER BY subscription_id, metric, seg_start, price_id) AS INTEGER) AS slot_id,
-           subscription_id, account_id, currency, period_start, period_end, plan_id, price_id, metric,
-           seg_start, seg_end, period_days, seg_days, whole_period,
-           CASE WHEN NOT prorate OR whole_period THEN CAST(1 AS {DEC})
-                ELSE least(CAST(1 AS {DEC}), div_round(seg_days, coalesce(proration_days, period_days), 10)) END
-             AS proration_factor,
-           CASE WHEN charge_model IN ('MATRIX', 'DYNAMIC') THEN CAST(0 AS {DEC})
-                WHEN NOT prorate OR whole_period THEN allowance_full
-                ELSE least(allowance_full, prorate(allowance_full, seg_days, coalesce(proration_days, period_days))) END
-             AS allowance,
-           CASE WHEN minimum_amount IS NULL OR NOT prorate OR whole_period THEN minimum_amount
-                ELSE least(minimum_amount, prorate(minimum_amount, seg_days, coalesce(proration_days, period_days))) END
-             AS minimum_prorated,
-           CASE WHEN maximum_amount IS NULL OR NOT prorate OR whole_period THEN maximum_amount
-                ELSE least(maximum_amount, prorate(maximum_amount, seg_days, coalesce(proration_days, period_days))) END
-             AS maximum_prorated
-    FROM p
+    SELECT CAST(row_number() OVER (ORDER BY p.subscription_id, p.metric, p.seg_start, p.price_id) AS INTEGER) AS slot_id,
+           p.subscription_id, p.account_id, p.currency, p.period_start, p.period_end, p.plan_id, p.price_id, p.metric,
+           p.seg_start, p.seg_end, p.period_days, p.seg_days, p.whole_period,
+           r.proration_factor, r.allowance, r.minimum_prorated, r.maximum_prorated
+    FROM p JOIN r ON r.price_id = p.price_id AND r.seg_days = p.seg_days AND r.period_days = p.period_days
+         AND r.whole_period = p.whole_period
     """)
 
 

@@ -138,27 +138,33 @@ def build_lookup(con: duckdb.DuckDBPyConnection, tag: str, window: tuple[str, st
     """)
     con.execute(f"""
     CREATE OR REPLACE TEMP TABLE {tag}_lookup AS
-    WITH sm AS (
+    WITH sm AS (  -- every (subscription, metric) its plans price, with the partition window
         SELECT DISTINCT s.subscription_id, c.metric, s.win_start, s.win_end
         FROM {tag}_subs s JOIN {tag}_ver v USING (subscription_id) JOIN {tag}_chg c ON c.plan_id = v.plan_id
         WHERE c.metric IS NOT NULL
-    ), pts AS (
-        SELECT DISTINCT subscription_id, metric, p FROM (
-            SELECT subscription_id, metric,
-                   unnest([{lo}, {hi}, coalesce(win_start, {lo}), coalesce(win_end, {lo})]) AS p FROM sm
-            UNION ALL
-            SELECT subscription_id, metric, unnest([seg_start, seg_end]) FROM {tag}_slots
-        ) WHERE p >= {lo} AND p <= {hi}
-    ), iv AS (
-        SELECT subscription_id, metric, p AS a, lead(p) OVER (PARTITION BY subscription_id, metric ORDER BY p) AS b
-        FROM pts
-    ), gaps AS (
-        SELECT iv.subscription_id, iv.metric, iv.a, iv.b,
-               CASE WHEN sm.win_start IS NOT NULL AND iv.a >= sm.win_start AND iv.b <= sm.win_end THEN 1 ELSE 2 END AS kind
-        FROM iv JOIN sm USING (subscription_id, metric)
-        WHERE iv.b IS NOT NULL
-          AND NOT EXISTS (SELECT 1 FROM {tag}_slots x WHERE x.subscription_id = iv.subscription_id
-                          AND x.metric = iv.metric AND x.seg_start <= iv.a AND x.seg_end >= iv.b)
+    ), sl AS (  -- slots with the end of the time covered by the earlier slots of the same key
+        SELECT subscription_id, metric, seg_start, seg_end,
+               max(seg_end) OVER (PARTITION BY subscription_id, metric ORDER BY seg_start, seg_end
+                                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS covered_to
+        FROM {tag}_slots
+    ), holes AS (  -- maximal time ranges of [lo, hi) no slot covers
+        SELECT subscription_id, metric, coalesce(covered_to, {lo}) AS a, seg_start AS b
+        FROM sl WHERE coalesce(covered_to, {lo}) < seg_start
+        UNION ALL
+        SELECT subscription_id, metric, max(seg_end), {hi} FROM {tag}_slots GROUP BY ALL HAVING max(seg_end) < {hi}
+        UNION ALL
+        SELECT subscription_id, metric, {lo}, {hi} FROM sm
+        WHERE NOT EXISTS (SELECT 1 FROM {tag}_slots x WHERE x.subscription_id = sm.subscription_id AND x.metric = sm.metric)
+    ), gaps AS (  -- each hole cut at the partition window: inside it kind 1 (unrated), outside kind 2
+        -- (no window: all kind 2; NULLs compare as false, so empty or undefined pieces drop out)
+        SELECT h.subscription_id, h.metric, p.a, p.b, p.kind
+        FROM holes h JOIN sm USING (subscription_id, metric),
+             LATERAL (SELECT unnest([
+                 {{'a': h.a, 'b': least(h.b, coalesce(sm.win_start, h.b)), 'kind': 2}},
+                 {{'a': CASE WHEN sm.win_start IS NOT NULL THEN greatest(h.a, sm.win_start) END,
+                   'b': least(h.b, sm.win_end), 'kind': 1}},
+                 {{'a': greatest(h.a, coalesce(sm.win_end, h.b)), 'b': h.b, 'kind': 2}}], recursive := true)) p
+        WHERE p.a < p.b
     )
     SELECT l.subscription_id, l.metric, l.a, l.b, l.slot_id, l.kind, p.pidx
     FROM (
