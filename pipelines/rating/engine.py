@@ -40,6 +40,7 @@ from pipelines.rating.pricers import (
 )
 from pipelines.rating.scan import (
     Features,
+    Placement,
     bad_expression,
     build_lookup,
     build_scan,
@@ -318,17 +319,18 @@ def _build_unrated(con: duckdb.DuckDBPyConnection, tag: str, bm: str, src: str, 
         return
     # Rare path: matrix cells without a price (and no default): their events, found by a
     # targeted rescan restricted to those slots, become unrated.
+    place = Placement.of(con, tag)
     con.execute(f"""
     INSERT INTO {tag}_unrated
     WITH bc AS (
         SELECT * FROM {tag}_unpriced
     ), x AS (
-        SELECT {event_columns(f, param_lists(con, tag))}, sl.account_id
+        SELECT {event_columns(f, param_lists(con, tag), place)}, sl.slot_id, sl.account_id
         FROM ({src}) e
-        JOIN {tag}_lookup s ON s.subscription_id = e.subscription_id AND s.metric = e.metric
-             AND e.event_time >= s.a AND e.event_time < s.b
-        JOIN {tag}_slots sl ON sl.slot_id = s.slot_id
-        WHERE s.slot_id IN (SELECT slot_id FROM bc)
+        {place.joins(tag)}
+        JOIN {tag}_slotmap sm ON sm.slot_key = {place.slot_key()}
+        JOIN {tag}_slots sl ON sl.slot_id = sm.slot_id
+        WHERE sl.slot_id IN (SELECT slot_id FROM bc)
     ), xb AS (
         SELECT * FROM x WHERE ({bad_expression(f)}) IS NULL
     ), y AS (

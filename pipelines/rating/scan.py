@@ -2,19 +2,19 @@
 
 One pass over the usage relation does everything that needs event values:
 
-* assigns each event to the partition (its subscription's account period, or the calendar
-  month when the subscription or account is unknown) with a hash join on subscription_id;
-* finds its slot (plan version x price version x segment) with a hash join on
-  (subscription_id, metric) and a half-open time condition;
+* places each event with two hash joins, each with a half-open time condition
+  (:func:`build_lookup`): on ``subscription_id`` against a few rows per subscription (the plan
+  islands inside its billing period, the rest of the period: unrated, and the time outside it:
+  another month's usage, skipped), then on one integer (plan, metric) key against the handful
+  of price versions; the pair is the event's slot (plan island x price version);
 * aggregates, per (slot, matrix key), every quantity the slot's aggregation and model need
   (sum, count, max, latest, unique count, time weight, dynamic amount, clamped percentage),
   as aggregate expressions, so pricing afterwards only touches the few aggregated rows;
 * keeps each event that cannot be rated as its own group (key ``u_event_id``) with its values,
   so unrated usage comes out of the same scan.
 
-The join key is one BIGINT (``subscription_id << bits | metric code``, :func:`join_key`).
-Large months (more than ``LOOKUP_ROWS_PER_SHARD`` lookup rows) run the scan once per shard of
-subscription_id, so each shard's hash tables fit in memory instead of spilling.
+Large months (more than ``SLOTS_PER_SHARD`` slots) run the scan once per shard of
+subscription_id, so each shard's aggregation fits in memory instead of spilling.
 
 The SQL is assembled from the features present among the slots in force (matrix keys,
 dynamic prices, unique counts, ...), so a month without matrix charges pays nothing for them.
@@ -31,8 +31,9 @@ from pipelines.rating.catalog import DEC, columns_of, live_filter
 
 _EV = f"STRUCT(t TIMESTAMP, id VARCHAR, q {DEC})"
 
-# Lookup rows per shard of the scan (build_scan): a 20M-event month (1.1M rows) is one shard.
-LOOKUP_ROWS_PER_SHARD = 2_000_000
+# Slots per shard of the scan (build_scan): a 20M-event month (565k slots) is one shard, 100M
+# events (2.8M slots) three.
+SLOTS_PER_SHARD = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -124,12 +125,21 @@ def param_lists(con: duckdb.DuckDBPyConnection, tag: str) -> dict[str, str]:
 
 
 def build_lookup(con: duckdb.DuckDBPyConnection, tag: str, window: tuple[str, str]) -> None:
-    """``{tag}_lookup``: for every (subscription, metric its plans price), rows that tile the scan
-    window ``[lo, hi)`` with half-open time ranges: the slots (kind 0), the gaps inside the
-    subscription's partition window with no price in force (kind 1: unrated) and the time outside
-    it (kind 2: another month's usage, skipped). One equi-join on (subscription_id, metric) with a
-    range condition then places each event; only events of unknown subscriptions or of metrics
-    none of the subscription's plans price find no row."""
+    """The two small tables that place each event, and the map from placements to slots.
+
+    * ``{tag}_lookup``: per known subscription, rows tiling the scan window ``[lo, hi)`` with
+      half-open time ranges (``r`` numbers them): the plan islands inside the subscription's
+      partition window (kind 0, with the plan's dense index ``pl``), the rest of the window
+      (kind 1: no plan in force, unrated) and the time outside it (kind 2: another month's usage,
+      skipped). Subscriptions whose account is unknown have no kind 0 row.
+    * ``{tag}_plookup``: per (plan, metric) the USAGE price versions in force
+      (``k = pl * (metrics + 1) + metric code``, ``[a, b)`` the price's validity, ``pidx``).
+    * ``{tag}_slotmap``: ``slot_key = r * (prices + 1) + pidx`` -> ``slot_id`` (a slot is the
+      island inside the window, cut by the price version).
+
+    The scan joins events to the first on ``subscription_id`` and to the second on ``k``, each
+    with the range condition: the large join's build side has a few rows per subscription (not
+    per subscription and metric), and the second is a handful of rows."""
     lo, hi = window
     con.execute(f"""
     CREATE OR REPLACE TEMP TABLE {tag}_pidx AS
@@ -137,78 +147,103 @@ def build_lookup(con: duckdb.DuckDBPyConnection, tag: str, window: tuple[str, st
     FROM {tag}_prices WHERE price_id IN (SELECT DISTINCT price_id FROM {tag}_slots)
     """)
     con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {tag}_plans AS
+    SELECT plan_id, CAST(row_number() OVER (ORDER BY plan_id) AS INTEGER) AS pl
+    FROM (SELECT DISTINCT plan_id FROM {tag}_prices JOIN {tag}_pidx USING (price_id))
+    """)
+    con.execute(f"""
     CREATE OR REPLACE TEMP TABLE {tag}_lookup AS
-    WITH sm AS (  -- every (subscription, metric) its plans price, with the partition window
-        SELECT DISTINCT s.subscription_id, c.metric, s.win_start, s.win_end
-        FROM {tag}_subs s JOIN {tag}_ver v USING (subscription_id) JOIN {tag}_chg c ON c.plan_id = v.plan_id
-        WHERE c.metric IS NOT NULL
-    ), sl AS (  -- slots with the end of the time covered by the earlier slots of the same key
-        SELECT subscription_id, metric, seg_start, seg_end,
-               max(seg_end) OVER (PARTITION BY subscription_id, metric ORDER BY seg_start, seg_end
-                                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS covered_to
-        FROM {tag}_slots
-    ), holes AS (  -- maximal time ranges of [lo, hi) no slot covers
-        SELECT subscription_id, metric, coalesce(covered_to, {lo}) AS a, seg_start AS b
-        FROM sl WHERE coalesce(covered_to, {lo}) < seg_start
+    WITH w AS (
+        SELECT subscription_id, win_start, win_end, problem IS NULL AND period_start IS NOT NULL AS billable
+        FROM {tag}_subs
+    ), isl AS (  -- plan islands inside the partition window
+        SELECT w.subscription_id, greatest(CAST(v.valid_from AS TIMESTAMP), w.win_start) AS a,
+               least(CAST(v.valid_to AS TIMESTAMP), w.win_end) AS b, v.plan_id
+        FROM w JOIN {tag}_ver v USING (subscription_id)
+        WHERE w.billable AND CAST(v.valid_from AS TIMESTAMP) < w.win_end AND CAST(v.valid_to AS TIMESTAMP) > w.win_start
+    ), il AS (  -- islands with the end of the time covered by the earlier islands
+        SELECT *, max(b) OVER (PARTITION BY subscription_id ORDER BY a, b
+                               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS covered_to
+        FROM isl
+    ), holes AS (  -- maximal time ranges of [lo, hi) no island covers
+        SELECT subscription_id, coalesce(covered_to, {lo}) AS a, a AS b FROM il WHERE coalesce(covered_to, {lo}) < a
         UNION ALL
-        SELECT subscription_id, metric, max(seg_end), {hi} FROM {tag}_slots GROUP BY ALL HAVING max(seg_end) < {hi}
+        SELECT subscription_id, max(b), {hi} FROM isl GROUP BY ALL HAVING max(b) < {hi}
         UNION ALL
-        SELECT subscription_id, metric, {lo}, {hi} FROM sm
-        WHERE NOT EXISTS (SELECT 1 FROM {tag}_slots x WHERE x.subscription_id = sm.subscription_id AND x.metric = sm.metric)
+        SELECT subscription_id, {lo}, {hi} FROM w WHERE subscription_id NOT IN (SELECT subscription_id FROM isl)
     ), gaps AS (  -- each hole cut at the partition window: inside it kind 1 (unrated), outside kind 2
         -- (no window: all kind 2; NULLs compare as false, so empty or undefined pieces drop out)
-        SELECT h.subscription_id, h.metric, p.a, p.b, p.kind
-        FROM holes h JOIN sm USING (subscription_id, metric),
+        SELECT h.subscription_id, p.a, p.b, p.kind
+        FROM holes h JOIN w USING (subscription_id),
              LATERAL (SELECT unnest([
-                 {{'a': h.a, 'b': least(h.b, coalesce(sm.win_start, h.b)), 'kind': 2}},
-                 {{'a': CASE WHEN sm.win_start IS NOT NULL THEN greatest(h.a, sm.win_start) END,
-                   'b': least(h.b, sm.win_end), 'kind': 1}},
-                 {{'a': greatest(h.a, coalesce(sm.win_end, h.b)), 'b': h.b, 'kind': 2}}], recursive := true)) p
+                 {{'a': h.a, 'b': least(h.b, coalesce(w.win_start, h.b)), 'kind': 2}},
+                 {{'a': CASE WHEN w.win_start IS NOT NULL THEN greatest(h.a, w.win_start) END,
+                   'b': least(h.b, w.win_end), 'kind': 1}},
+                 {{'a': greatest(h.a, coalesce(w.win_end, h.b)), 'b': h.b, 'kind': 2}}], recursive := true)) p
         WHERE p.a < p.b
     )
-    SELECT l.subscription_id, l.metric, l.a, l.b, l.slot_id, l.kind, p.pidx
+    SELECT CAST(row_number() OVER (ORDER BY l.subscription_id, l.a) AS BIGINT) AS r, l.subscription_id, l.a, l.b,
+           l.kind, pl.pl
     FROM (
-        SELECT subscription_id, metric, seg_start AS a, seg_end AS b, slot_id, price_id, CAST(0 AS TINYINT) AS kind
-        FROM {tag}_slots
+        SELECT subscription_id, a, b, plan_id, CAST(0 AS TINYINT) AS kind FROM isl
         UNION ALL
-        SELECT subscription_id, metric, a, b, NULL, NULL, CAST(kind AS TINYINT) FROM gaps
-    ) l LEFT JOIN {tag}_pidx p USING (price_id)
+        SELECT subscription_id, a, b, NULL, CAST(kind AS TINYINT) FROM gaps
+    ) l LEFT JOIN {tag}_plans pl USING (plan_id)
     """)
-    key = join_key(con, tag)
-    if key is not None:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {tag}_lookup AS SELECT *, {key('subscription_id', 'metric')} AS k "
-                    f"FROM {tag}_lookup")
+    n_metrics, n_prices = con.execute(
+        f"SELECT (SELECT count(DISTINCT metric) FROM {tag}_slots), (SELECT count(*) FROM {tag}_pidx)").fetchone()
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {tag}_plookup AS
+    SELECT pl.pl * {n_metrics + 1} + m.code AS k, c.effective_from AS a, c.effective_to AS b, x.pidx, c.price_id
+    FROM {tag}_prices c JOIN {tag}_pidx x USING (price_id) JOIN {tag}_plans pl USING (plan_id)
+    JOIN (SELECT metric, CAST(row_number() OVER (ORDER BY metric) AS INTEGER) AS code
+          FROM (SELECT DISTINCT metric FROM {tag}_slots)) m USING (metric)
+    """)
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {tag}_slotmap AS
+    SELECT l.r * {n_prices + 1} + x.pidx AS slot_key, s.slot_id
+    FROM {tag}_slots s JOIN {tag}_pidx x USING (price_id)
+    JOIN {tag}_lookup l ON l.subscription_id = s.subscription_id AND l.kind = 0
+         AND s.seg_start >= l.a AND s.seg_end <= l.b
+    """)
 
 
-def join_key(con: duckdb.DuckDBPyConnection, tag: str):
-    """The lookup's (subscription_id, metric) as one BIGINT: ``subscription_id << bits | metric
-    code`` (codes 1..n over the metrics in the lookup), NULL for any other metric or an id out of
-    the lookup's range. One integer key makes the scan's hash join about a third cheaper than
-    hashing and comparing a BIGINT and a VARCHAR. Returns ``key(sub_sql, metric_sql) -> SQL``, or
-    None when ids are negative or too large to shift."""
-    metrics, lo_id, hi_id = con.execute(
-        f"SELECT list(DISTINCT metric ORDER BY metric), min(subscription_id), max(subscription_id) FROM {tag}_lookup"
-    ).fetchone()
-    if not metrics or lo_id is None or lo_id < 0:
-        return None
-    bits = len(metrics).bit_length()
-    if hi_id >= 1 << (62 - bits):
-        return None
-    whens = " ".join(f"WHEN {_literal(m)} THEN {i}" for i, m in enumerate(metrics, 1))
+@dataclass(frozen=True)
+class Placement:
+    """SQL that places each usage event ``e``: ``l`` (its subscription's lookup row) and ``s`` (the
+    price version in force for the plan and metric), and the slot key of the pair."""
 
-    def key(sub: str, metric: str) -> str:
-        return (f"CASE WHEN {sub} BETWEEN {lo_id} AND {hi_id} THEN "
-                f"(CAST({sub} AS BIGINT) << {bits}) | CASE {metric} {whens} END END")
-    return key
+    lookup: str
+    metric_code: str  # SQL over e.metric: its code among the priced metrics, NULL for any other
+    k_factor: int  # metrics + 1
+    key_factor: int  # prices + 1
+
+    @classmethod
+    def of(cls, con: duckdb.DuckDBPyConnection, tag: str) -> "Placement":
+        metrics = [m for (m,) in con.execute(f"SELECT DISTINCT metric FROM {tag}_slots ORDER BY metric").fetchall()]
+        n_prices = con.execute(f"SELECT count(*) FROM {tag}_pidx").fetchone()[0]
+        whens = " ".join(f"WHEN {_literal(m)} THEN {i}" for i, m in enumerate(metrics, 1))
+        code = f"CASE e.metric {whens} END" if metrics else "CAST(NULL AS INTEGER)"
+        return cls(f"{tag}_lookup", code, len(metrics) + 1, n_prices + 1)
+
+    def joins(self, tag: str, lookup: str | None = None) -> str:
+        return (f"LEFT JOIN {lookup or self.lookup} l ON l.subscription_id = e.subscription_id "
+                f"AND e.event_time >= l.a AND e.event_time < l.b "
+                f"LEFT JOIN {tag}_plookup s ON s.k = l.pl * {self.k_factor} + {self.metric_code} "
+                f"AND e.event_time >= s.a AND e.event_time < s.b")
+
+    def slot_key(self) -> str:
+        return f"l.r * {self.key_factor} + s.pidx"
 
 
-def event_columns(f: Features, p: dict[str, str]) -> str:
-    """Per-event SELECT list over ``e`` (usage) and ``s`` (lookup row); price parameters by pidx."""
+def event_columns(f: Features, p: dict[str, str], place: Placement) -> str:
+    """Per-event SELECT list over ``e`` (usage), ``l`` and ``s`` (:class:`Placement`); price
+    parameters by pidx."""
     ks = range(1, f.matrix_dims + 1)
     m = [f"{_matrix_key(k, p)} AS m{k}" for k in ks] + [f"CAST(NULL AS VARCHAR) AS m{k}" for k in range(f.matrix_dims + 1, 4)]
-    cols = ["s.slot_id", "e.event_id", "e.subscription_id", "e.metric", "e.quantity", "e.event_time", "e._file", *m]
+    cols = [f"{place.slot_key()} AS slot_key", "e.event_id", "e.subscription_id", "e.metric", "e.quantity", "e.event_time", "e._file", *m]
     if f.needs_params:
-        cols += ["e.attributes", "s.b AS seg_end"]
+        cols += ["e.attributes", "least(l.b, s.b) AS seg_end"]
         wanted = {"kc1": f.matrix_dims >= 1, "kc2": f.matrix_dims >= 2, "kc3": f.matrix_dims >= 3,
                   "is_dynamic": f.dynamic, "price_path": f.dynamic, "is_unique": f.unique, "unique_path": f.unique,
                   "is_latest": f.latest, "is_tws": f.tws, "pct_clamped": f.pct_clamped, "pct_ordered": f.pct_ordered,
@@ -240,7 +275,7 @@ def bad_expression(f: Features) -> str:
         parts.append(f"WHEN kc{k} IS NOT NULL AND (m{k} IS NULL OR (kc{k} = 2 AND m{k} = '0')) THEN {3 + k}")
     if f.unique:
         parts.append(f"WHEN is_unique AND json_extract_string(attributes, unique_path) IS NULL THEN {BAD_UNIQUE}")
-    return f"CAST(CASE WHEN slot_id IS NOT NULL THEN CASE {' '.join(parts)} END END AS TINYINT)"
+    return f"CAST(CASE WHEN slot_key IS NOT NULL THEN CASE {' '.join(parts)} END END AS TINYINT)"
 
 
 def _shard(i: int, shards: int, col: str) -> str:
@@ -258,10 +293,8 @@ def build_scan(
 ) -> None:
     """Create ``{tag}_agg``: one row per (slot, matrix key) of rated usage, one row per unrated event."""
     p = param_lists(con, tag)
+    place = Placement.of(con, tag)
     lo, hi = window
-    key = join_key(con, tag)
-    on = (f"s.k = {key('e.subscription_id', 'e.metric')}" if key is not None
-          else "s.subscription_id = e.subscription_id AND s.metric = e.metric")
     aggs = [
         "count(*) AS n",
         "sum(quantity) AS sum_q",
@@ -290,8 +323,8 @@ def build_scan(
     # spilling; the union of the shards is the same table.
     # matrix keys beyond the largest matrix's dimensions are constant NULL: not grouped by
     ms = [f"m{k}" if k <= f.matrix_dims else f"CAST(NULL AS VARCHAR) AS m{k}" for k in (1, 2, 3)]
-    n_lookup = con.execute(f"SELECT count(*) FROM {tag}_lookup").fetchone()[0]
-    shards = max(1, -(-n_lookup // LOOKUP_ROWS_PER_SHARD))
+    n_slots = con.execute(f"SELECT count(*) FROM {tag}_slots").fetchone()[0]
+    shards = max(1, -(-n_slots // SLOTS_PER_SHARD))
     for i in range(shards):
         if shards == 1:
             lookup, only = f"{tag}_lookup", ""
@@ -301,18 +334,21 @@ def build_scan(
         head = f"CREATE OR REPLACE TEMP TABLE {tag}_agg AS" if i == 0 else f"INSERT INTO {tag}_agg"
         con.execute(f"""
         {head}
-        SELECT slot_id, {', '.join(ms)}, u_event_id, {', '.join(aggs)}
+        SELECT m.slot_id, g.* EXCLUDE (slot_key)
         FROM (
-          SELECT *, CASE WHEN slot_id IS NULL OR bad IS NOT NULL THEN event_id END AS u_event_id
+          SELECT slot_key, {', '.join(ms)}, u_event_id, {', '.join(aggs)}
           FROM (
-            SELECT *, {bad_expression(f)} AS bad
+            SELECT *, CASE WHEN slot_key IS NULL OR bad IS NOT NULL THEN event_id END AS u_event_id
             FROM (
-              SELECT {event_columns(f, p)}
-              FROM ({usage}) e
-              LEFT JOIN {lookup} s ON {on} AND e.event_time >= s.a AND e.event_time < s.b
-              WHERE e.event_time >= {lo} AND e.event_time < {hi} AND (s.kind IS NULL OR s.kind < 2){only}
-            ) z
-          ) y
-        ) x
-        GROUP BY slot_id, {''.join(f'm{k}, ' for k in range(1, f.matrix_dims + 1))}u_event_id
+              SELECT *, {bad_expression(f)} AS bad
+              FROM (
+                SELECT {event_columns(f, p, place)}
+                FROM ({usage}) e
+                {place.joins(tag, lookup)}
+                WHERE e.event_time >= {lo} AND e.event_time < {hi} AND (l.kind IS NULL OR l.kind < 2){only}
+              ) z
+            ) y
+          ) x
+          GROUP BY slot_key, {''.join(f'm{k}, ' for k in range(1, f.matrix_dims + 1))}u_event_id
+        ) g LEFT JOIN {tag}_slotmap m USING (slot_key)
         """)
