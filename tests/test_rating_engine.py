@@ -151,6 +151,36 @@ def test_unrated_reasons():
     assert [(r["price_id"], r["quantity"]) for r in rated if r["event_count"]] == [(1, D(5))]
 
 
+def test_sharded_scan_gives_the_same_lines(monkeypatch):
+    """Large months scan usage in subscription shards; forcing one shard per slot must not change
+    a single line or unrated row (ids included)."""
+    import pipelines.rating.scan as scan
+
+    accounts = [{"account_id": 1, "currency": "USD"}, {"account_id": 2, "currency": "EUR", "bill_cycle_day": 15}]
+    subs = [{"subscription_id": 10, "account_id": 1, "plan_id": 100, "valid_from": "2025-01-01", "valid_to": "2025-03-16"},
+            {"subscription_id": 10, "account_id": 1, "plan_id": 200, "valid_from": "2025-03-16"},
+            {"subscription_id": 11, "account_id": 2, "plan_id": 100, "valid_from": "2025-03-03"},
+            {"subscription_id": 12, "account_id": 3, "plan_id": 100, "valid_from": "2025-01-01"}]  # account 3 unknown
+    voice = {"price_id": 3, "metric": "voice", "charge_code": "voice", "charge_model": "MATRIX",
+             "properties": {"dimensions": ["zone"], "default_unit_price": "0.5", "prices": [{"zone": "EU", "unit_price": "0.1"}]}}
+    charges = [per_unit(1), per_unit(2, plan_id=200, unit_price="2"), voice, {**voice, "price_id": 4, "plan_id": 200}]
+    usage = [ev(q, f"2025-03-{d:02d} 10:00:00", sub=s, metric=m, zone=z)
+             for q, d, s, m, z in [(1, 5, 10, "m", None), (2, 20, 10, "m", None), (3, 5, 10, "voice", "EU"),
+                                   (4, 20, 10, "voice", "US"), (5, 4, 11, "m", None), (6, 14, 11, "voice", "EU"),
+                                   (7, 16, 11, "m", None), (8, 2, 11, "m", None), (9, 5, 12, "m", None),
+                                   (1, 5, 77, "m", None), (1, 5, 10, "nope", None)]]
+    whole = rate_example(charges, usage, accounts=accounts, subscriptions=subs)[:2]
+    monkeypatch.setattr(scan, "SLOTS_PER_SHARD", 1)
+    sharded = rate_example(charges, usage, accounts=accounts, subscriptions=subs)[:2]
+    assert sharded == whole
+    rated, unrated = whole
+    # sub 11 bills Feb 15 - Mar 15: its Mar 16 event belongs to April, its Mar 2 event precedes it (unrated);
+    # unrated also: sub 12 (unknown account), sub 77 (unknown), metric "nope"
+    assert sum(r["event_count"] for r in rated) == 6
+    assert sorted(u["reason"] for u in unrated) == ["no active subscription at event time", "unknown billing account",
+                                                    "unknown metric", "unknown subscription"]
+
+
 def _con_with(charges, usage, **kw):
     con = install_macros(duckdb.connect())
     names = create_inputs(con, "core", accounts=kw.get("accounts", [{"account_id": 1, "currency": "USD"}]),
