@@ -133,7 +133,8 @@ def build_lookup(con: duckdb.DuckDBPyConnection, tag: str, window: tuple[str, st
       (kind 1: no plan in force, unrated) and the time outside it (kind 2: another month's usage,
       skipped). Subscriptions whose account is unknown have no kind 0 row.
     * ``{tag}_plookup``: per (plan, metric) the USAGE price versions in force
-      (``k = pl * (metrics + 1) + metric code``, ``[a, b)`` the price's validity, ``pidx``).
+      (``k = pl * (metrics + 1) + code``, codes in ``{tag}_metrics``; ``[a, b)`` the price's
+      validity, ``pidx``).
     * ``{tag}_slotmap``: ``slot_key = r * (prices + 1) + pidx`` -> ``slot_id`` (a slot is the
       island inside the window, cut by the price version).
 
@@ -190,14 +191,18 @@ def build_lookup(con: duckdb.DuckDBPyConnection, tag: str, window: tuple[str, st
         SELECT subscription_id, a, b, NULL, CAST(kind AS TINYINT) FROM gaps
     ) l LEFT JOIN {tag}_plans pl USING (plan_id)
     """)
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {tag}_metrics AS
+    SELECT metric, CAST(row_number() OVER (ORDER BY metric) AS INTEGER) AS code
+    FROM (SELECT DISTINCT metric FROM {tag}_slots)
+    """)
     n_metrics, n_prices = con.execute(
-        f"SELECT (SELECT count(DISTINCT metric) FROM {tag}_slots), (SELECT count(*) FROM {tag}_pidx)").fetchone()
+        f"SELECT (SELECT count(*) FROM {tag}_metrics), (SELECT count(*) FROM {tag}_pidx)").fetchone()
     con.execute(f"""
     CREATE OR REPLACE TEMP TABLE {tag}_plookup AS
     SELECT pl.pl * {n_metrics + 1} + m.code AS k, c.effective_from AS a, c.effective_to AS b, x.pidx, c.price_id
     FROM {tag}_prices c JOIN {tag}_pidx x USING (price_id) JOIN {tag}_plans pl USING (plan_id)
-    JOIN (SELECT metric, CAST(row_number() OVER (ORDER BY metric) AS INTEGER) AS code
-          FROM (SELECT DISTINCT metric FROM {tag}_slots)) m USING (metric)
+    JOIN {tag}_metrics m USING (metric)
     """)
     con.execute(f"""
     CREATE OR REPLACE TEMP TABLE {tag}_slotmap AS
@@ -220,11 +225,11 @@ class Placement:
 
     @classmethod
     def of(cls, con: duckdb.DuckDBPyConnection, tag: str) -> "Placement":
-        metrics = [m for (m,) in con.execute(f"SELECT DISTINCT metric FROM {tag}_slots ORDER BY metric").fetchall()]
+        codes = con.execute(f"SELECT metric, code FROM {tag}_metrics ORDER BY code").fetchall()
         n_prices = con.execute(f"SELECT count(*) FROM {tag}_pidx").fetchone()[0]
-        whens = " ".join(f"WHEN {_literal(m)} THEN {i}" for i, m in enumerate(metrics, 1))
-        code = f"CASE e.metric {whens} END" if metrics else "CAST(NULL AS INTEGER)"
-        return cls(f"{tag}_lookup", code, len(metrics) + 1, n_prices + 1)
+        whens = " ".join(f"WHEN {_literal(m)} THEN {c}" for m, c in codes)
+        code = f"CASE e.metric {whens} END" if codes else "CAST(NULL AS INTEGER)"
+        return cls(f"{tag}_lookup", code, len(codes) + 1, n_prices + 1)
 
     def joins(self, tag: str, lookup: str | None = None) -> str:
         return (f"LEFT JOIN {lookup or self.lookup} l ON l.subscription_id = e.subscription_id "
