@@ -11,7 +11,9 @@ SELECT list of the priced columns::
     billable_quantity, applied_unit_price, tier_slices (JSON text), amount_precise (DECIMAL(38,10))
 
 Tier slices are rendered to JSON text by string concatenation of the DECIMAL text forms
-(identical to ``to_json`` of the slice structs: no value needs escaping).
+(identical to ``to_json`` of the slice structs: no value needs escaping); the parts that depend
+only on the price (tier number, bounds, unit and flat amounts) are rendered once per price
+(``head{k}``, ``mid{k}``), so a line only renders its quantity and amount.
 
 Products of two DECIMAL(38,10) are DECIMAL(38,20); they are brought back to 10 decimals with
 ``rating_r10`` (DuckDB ``round`` on DECIMAL: half away from zero), never through DOUBLE.
@@ -50,19 +52,24 @@ def install_rating_macros(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def tier_columns(tiers: str, n: int) -> str:
-    """SELECT over ``tiers``: one row per price_id with tier k's bounds and amounts as columns."""
-    cols = ["price_id", "max(n_tiers) AS nt"] + [
-        f"max(CASE WHEN tier = {k} THEN {c} END) AS {a}{k}"
-        for k in range(1, n + 1)
-        for a, c in (("lo", "lower"), ("up", "upper"), ("ua", "unit_amount"), ("fa", "flat_amount"))]
+    """SELECT over ``tiers``: one row per price_id with tier k's bounds and amounts as columns, and
+    the constant parts of tier k's slice JSON (``head{k}``: tier, from, to; ``mid{k}``: unit and
+    flat amounts), rendered once per price instead of once per line."""
+    cols = ["price_id", "max(n_tiers) AS nt"]
+    for k in range(1, n + 1):
+        lo, up, ua, fa = (f"max(CASE WHEN tier = {k} THEN {c} END)" for c in ("lower", "upper", "unit_amount", "flat_amount"))
+        cols += [f"{lo} AS lo{k}", f"{up} AS up{k}", f"{ua} AS ua{k}", f"{fa} AS fa{k}",
+                 f"'{{\"tier\":{k},\"from\":' || rating_jstr({lo}) || ',\"to\":' || rating_jstr({up}) "
+                 f"|| ',\"quantity\":' AS head{k}",
+                 f"',\"unit_amount\":' || rating_jstr({ua}) || ',\"flat_amount\":' || rating_jstr({fa}) "
+                 f"|| ',\"amount\":' AS mid{k}"]
     return f"SELECT {', '.join(cols)} FROM {tiers} GROUP BY price_id"
 
 
-def _slice(k, q: str, unit: str, flat: str, lo: str, up: str) -> str:
-    return (f"'{{\"tier\":' || {k} || ',\"from\":' || rating_jstr({lo}) || ',\"to\":' || rating_jstr({up}) || "
-            f"',\"quantity\":' || rating_jstr({q}) || ',\"unit_amount\":' || rating_jstr({unit}) || "
-            f"',\"flat_amount\":' || rating_jstr({flat}) || ',\"amount\":' || "
-            f"rating_jstr(rating_r10({q} * {unit}) + {flat}) || '}}'")
+def _slice(head: str, mid: str, q: str, unit: str, flat: str) -> str:
+    """A tier slice as JSON text: ``{"tier", "from", "to", "quantity", "unit_amount", "flat_amount",
+    "amount"}``, the constant parts (``head``, ``mid``) from :func:`tier_columns`."""
+    return f"{head} || rating_jstr({q}) || {mid} || rating_jstr(rating_r10({q} * {unit}) + {flat}) || '}}'"
 
 
 def _graduated(n: int) -> tuple[str, str]:
@@ -75,7 +82,7 @@ def _graduated(n: int) -> tuple[str, str]:
           for k in range(1, n + 1)}
     amount = (" + ".join(f"(CASE WHEN {inc[k]} THEN {sq[k]} * ua{k} ELSE 0 END)" for k in inc))
     flats = " + ".join(f"(CASE WHEN {inc[k]} THEN fa{k} ELSE 0 END)" for k in inc)
-    slices = ", ".join(f"CASE WHEN {inc[k]} THEN {_slice(k, sq[k], f'ua{k}', f'fa{k}', f'lo{k}', f'up{k}')} END"
+    slices = ", ".join(f"CASE WHEN {inc[k]} THEN {_slice(f'head{k}', f'mid{k}', sq[k], f'ua{k}', f'fa{k}')} END"
                        for k in inc)
     return f"rating_r10({amount}) + ({flats})", f"'[' || concat_ws(',', {slices}) || ']'"
 
@@ -98,7 +105,7 @@ def priced_columns(n_tiers: int) -> str:
     :func:`volume_tier`): billable_quantity, applied_unit_price, tier_slices, amount_precise."""
     n = n_tiers
     g_amount, g_slices = _graduated(n)
-    v_lo, v_up, v_ua, v_fa = (_pick(f, n) for f in ("lo", "up", "ua", "fa"))
+    v_ua, v_fa, v_head, v_mid = (_pick(f, n) for f in ("ua", "fa", "head", "mid"))
     packages = "rating_div_ceil(billable, package_size)"
     paying = "greatest(n - free_events, 0)"
     rate_amount = ("CASE WHEN pct_ordered THEN coalesce(o_rate_amount, 0) WHEN pct_clamped THEN coalesce(rating_r10(pct), 0) "
@@ -120,7 +127,7 @@ def priced_columns(n_tiers: int) -> str:
              || rating_jstr(rating_r10({packages} * unit_price)) || '}}]'
         WHEN {MODEL_CODES['GRADUATED']} THEN {g_slices}
         WHEN {MODEL_CODES['GRADUATED_PERCENTAGE']} THEN {g_slices}
-        WHEN {MODEL_CODES['VOLUME']} THEN '[' || {_slice('vt', 'billable', v_ua, v_fa, v_lo, v_up)} || ']'
+        WHEN {MODEL_CODES['VOLUME']} THEN '[' || {_slice(v_head, v_mid, 'billable', v_ua, v_fa)} || ']'
         WHEN {MODEL_CODES['PERCENTAGE']} THEN '[{{"rate":' || rating_jstr(rate) || ',"rate_amount":' || rating_jstr({rate_amount})
              || ',"paying_events":' || rating_jnum({paying}) || ',"fixed_fee":' || rating_jstr(fixed_fee)
              || ',"fixed_amount":' || rating_jstr(coalesce(fixed_fee, 0) * {paying}) || '}}]'
