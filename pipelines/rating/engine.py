@@ -5,9 +5,10 @@ installed) and relation names; it returns DuckDB relations shaped like ``billing
 and ``billing.unrated_usage``. Steps (docs/rating.md):
 
 1. catalog: periods, subscription islands, slots (segment x USAGE price version), tiers;
-2. one scan of usage (in shards of subscription_id for large months): a hash join on one
-   integer key (subscription, metric) and a time range places each event in its slot,
-   aggregation per (slot, matrix key), unrated events kept one per group (``scan.py``);
+2. one scan of usage (in shards of subscription_id for large months): two hash joins with a
+   time range place each event (its subscription's plan island in the period, then the price
+   version in force for the plan and metric), aggregation per (slot, matrix key), unrated
+   events kept one per group (``scan.py``);
 3. one pass over the aggregated rows: quantities per aggregation (TIME_WEIGHTED_SUM carried
    across segments), allowance, billable, every pricer as a CASE branch over the price's tier
    columns (``pricers.py``), tier slices rendered to JSON text, ids and rounding; then the
