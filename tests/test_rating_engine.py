@@ -86,6 +86,25 @@ def test_mid_period_plan_change_splits_and_prorates_the_allowance():
     assert u2["proration_factor"] == D("0.6774193548")
 
 
+def test_version_gap_same_plan_versions_and_a_metric_priced_twice():
+    # Versions: plan 100 Jan 1 - Mar 5, plan 100 again Mar 5 - Mar 10 (a quantity change: one island),
+    # nothing Mar 10 - Mar 20, plan 100 from Mar 20. Plan 100 prices metric m twice (a usage fee and a
+    # network fee), so each rated event counts in both charges.
+    subs = [{"subscription_id": 10, "account_id": 1, "plan_id": 100, "valid_from": "2025-01-01", "valid_to": "2025-03-05"},
+            {"subscription_id": 10, "account_id": 1, "plan_id": 100, "valid_from": "2025-03-05", "valid_to": "2025-03-10",
+             "quantity": 2},
+            {"subscription_id": 10, "account_id": 1, "plan_id": 100, "valid_from": "2025-03-20"}]
+    charges = [per_unit(1, unit_price="1", charge_code="usage"), per_unit(2, unit_price="0.1", charge_code="network")]
+    usage = [ev(1, "2025-03-02 00:00:00"), ev(2, "2025-03-07 00:00:00"),   # island 1 (Mar 1 - Mar 10)
+             ev(4, "2025-03-15 00:00:00"),                                   # the gap: unrated
+             ev(8, "2025-03-25 00:00:00")]                                   # island 2 (Mar 20 - Apr 1)
+    rated, unrated, _ = rate_example(charges, usage, subscriptions=subs)
+    got = [(r["charge_code"], r["service_start"].day, r["service_end"].day, r["quantity"], r["amount"]) for r in rated]
+    assert sorted(got) == [("network", 1, 10, D(3), D("0.30")), ("network", 20, 1, D(8), D("0.80")),
+                           ("usage", 1, 10, D(3), D(3)), ("usage", 20, 1, D(8), D(8))]
+    assert [(u["event_id"], u["reason"]) for u in unrated] == [("e000003", "no active subscription at event time")]
+
+
 def test_prorated_minimum_commitment_true_up():
     subs = [{"subscription_id": 10, "account_id": 1, "plan_id": 100, "valid_from": "2025-03-11"}]
     # active Mar 11..Apr 1 = 21 of 31 days ; minimum 31 -> 21 ; usage 5 x 1 = 5 -> true-up 16
