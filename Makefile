@@ -35,7 +35,7 @@ ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -m pipelines.definitions -h 127.0.0.1 -p 3000
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.rating
+	$(BIN)/python -m benchmarks.rating --repeat 3
 
 clean:
 	rm -rf data .dagster_home
