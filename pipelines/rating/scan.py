@@ -171,7 +171,8 @@ def build_lookup(con: duckdb.DuckDBPyConnection, tag: str, window: tuple[str, st
         UNION ALL
         SELECT subscription_id, max(b), {hi} FROM isl GROUP BY ALL HAVING max(b) < {hi}
         UNION ALL
-        SELECT subscription_id, {lo}, {hi} FROM w WHERE subscription_id NOT IN (SELECT subscription_id FROM isl)
+        SELECT subscription_id, {lo}, {hi} FROM w
+        WHERE NOT EXISTS (SELECT 1 FROM isl WHERE isl.subscription_id = w.subscription_id)
     ), gaps AS (  -- each hole cut at the partition window: inside it kind 1 (unrated), outside kind 2
         -- (no window: all kind 2; NULLs compare as false, so empty or undefined pieces drop out)
         SELECT h.subscription_id, p.a, p.b, p.kind
