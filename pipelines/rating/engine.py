@@ -328,7 +328,7 @@ def _build_unrated(con: duckdb.DuckDBPyConnection, tag: str, bm: str, src: str, 
     ), x AS (
         SELECT {event_columns(f, param_lists(con, tag), place)}, sl.slot_id, sl.account_id
         FROM ({src}) e
-        {place.joins(tag)}
+        {place.joins()}
         JOIN {tag}_slotmap sm ON sm.slot_key = {place.slot_key()}
         JOIN {tag}_slots sl ON sl.slot_id = sm.slot_id
         WHERE sl.slot_id IN (SELECT slot_id FROM bc)

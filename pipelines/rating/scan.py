@@ -219,7 +219,7 @@ class Placement:
     """SQL that places each usage event ``e``: ``l`` (its subscription's lookup row) and ``s`` (the
     price version in force for the plan and metric), and the slot key of the pair."""
 
-    lookup: str
+    tag: str
     metric_code: str  # SQL over e.metric: its code among the priced metrics, NULL for any other
     k_factor: int  # metrics + 1
     key_factor: int  # prices + 1
@@ -230,12 +230,13 @@ class Placement:
         n_prices = con.execute(f"SELECT count(*) FROM {tag}_pidx").fetchone()[0]
         whens = " ".join(f"WHEN {_literal(m)} THEN {c}" for m, c in codes)
         code = f"CASE e.metric {whens} END" if codes else "CAST(NULL AS INTEGER)"
-        return cls(f"{tag}_lookup", code, len(codes) + 1, n_prices + 1)
+        return cls(tag, code, len(codes) + 1, n_prices + 1)
 
-    def joins(self, tag: str, lookup: str | None = None) -> str:
-        return (f"LEFT JOIN {lookup or self.lookup} l ON l.subscription_id = e.subscription_id "
+    def joins(self, lookup: str | None = None) -> str:
+        """The two LEFT JOINs (``lookup``: a shard of ``{tag}_lookup``, default all of it)."""
+        return (f"LEFT JOIN {lookup or self.tag + '_lookup'} l ON l.subscription_id = e.subscription_id "
                 f"AND e.event_time >= l.a AND e.event_time < l.b "
-                f"LEFT JOIN {tag}_plookup s ON s.k = l.pl * {self.k_factor} + {self.metric_code} "
+                f"LEFT JOIN {self.tag}_plookup s ON s.k = l.pl * {self.k_factor} + {self.metric_code} "
                 f"AND e.event_time >= s.a AND e.event_time < s.b")
 
     def slot_key(self) -> str:
@@ -350,7 +351,7 @@ def build_scan(
               FROM (
                 SELECT {event_columns(f, p, place)}
                 FROM ({usage}) e
-                {place.joins(tag, lookup)}
+                {place.joins(lookup)}
                 WHERE e.event_time >= {lo} AND e.event_time < {hi} AND (l.kind IS NULL OR l.kind < 2){only}
               ) z
             ) y
