@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sources.entities import Entity
-from sources.readers import EXTENSIONS, entity_for_path
+from sources.readers import entity_for_path, extract_extension
 
 __all__ = ["LandedFile", "discover", "sha256_file"]
 
@@ -59,7 +59,7 @@ def discover(landing_root: Path) -> list[LandedFile]:
         if not p.is_file():
             continue
         rel = p.relative_to(root).as_posix()
-        entity = entity_for_path(p, root) if p.suffix.lower() in EXTENSIONS else None
+        entity = entity_for_path(p, root) if extract_extension(p) else None
         out.append(LandedFile(p, rel, entity, p.stat().st_size, sha256_file(p)))
     out.sort(key=lambda f: (f.entity is None, f.entity.name if f.entity else "", f.relative_path))
     return out

@@ -32,11 +32,14 @@ from sources.schemas import entity_schema, failure_reasons, key_schema, polars_d
 
 __all__ = [
     "ReadResult", "ExtractReadError", "read_extract", "entity_for_path", "polars_dtype",
-    "change_log_schema", "reject_schema", "row_hash", "UNAVAILABLE", "EXTENSIONS",
+    "change_log_schema", "reject_schema", "row_hash", "UNAVAILABLE", "EXTENSIONS", "COMPRESSED_EXTENSIONS",
+    "extract_extension",
 ]
 
 UNAVAILABLE = "__debezium_unavailable_value"
 EXTENSIONS = (".jsonl", ".json", ".parquet", ".csv")
+# Text formats may also arrive gzip-compressed (what extract tools commonly write).
+COMPRESSED_EXTENSIONS = (".jsonl.gz", ".json.gz", ".csv.gz")
 _TABLE_OPS = {"I": "c", "U": "u", "D": "d"}
 _NULL_MARK = "\\N"
 _SEP = "\x1f"
@@ -68,6 +71,12 @@ def reject_schema() -> pl.Schema:
     )
 
 
+def extract_extension(path: Path | str) -> str | None:
+    """The supported extension a landed file's name ends with (``.jsonl`` … ``.csv.gz``), or None."""
+    name = Path(path).name.lower()
+    return next((ext for ext in COMPRESSED_EXTENSIONS + EXTENSIONS if name.endswith(ext)), None)
+
+
 def entity_for_path(path: Path, landing_root: Path) -> Entity | None:
     """The entity of ``<landing_root>/<system>/<entity>/<file>``, or None if not a known entity folder."""
     try:
@@ -94,7 +103,7 @@ def read_extract(path: Path, entity: Entity, landing_root: Path) -> ReadResult:
     """Read one landed extract of ``entity`` into the canonical change-log shape."""
     path = Path(path)
     rel = _relative(path, landing_root)
-    suffix = path.suffix.lower()
+    suffix = (extract_extension(path) or path.suffix.lower()).removesuffix(".gz")
     if entity.format == "debezium":
         if suffix not in (".jsonl", ".json"):
             raise ExtractReadError(f"{rel}: {entity.name} arrives as Debezium JSON lines (.jsonl), not {suffix or 'no extension'}")
