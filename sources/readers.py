@@ -6,7 +6,10 @@ Two formats (``Entity.format``):
   (a bare envelope, or Kafka Connect's ``{"schema": ..., "payload": ...}`` wrapping, is accepted
   too). Decoded with ``json.loads`` per line, then typed and validated column-wise.
 * ``table``: Parquet or CSV with ``op`` (I/U/D), ``seq`` and the entity columns. Fully
-  vectorised (millions of rows).
+  vectorised (millions of rows). A CSV record is one physical line (:func:`_read_csv`).
+
+JSON lines and CSV may arrive gzip-compressed (``.jsonl.gz``, ``.json.gz``, ``.csv.gz``) and
+with a UTF-8 byte order mark; both are removed before reading (:func:`_read_bytes`).
 
 Whatever the format, :func:`read_extract` returns the entity's columns typed per
 ``entities.py`` followed by ``CHANGE_LOG_COLUMNS`` (``_op, _position, _source_ts, _file,
@@ -15,13 +18,24 @@ record that could not be parsed or failed the pandera contract (``sources/schema
 human reason and the raw payload. One bad record never fails a file; an unreadable file raises
 :class:`ExtractReadError`. ``changes.height + rejects.height == records_read``.
 
+Values are typed exactly: a decimal is never rounded or truncated (more decimal places than its
+scale, or too large for its precision, is a reason, whatever the notation or source type), and
+every TIMESTAMP and DATE value, and the change's source time, must fall in the plausible
+:func:`time_window`.
+
 The rules are written down in ``docs/cdc-extracts.md``.
 """
 
 from __future__ import annotations
 
+import csv
+import gzip
+import io
 import json
+import os
+import zlib
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
@@ -33,7 +47,7 @@ from sources.schemas import entity_schema, failure_reasons, key_schema, polars_d
 __all__ = [
     "ReadResult", "ExtractReadError", "read_extract", "entity_for_path", "polars_dtype",
     "change_log_schema", "reject_schema", "row_hash", "UNAVAILABLE", "EXTENSIONS", "COMPRESSED_EXTENSIONS",
-    "extract_extension",
+    "extract_extension", "time_window", "TIME_WINDOW_ENV",
 ]
 
 UNAVAILABLE = "__debezium_unavailable_value"
@@ -43,6 +57,10 @@ COMPRESSED_EXTENSIONS = (".jsonl.gz", ".json.gz", ".csv.gz")
 _TABLE_OPS = {"I": "c", "U": "u", "D": "d"}
 _NULL_MARK = "\\N"
 _SEP = "\x1f"
+_BOM = b"\xef\xbb\xbf"
+_BIGINT = range(-(2**63), 2**63)
+# The plausible time window [from, to): (environment variable, default), ISO date or timestamp (UTC).
+TIME_WINDOW_ENV = (("TALLY_TIME_WINDOW_FROM", "1970-01-01"), ("TALLY_TIME_WINDOW_TO", "2100-01-01"))
 
 
 class ExtractReadError(Exception):
@@ -104,22 +122,68 @@ def read_extract(path: Path, entity: Entity, landing_root: Path) -> ReadResult:
     path = Path(path)
     rel = _relative(path, landing_root)
     suffix = (extract_extension(path) or path.suffix.lower()).removesuffix(".gz")
+    window = time_window()
     if entity.format == "debezium":
         if suffix not in (".jsonl", ".json"):
             raise ExtractReadError(f"{rel}: {entity.name} arrives as Debezium JSON lines (.jsonl), not {suffix or 'no extension'}")
-        raw, records_read = _decode_debezium(path, entity)
+        raw, records_read = _decode_debezium(_read_bytes(path), entity, window)
     elif entity.format == "table":
         if suffix == ".parquet":
             raw = _read_parquet(path)
         elif suffix == ".csv":
-            raw = _read_csv(path)
+            raw = _read_csv(_read_bytes(path))
         else:
             raise ExtractReadError(f"{rel}: {entity.name} arrives as Parquet or CSV, not {suffix or 'no extension'}")
         records_read = raw.height
-        raw = _table_meta(raw, entity)
+        raw = _table_meta(raw, entity, window)
     else:  # pragma: no cover - contract error
         raise ExtractReadError(f"unknown format {entity.format!r} for {entity.name}")
-    return _finish(raw, entity, rel, records_read)
+    return _finish(raw, entity, rel, records_read, window)
+
+
+def _read_bytes(path: Path) -> bytes:
+    """A text extract's bytes: gunzipped when the name ends in ``.gz``, without a UTF-8 byte order mark."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ExtractReadError(f"cannot read {path}: {e}") from e
+    if path.name.lower().endswith(".gz"):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as e:  # not gzip, truncated, corrupt
+            raise ExtractReadError(f"cannot decompress gzip file {path}: {type(e).__name__}: {e}") from e
+    return data.removeprefix(_BOM)
+
+
+# ---------------------------------------------------------------------------------------------
+# The plausible time window
+
+
+def _utc(text: str) -> datetime:
+    t = datetime.fromisoformat(text)
+    return t.astimezone(timezone.utc).replace(tzinfo=None) if t.tzinfo else t
+
+
+def time_window() -> tuple[datetime, datetime]:
+    """The plausible window ``[from, to)`` (naive UTC) of every TIMESTAMP and DATE value and source time.
+
+    ``$TALLY_TIME_WINDOW_FROM`` (default 1970-01-01) and ``$TALLY_TIME_WINDOW_TO`` (default
+    2100-01-01, exclusive), ISO dates or timestamps, read on every call.
+    """
+    (lo_env, lo_default), (hi_env, hi_default) = TIME_WINDOW_ENV
+    try:
+        lo, hi = _utc(os.environ.get(lo_env) or lo_default), _utc(os.environ.get(hi_env) or hi_default)
+    except ValueError as e:
+        raise ValueError(f"{lo_env} / {hi_env}: not an ISO date or timestamp: {e}") from e
+    if not lo < hi:
+        raise ValueError(f"{lo_env} ({lo}) must be before {hi_env} ({hi})")
+    return lo, hi
+
+
+def _outside(window: tuple[datetime, datetime]) -> str:
+    """The reason's tail for a time outside ``window``."""
+    shown = [t.date().isoformat() if t == datetime(t.year, t.month, t.day) else t.isoformat() for t in window]
+    return f"is outside the plausible time window [{shown[0]}, {shown[1]})"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,11 +219,27 @@ def _as_int(v) -> int | None:
     return None
 
 
-def _decode_debezium(path: Path, entity: Entity) -> tuple[pl.DataFrame, int]:
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ExtractReadError(f"cannot read {path}: {e}") from e
+def _position(v) -> tuple[int | None, str | None]:
+    """``source.lsn`` as a BIGINT, or (None, reason)."""
+    n = _as_int(v)
+    if n is None:
+        return None, "missing or invalid source.lsn (the change's position)"
+    if n not in _BIGINT:
+        return None, f"source.lsn: {n} is out of range for BIGINT"
+    return n, None
+
+
+def _source_ms(v, window_ms: range, outside: str) -> tuple[int | None, str | None]:
+    """``ts_ms`` (epoch milliseconds; absent is fine) inside the time window, or (None, reason)."""
+    n = _as_int(v)
+    if n is None or n in window_ms:
+        return n, None
+    return None, f"source.ts_ms: {n} {outside}"
+
+
+def _decode_debezium(data: bytes, entity: Entity, window: tuple[datetime, datetime]) -> tuple[pl.DataFrame, int]:
+    epoch, ms = datetime(1970, 1, 1), timedelta(milliseconds=1)
+    window_ms, outside = range((window[0] - epoch) // ms, (window[1] - epoch) // ms), _outside(window)
     names = entity.column_names
     required = {c.name for c in entity.columns if not c.nullable}
     key = set(entity.key)
@@ -227,15 +307,14 @@ def _decode_debezium(path: Path, entity: Entity) -> tuple[pl.DataFrame, int]:
             continue
         op = value.get("op")
         source = value.get("source") if isinstance(value.get("source"), dict) else {}
-        pos = _as_int(source.get("lsn"))
-        ts = _as_int(source.get("ts_ms"))
-        if ts is None:
-            ts = _as_int(value.get("ts_ms"))
+        pos, pos_reason = _position(source.get("lsn"))
+        source_ms = source.get("ts_ms") if _as_int(source.get("ts_ms")) is not None else value.get("ts_ms")
+        ts, ts_reason = _source_ms(source_ms, window_ms, outside)
         if op not in ("c", "u", "d", "r"):
             emit(no, line, pos=pos, ts=ts, reason="missing op" if op is None else f"unknown op {_text(op)!r}")
             continue
-        if pos is None:
-            emit(no, line, op=op, ts=ts, reason="missing or invalid source.lsn (the change's position)")
+        if pos_reason or ts_reason:
+            emit(no, line, op=op, pos=pos, ts=ts, reason=pos_reason or ts_reason)
             continue
         side = "before" if op == "d" else "after"
         image = value.get(side)
@@ -296,82 +375,133 @@ def _read_parquet(path: Path) -> pl.DataFrame:
         raise ExtractReadError(f"cannot read Parquet file {path}: {type(e).__name__}: {e}") from e
 
 
-def _read_csv(path: Path) -> pl.DataFrame:
-    """CSV as text columns; rows with a wrong number of fields are kept with a marker column."""
+# A CSV line of RFC 4180 fields: quoted ("" escapes a quote) or free of quotes and commas.
+_CSV_FIELD = r'(?:"(?:[^"]|"")*"|[^,"]*)'
+_CSV_LINE = rf"^{_CSV_FIELD}(?:,{_CSV_FIELD})*$"
+_OTHER_DELIMITERS = (";", "\t", "|")
+
+
+def _read_csv(data: bytes) -> pl.DataFrame:
+    """CSV, one record per physical line, as text columns + ``_record_no``, ``_csv_error``, ``_csv_payload``.
+
+    Blank lines are not records (they keep their number: ``_record_no`` is the line number after
+    the header). A line that is not valid UTF-8, does not close its quotes, quotes inside an
+    unquoted field or has another number of fields than the header is a record with its
+    ``_csv_error`` and the line as payload; the others are parsed by Polars' CSV reader.
+    """
+    lines = _physical_lines(data).filter(pl.col("line").str.strip_chars() != "")
+    if lines.height == 0:  # zero bytes or only blank lines: an empty delivery
+        return pl.DataFrame(schema={"_record_no": pl.Int64, "_csv_error": pl.String, "_csv_payload": pl.String})
+    head = lines.row(0, named=True)
+    header = _csv_header(head)
+    body = lines.slice(1).with_columns(
+        (pl.col("line_no") - head["line_no"]).alias("_record_no"),
+        pl.coalesce("utf8_error", _csv_line_error(pl.col("line"), header)).alias("_csv_error"),
+    )
+    good = body.filter(pl.col("_csv_error").is_null())
+    every_line_a_record = lines.height == data.count(b"\n") + 1 - data.endswith(b"\n") and good.height == body.height
+    source = data if every_line_a_record else (
+        pl.concat([pl.Series([head["line"]]), good.get_column("line")]).str.join("\n").item().encode())
+    rows = _read_checked_csv(source, header, good.height).with_columns(
+        good.get_column("_record_no"), pl.lit(None, dtype=pl.String).alias("_csv_error"),
+        pl.lit(None, dtype=pl.String).alias("_csv_payload"))
+    if good.height == body.height:
+        return rows
+    bad = body.filter(pl.col("_csv_error").is_not_null()).select("_record_no", "_csv_error", pl.col("line").alias("_csv_payload"))
+    return pl.concat([rows, bad], how="diagonal").sort("_record_no")
+
+
+def _read_checked_csv(source: bytes, header: list[str], records: int) -> pl.DataFrame:
+    """Polars' CSV reader over a header and lines already checked to be one record each."""
     try:
-        frame = pl.read_csv(
-            path, infer_schema=False, empty_string_is_null=True, truncate_ragged_lines=False,
-            raise_if_empty=False,
-        )
-    except pl.exceptions.ComputeError:
-        # Ragged rows: read every line as one field and split ourselves (rare path).
-        return _read_ragged_csv(path)
-    except Exception as e:  # noqa: BLE001
-        raise ExtractReadError(f"cannot read CSV file {path}: {type(e).__name__}: {e}") from e
-    return frame.with_columns(pl.lit(None, dtype=pl.String).alias("_csv_error"))
+        rows = pl.read_csv(io.BytesIO(source), infer_schema=False, empty_string_is_null=True, raise_if_empty=False)
+    except Exception as e:  # noqa: BLE001 - a failure here is an unreadable file
+        raise ExtractReadError(f"cannot read CSV: {type(e).__name__}: {e}") from e
+    if rows.height != records or rows.columns != header:
+        raise ExtractReadError(f"cannot read CSV: {rows.height} rows from {records} well-formed lines, columns {rows.columns}")
+    return rows
 
 
-def _read_ragged_csv(path: Path) -> pl.DataFrame:
-    import csv
-    import io
+def _physical_lines(data: bytes) -> pl.DataFrame:
+    """One row per physical line: ``line_no`` (1-based), ``line`` (CR stripped), ``utf8_error``.
 
+    A line that is not valid UTF-8 is decoded with replacement characters and carries its reason
+    (the rare path, one line at a time).
+    """
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ExtractReadError(f"cannot read CSV file {path}: {e}") from e
-    rows = list(csv.reader(io.StringIO(text)))
-    if not rows:
-        return pl.DataFrame()
-    header, body = rows[0], [r for r in rows[1:] if r]
-    data: dict[str, list] = {h: [] for h in header}
-    errors = []
-    for r in body:
-        bad = len(r) != len(header)
-        errors.append(f"CSV row has {len(r)} fields, header has {len(header)}" if bad else None)
-        for i, h in enumerate(header):
-            v = r[i] if i < len(r) and not bad else None
-            data[h].append(v if v != "" else None)
-    frame = pl.DataFrame({h: pl.Series(h, v, dtype=pl.String) for h, v in data.items()})
-    payload = [json.dumps(dict(zip(header, r)) if len(r) == len(header) else r, separators=(",", ":")) for r in body]
-    return frame.with_columns(pl.Series("_csv_error", errors, dtype=pl.String), pl.Series("_csv_payload", payload, dtype=pl.String))
+        lines = pl.DataFrame({"line": [data.decode("utf-8")]}).select(
+            pl.col("line").str.split("\n").explode(), pl.lit(None, dtype=pl.String).alias("utf8_error"))
+    except UnicodeDecodeError:
+        texts, reasons = [], []
+        for raw in data.split(b"\n"):
+            try:
+                texts.append(raw.decode("utf-8"))
+                reasons.append(None)
+            except UnicodeDecodeError as e:
+                texts.append(raw.decode("utf-8", errors="replace"))
+                reasons.append(f"invalid UTF-8 at byte {e.start}")
+        lines = pl.DataFrame({"line": texts, "utf8_error": reasons}, schema={"line": pl.String, "utf8_error": pl.String})
+    return lines.with_columns(pl.col("line").str.strip_suffix("\r"), pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("line_no"))
 
 
-def _table_meta(raw: pl.DataFrame, entity: Entity) -> pl.DataFrame:
+def _csv_header(head: dict) -> list[str]:
+    """The column names of the header line; an unreadable header makes the file unreadable."""
+    if head["utf8_error"]:
+        raise ExtractReadError(f"cannot read CSV header: {head['utf8_error']}")
+    try:
+        header = next(csv.reader([head["line"]], strict=True))
+    except csv.Error as e:
+        raise ExtractReadError(f"cannot read CSV header: {e}") from e
+    twice = sorted({n for n in header if header.count(n) > 1})
+    if twice:
+        raise ExtractReadError(f"CSV header names a column more than once: {', '.join(twice)}")
+    return header
+
+
+def _csv_line_error(line: pl.Expr, header: list[str]) -> pl.Expr:
+    """Why a physical line is not one well-formed record of ``len(header)`` fields (null if it is)."""
+    if len(header) == 1 and (other := next((d for d in _OTHER_DELIMITERS if d in header[0]), None)):
+        return pl.lit(f"wrong delimiter: fields are separated by {other!r}, not ','")
+    quotes = line.str.count_matches('"', literal=True)
+    fields = line.str.replace_all(r'"[^"]*"', "").str.count_matches(",", literal=True) + 1
+    return (
+        pl.when(quotes % 2 == 1).then(pl.lit("unterminated quote"))
+        .when((quotes > 0) & ~line.str.contains(_CSV_LINE)).then(pl.lit("malformed quoting (a quote inside an unquoted field)"))
+        .when(fields != len(header)).then(pl.lit("CSV row has ") + fields.cast(pl.String) + pl.lit(f" fields, header has {len(header)}"))
+    )
+
+
+def _table_meta(raw: pl.DataFrame, entity: Entity, window: tuple[datetime, datetime]) -> pl.DataFrame:
     """Map op/seq to the change-log meta columns; mark rows whose op or seq is unusable."""
-    height = raw.height
-    payload = pl.col("_csv_payload") if "_csv_payload" in raw.columns else pl.lit(None, dtype=pl.String)
     cols = set(raw.columns)
+    required = ["op", "seq"] + [c.name for c in entity.columns if not c.nullable]
+    missing = next((f"missing required column {n}" for n in required if n not in cols), None)
     op_raw = pl.col("op").cast(pl.String).str.strip_chars() if "op" in cols else pl.lit(None, dtype=pl.String)
     op = op_raw.str.to_uppercase().replace_strict(_TABLE_OPS, default=None, return_dtype=pl.String)
-    seq_typed, seq_fail = _parse(pl.col("seq") if "seq" in cols else pl.lit(None, dtype=pl.String),
-                                 raw.schema.get("seq", pl.String), "BIGINT")
-    reason = (
-        pl.when(pl.col("_csv_error").is_not_null()).then(pl.col("_csv_error"))
-        .when(op_raw.is_null()).then(pl.lit("missing required column op"))
-        .when(op.is_null()).then(pl.lit("unknown op '") + op_raw + pl.lit("' (expected I, U or D)"))
-        .when(seq_fail).then(pl.lit("seq: cannot parse ") + _quoted(pl.col("seq")) + pl.lit(" as BIGINT"))
-        .when(seq_typed.is_null()).then(pl.lit("missing required column seq"))
+    if "seq" in cols:
+        raw = raw.with_columns(_parse(pl.col("seq"), raw.schema["seq"], "BIGINT", window).alias("_seq"))
+        seq, seq_problem = pl.col("_seq").struct.field("value"), pl.lit("seq: ") + pl.col("_seq").struct.field("problem")
+    else:
+        seq, seq_problem = pl.lit(None, dtype=pl.Int64), pl.lit(None, dtype=pl.String)
+    reason = pl.coalesce(
+        pl.col("_csv_error") if "_csv_error" in cols else pl.lit(None, dtype=pl.String),
+        pl.lit(missing, dtype=pl.String),
+        pl.when(op_raw.is_null()).then(pl.lit("missing required column op"))
+        .when(op.is_null()).then(pl.lit("unknown op '") + op_raw + pl.lit("' (expected I, U or D)")),
+        seq_problem,
+        pl.when(seq.is_null()).then(pl.lit("missing required column seq")),
     )
-    if "_csv_error" not in cols:
-        raw = raw.with_columns(pl.lit(None, dtype=pl.String).alias("_csv_error"))
-    out = raw.with_columns(
+    absent = [pl.lit(None, dtype=pl.String).alias(c.name) for c in entity.columns if c.name not in cols]
+    return raw.with_columns(
+        *absent,
         op.alias("_op"),
-        seq_typed.alias("_position"),
+        seq.alias("_position"),
         reason.alias("_pre_reason"),
-        payload.alias("_raw_payload"),
-        pl.int_range(1, height + 1, dtype=pl.Int64).alias("_record_no"),
+        (pl.col("_csv_payload") if "_csv_payload" in cols else pl.lit(None, dtype=pl.String)).alias("_raw_payload"),
+        pl.col("_record_no") if "_record_no" in cols else pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("_record_no"),
         pl.lit([], dtype=pl.List(pl.String)).alias("_unavailable"),
-    )
-    # Entity columns absent from the file: null (a required one rejects every row).
-    missing = [c for c in entity.columns if c.name not in cols]
-    if missing:
-        out = out.with_columns([pl.lit(None, dtype=pl.String).alias(c.name) for c in missing])
-        req = [c.name for c in missing if not c.nullable]
-        if req:
-            out = out.with_columns(
-                pl.coalesce(pl.col("_pre_reason"), pl.lit(f"missing required column {req[0]}")).alias("_pre_reason")
-            )
-    return out.with_columns(pl.lit(None, dtype=pl.Datetime("us")).alias("_source_ts"))
+        pl.lit(None, dtype=pl.Datetime("us")).alias("_source_ts"),
+    ).drop("_seq", strict=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,10 +513,12 @@ def _quoted(e: pl.Expr) -> pl.Expr:
 
 
 _INT_RE = r"^[+-]?\d+$"
+_NUMBER_RE = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+_NUMBER_PARTS = r"^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$"
 
 
 def _parse_text(s: pl.Expr, sql_type: str) -> pl.Expr:
-    """Text → dtype of ``sql_type``; null where the text cannot be parsed (strict=False)."""
+    """Text → dtype of ``sql_type`` (not DECIMAL: :func:`_decimal`); null where it cannot be parsed."""
     dtype = polars_dtype(sql_type)
     t = s.str.strip_chars()
     if isinstance(dtype, (pl.Int64, pl.Int32)):
@@ -427,41 +559,101 @@ def _parse_text(s: pl.Expr, sql_type: str) -> pl.Expr:
             .when(has_offset).then(with_offset)
             .otherwise(naive)
         )
-    if isinstance(dtype, pl.Decimal):
-        scale = dtype.scale
-        well_formed = t.str.contains(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-        too_precise = t.str.contains(r"\.\d{" + str(scale) + r"}\d*[1-9]") & ~t.str.contains(r"[eE]")
-        return pl.when(well_formed & ~too_precise).then(t.cast(dtype, strict=False))
     raise ValueError(f"unsupported type {sql_type}")  # pragma: no cover
 
 
-def _parse(e: pl.Expr, raw_dtype: pl.DataType, sql_type: str) -> tuple[pl.Expr, pl.Expr]:
-    """(typed expression, failure flag) for a raw column of ``raw_dtype``."""
+def _decimal(e: pl.Expr, sql_type: str) -> pl.Expr:
+    """Text in plain or exponent notation → DECIMAL(p,s), exactly: a struct {raw, value, problem}.
+
+    The number is normalised to its significant digits ``sig`` × 10^``exp``: it needs ``-exp``
+    decimal places and ``len(sig) + exp`` integer digits. More places than the scale, or more
+    integer digits than ``p - s``, is the problem, never a rounded or truncated value. Computed in
+    stages (``with_fields``), so each intermediate is evaluated once.
+    """
+    dtype = polars_dtype(sql_type)
+    f = pl.field
+    t = e.cast(pl.String).str.strip_chars()
+    parts = t.str.extract_groups(_NUMBER_PARTS).struct.rename_fields(["sign", "whole", "frac", "exp_text"])
+    st = pl.struct(e.alias("raw"), t.alias("text"), t.str.contains(_NUMBER_RE).alias("number"), parts.alias("parts"))
+    st = st.struct.with_fields(*(f("parts").struct.field(n).fill_null("").alias(n) for n in ("sign", "whole", "frac", "exp_text")))
+    st = st.struct.with_fields(
+        digits=(f("whole") + f("frac")).str.strip_chars_start("0"),
+        exp10=pl.when(f("exp_text").str.len_chars() > 6)  # beyond any column either way
+        .then(pl.when(f("exp_text").str.starts_with("-")).then(-(10**6)).otherwise(10**6))
+        .otherwise(f("exp_text").str.to_integer(strict=False).fill_null(0)),
+    )
+    st = st.struct.with_fields(sig=f("digits").str.strip_chars_end("0"))
+    st = st.struct.with_fields(n=f("sig").str.len_chars().cast(pl.Int64))
+    st = st.struct.with_fields(exp=f("exp10") - f("frac").str.len_chars().cast(pl.Int64)
+                               + f("digits").str.len_chars().cast(pl.Int64) - f("n"))
+    st = st.struct.with_fields(
+        too_precise=f("number") & (f("n") > 0) & (-f("exp") > dtype.scale),
+        too_large=f("number") & (f("n") > 0) & (f("n") + f("exp") > dtype.precision - dtype.scale),
+        places=(-f("exp")).clip(0, dtype.scale),
+    )
+    st = st.struct.with_fields(padded=f("sig").str.zfill(f("places") + 1))  # at least one integer digit
+    plain = (
+        pl.when(f("n") == 0).then(pl.lit("0"))
+        .when(f("exp") >= 0).then(f("sig").str.pad_end((f("n") + f("exp")).clip(0, dtype.precision), "0"))
+        .otherwise(f("padded").str.slice(0, f("padded").str.len_chars() - f("places")) + pl.lit(".")
+                   + f("padded").str.slice(-f("places")))
+    )
+    signed = pl.when(f("sign") == "-").then(pl.lit("-")).otherwise(pl.lit("")) + plain
+    return st.struct.with_fields(
+        value=pl.when(f("number") & ~f("too_precise") & ~f("too_large")).then(signed.cast(dtype, strict=False)),
+        problem=pl.when(f("too_precise")).then(_quoted(f("text")) + pl.lit(f" has more than {dtype.scale} decimal places ({sql_type})"))
+        .when(f("too_large")).then(_quoted(f("text")) + pl.lit(f" is too large for {sql_type}")),
+    )
+
+
+def _typed(e: pl.Expr, raw_dtype: pl.DataType, target: pl.DataType, sql_type: str) -> pl.Expr:
+    """A raw column of ``raw_dtype`` as ``target`` (not DECIMAL from another type: :func:`_decimal`); null where it cannot be."""
+    if raw_dtype == target or raw_dtype == pl.Null:
+        return e.cast(target)
+    if raw_dtype == pl.String:
+        return _parse_text(e, sql_type)
+    if isinstance(target, pl.Datetime) and isinstance(raw_dtype, pl.Datetime):
+        return (e.dt.convert_time_zone("UTC").dt.replace_time_zone(None) if raw_dtype.time_zone else e).cast(target)
+    if isinstance(target, pl.Datetime) and raw_dtype.is_integer():
+        return e.cast(pl.Int64).cast(target)  # epoch microseconds
+    if isinstance(target, pl.Date) and isinstance(raw_dtype, pl.Datetime):
+        return e.dt.date()
+    if isinstance(target, pl.Date) and raw_dtype.is_integer():
+        return e.cast(pl.Int32).cast(pl.Date)
+    if target.is_integer() and raw_dtype.is_float():
+        return pl.when(e == e.floor()).then(e).cast(target, strict=False)
+    if target.is_numeric() and raw_dtype.is_numeric():
+        return e.cast(target, strict=False)
+    if isinstance(target, pl.String):
+        return e.cast(pl.String)
+    return _parse_text(e.cast(pl.String), sql_type)
+
+
+def _parse(e: pl.Expr, raw_dtype: pl.DataType, sql_type: str, window: tuple[datetime, datetime]) -> pl.Expr:
+    """A raw column of ``raw_dtype`` typed as ``sql_type``: a struct {value, problem (text or null)}.
+
+    Problems: the value cannot be parsed, a decimal does not fit its column exactly
+    (:func:`_decimal`: text, floats through their shortest text, integers, other decimals), a
+    TIMESTAMP or DATE lies outside the time ``window``.
+    """
     target = polars_dtype(sql_type)
-    if raw_dtype == pl.String or raw_dtype == pl.Null:
-        typed = _parse_text(e.cast(pl.String), sql_type) if raw_dtype == pl.String else e.cast(target)
-    elif raw_dtype == target:
-        typed = e
-    elif isinstance(target, pl.Datetime) and isinstance(raw_dtype, pl.Datetime):
-        typed = (e.dt.convert_time_zone("UTC").dt.replace_time_zone(None) if raw_dtype.time_zone else e).cast(target)
-    elif isinstance(target, pl.Datetime) and raw_dtype.is_integer():
-        typed = e.cast(pl.Int64).cast(target)  # epoch microseconds
-    elif isinstance(target, pl.Date) and isinstance(raw_dtype, pl.Datetime):
-        typed = e.dt.date()
-    elif isinstance(target, pl.Date) and raw_dtype.is_integer():
-        typed = e.cast(pl.Int32).cast(pl.Date)
-    elif raw_dtype.is_float():  # float ok: a producer wrote floats; converted through their text
-        if target.is_integer():
-            typed = pl.when(e == e.floor()).then(e).cast(target, strict=False)
-        else:  # floats reach decimals through their shortest text, never binary artefacts
-            typed = _parse_text(e.cast(pl.String), sql_type)
-    elif target.is_numeric() and (raw_dtype.is_numeric()):
-        typed = e.cast(target, strict=False)
-    elif isinstance(target, pl.String):
-        typed = e.cast(pl.String)
+    converts = raw_dtype != target and raw_dtype != pl.Null
+    if isinstance(target, pl.Decimal) and converts:
+        st = _decimal(e, sql_type)
     else:
-        typed = _parse_text(e.cast(pl.String), sql_type)
-    return typed, e.is_not_null() & typed.is_null()
+        st = pl.struct(e.alias("raw"), _typed(e, raw_dtype, target, sql_type).alias("value"),
+                       pl.lit(None, dtype=pl.String).alias("problem"))
+    value = pl.field("value")
+    problems = [pl.field("problem")]
+    if converts and not isinstance(target, pl.String):
+        problems.append(pl.when(pl.field("raw").is_not_null() & value.is_null())
+                        .then(pl.lit("cannot parse ") + _quoted(pl.field("raw")) + pl.lit(f" as {sql_type}")))
+    if isinstance(target, (pl.Datetime, pl.Date)):
+        lo, hi = window
+        shown = value.dt.to_string("%Y-%m-%d" if isinstance(target, pl.Date) else "%Y-%m-%dT%H:%M:%S%.f")
+        ts = value.cast(pl.Datetime("us"))
+        problems.append(pl.when((ts < lo) | (ts >= hi)).then(shown + pl.lit(" " + _outside(window))))
+    return st.struct.with_fields(problem=pl.coalesce(problems)) if len(problems) > 1 else st
 
 
 # ---------------------------------------------------------------------------------------------
@@ -505,23 +697,13 @@ def row_hash(frame: pl.DataFrame, entity: Entity) -> pl.Series:
 # Typing + validation + routing
 
 
-def _finish(raw: pl.DataFrame, entity: Entity, rel: str, records_read: int) -> ReadResult:
+def _finish(raw: pl.DataFrame, entity: Entity, rel: str, records_read: int, window: tuple[datetime, datetime]) -> ReadResult:
     names = entity.column_names
     schema = raw.schema
-    typed_exprs, reason_expr = [], None
-    whens = []
-    for c in entity.columns:
-        typed, fail = _parse(pl.col(c.name), schema[c.name], c.sql_type)
-        typed_exprs.append(typed.alias(c.name))
-        whens.append((fail, pl.lit(f"{c.name}: cannot parse ") + _quoted(pl.col(c.name)) + pl.lit(f" as {c.sql_type}")))
-    if whens:
-        chain = pl.when(whens[0][0]).then(whens[0][1])
-        for cond, text in whens[1:]:
-            chain = chain.when(cond).then(text)
-        reason_expr = chain.otherwise(pl.lit(None, dtype=pl.String))
-    frame = raw.with_columns(
-        pl.coalesce(pl.col("_pre_reason"), reason_expr).alias("_reason") if reason_expr is not None else pl.col("_pre_reason").alias("_reason"),
-    ).with_columns(typed_exprs)
+    frame = raw.with_columns(_parse(pl.col(c.name), schema[c.name], c.sql_type, window).alias(c.name) for c in entity.columns)
+    frame = frame.with_columns(
+        pl.coalesce(pl.col("_pre_reason"), *(pl.lit(f"{n}: ") + pl.col(n).struct.field("problem") for n in names)).alias("_reason")
+    ).with_columns(pl.col(n).struct.field("value").alias(n) for n in names)
     if entity.format == "table":
         frame = frame.with_columns(pl.col("event_time").alias("_source_ts") if "event_time" in names else pl.col("_source_ts"))
     frame = frame.with_columns(pl.int_range(0, pl.len(), dtype=pl.UInt32).alias("_i"))

@@ -2,8 +2,9 @@
 
 One :class:`pandera.polars.DataFrameSchema` per entity: the column dtypes (from the SQL types),
 nullability, closed value sets (``Column.allowed`` → ``isin``) and a few domain checks
-(bill cycle day 1..31, non-negative prices and quantities, positive payment amounts, ISO codes,
-effective ranges that do not end before they start).
+(bill cycle day 1..31, non-negative prices and quantities, a usage quantity below
+``MAX_USAGE_QUANTITY``, positive payment amounts, ISO codes, JSON columns that hold the JSON
+object or array the rating engine reads, effective ranges that do not end before they start).
 
 Every check carries an ``error`` text that completes a human reason, so a failure case of
 column ``c`` with value ``v`` reads ``"c: v <error>"`` (``status: 'ACTVE' not in (ACTIVE,
@@ -27,12 +28,16 @@ import re
 from decimal import Decimal
 from functools import lru_cache
 
+import duckdb
 import pandera.polars as pa
 import polars as pl
 
 from sources.entities import ENTITIES, Entity
 
 _DECIMAL = re.compile(r"^DECIMAL\((\d+),\s*(\d+)\)$")
+# One usage event's quantity stays below this, so rated amounts fit the DECIMAL(18,4) line types.
+MAX_USAGE_QUANTITY = Decimal(10**12)
+_SHOWN_CHARS = 80  # a failing value longer than this is cut in its reason (the payload keeps it whole)
 
 
 def polars_dtype(sql_type: str) -> pl.DataType:
@@ -63,6 +68,20 @@ def _isin_error(allowed: tuple[str, ...]) -> str:
     return f"not in ({', '.join(allowed)})"
 
 
+def _json_check(json_type: str) -> pa.Check:
+    """The text, when present, is a JSON value of ``json_type`` (OBJECT, ARRAY), as DuckDB's JSON
+    functions (the rating engine's) parse it."""
+
+    def fn(data):
+        values = data.lazyframe.select(pl.col(data.key).alias("v")).collect()  # noqa: F841 - scanned by DuckDB
+        with duckdb.connect() as con:
+            ok = con.sql(f"SELECT coalesce(CASE WHEN json_valid(v) THEN json_type(v) END = '{json_type}', v IS NULL) AS ok "
+                         "FROM values").pl()
+        return ok.lazy()
+
+    return pa.Check(fn, error=f"is not a JSON {json_type.lower()}")
+
+
 # Domain checks beyond type, nullability and closed sets: (entity or "*", column) → checks.
 # ``"*"`` applies to that column name in every entity that has it.
 def _domain_checks() -> dict[tuple[str, str], list[pa.Check]]:
@@ -83,7 +102,13 @@ def _domain_checks() -> dict[tuple[str, str], list[pa.Check]]:
         ("order_items", "quantity"): [pa.Check.ge(1, error="is not positive (must be >= 1)")],
         ("order_items", "unit_price"): [pa.Check.ge(zero, error="is negative (must be >= 0)")],
         ("payments", "amount"): [pa.Check.gt(zero, error="is not positive (must be > 0)")],
-        ("usage_records", "quantity"): [pa.Check.ge(zero, error="is negative (must be >= 0)")],
+        ("usage_records", "quantity"): [
+            pa.Check.ge(zero, error="is negative (must be >= 0)"),
+            pa.Check.lt(MAX_USAGE_QUANTITY, error=f"is too large (must be < {MAX_USAGE_QUANTITY} per event)"),
+        ],
+        ("usage_records", "attributes"): [_json_check("OBJECT")],
+        ("plan_charges", "properties"): [_json_check("OBJECT")],
+        ("plan_charges", "tiers"): [_json_check("ARRAY")],
         ("usage_records", "event_id"): [pa.Check.str_length(1, 200, error="is empty or longer than 200 characters")],
     }
 
@@ -139,12 +164,14 @@ def schema_for(entity: Entity | str) -> pa.DataFrameSchema:
 
 
 def _shown(case: pl.Expr) -> pl.Expr:
-    """A failing value as shown in a reason: numbers bare (trailing decimal zeros dropped), text quoted."""
+    """A failing value as shown in a reason: numbers bare (trailing decimal zeros dropped), text
+    quoted and cut to ``_SHOWN_CHARS`` characters."""
+    cut = pl.when(case.str.len_chars() > _SHOWN_CHARS).then(case.str.slice(0, _SHOWN_CHARS) + pl.lit("…")).otherwise(case)
     return (
         pl.when(case.is_null()).then(pl.lit("null"))
         .when(case.str.contains(r"^-?\d+\.\d+$")).then(case.str.strip_chars_end("0").str.strip_chars_end("."))
         .when(case.str.contains(r"^-?\d+$")).then(case)
-        .otherwise(pl.lit("'") + case + pl.lit("'"))
+        .otherwise(pl.lit("'") + cut + pl.lit("'"))
     )
 
 

@@ -121,7 +121,7 @@ def test_decimal_strings_and_precision(tmp_path):
     lines = [_line("c", after=base | r, key={"payment_id": r["payment_id"]}) for r in rows]
     r = _read(tmp_path, ENTITIES["payments"], lines)
     assert r.changes["amount"].to_list() == [Decimal("12.5"), Decimal("7")]
-    assert r.rejects["reason"].to_list() == ["amount: cannot parse '12.12345' as DECIMAL(18,4)"]
+    assert r.rejects["reason"].to_list() == ["amount: '12.12345' has more than 4 decimal places (DECIMAL(18,4))"]
 
 
 def test_malformed_records_are_quarantined(tmp_path):
@@ -281,13 +281,237 @@ def test_entity_for_path_and_discover(tmp_path):
     (tmp_path / "catalog" / "customers" / "x.jsonl").write_text("{}")  # wrong system
     assert entity_for_path(p, tmp_path) is CUST
     assert entity_for_path(tmp_path / "crm" / "nope" / "x.jsonl", tmp_path) is None
-    files = discover(tmp_path)
-    assert [(f.entity_name, f.relative_path) for f in files] == [
-        ("customers", "crm/customers/customers-2025-01-31.jsonl"),
-        ("orders", "orders/orders/orders-2025-01-31.jsonl"),
-        (None, "catalog/customers/x.jsonl"),
-        (None, "crm/customers/notes.txt"),
-        (None, "crm/nope/x.jsonl"),
-    ]
+    files = {f.relative_path: f for f in discover(tmp_path)}  # order and extensions: tests/test_landing.py
+    assert {rel: f.entity_name for rel, f in files.items()} == {
+        "crm/customers/customers-2025-01-31.jsonl": "customers",
+        "orders/orders/orders-2025-01-31.jsonl": "orders",
+        "catalog/customers/x.jsonl": None,
+        "crm/customers/notes.txt": "customers",  # an entity folder, an unsupported extension
+        "crm/nope/x.jsonl": None,
+    }
     import hashlib
-    assert files[0].sha256 == hashlib.sha256(p.read_bytes()).hexdigest() and files[0].size == p.stat().st_size
+    f = files["crm/customers/customers-2025-01-31.jsonl"]
+    assert f.sha256 == hashlib.sha256(p.read_bytes()).hexdigest() and f.size == p.stat().st_size
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 7: nothing lost, nothing changed on load
+
+PAY = ENTITIES["payments"]
+HEADER = "op,seq,event_id,subscription_id,metric,quantity,unit,event_time,zone,attributes"
+
+
+def _usage_line(seq, quantity="1", event_time="2025-01-03T10:00:00Z", attributes=""):
+    return f"I,{seq},e{seq},5,data_mb,{quantity},MB,{event_time},DOMESTIC,{attributes}"
+
+
+def _usage_file(root: Path, name: str, content: bytes | str) -> Path:
+    p = root / USAGE.system / USAGE.name / name
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(content.encode() if isinstance(content, str) else content)
+    return p
+
+
+def _read_usage(root, name, content):
+    r = read_extract(_usage_file(root, name, content), USAGE, root)
+    assert r.changes.height + r.rejects.height == r.records_read
+    assert r.changes.schema == change_log_schema(USAGE) and r.rejects.schema == reject_schema()
+    return r
+
+
+def _reasons(r) -> dict[int, str]:
+    return dict(zip(r.rejects["_record_no"].to_list(), r.rejects["reason"].to_list()))
+
+
+def _payment_line(pid, amount, lsn=None):
+    after = dict(payment_id=pid, account_id=1, invoice_number=None, amount=amount, currency="USD", status="SUCCEEDED",
+                 method="CARD", received_at=1735689600000000)
+    return _line("c", after=after, key={"payment_id": pid}, lsn=lsn or pid, table="payments")
+
+
+def test_out_of_range_lsn_or_ts_ms_rejects_only_its_record(tmp_path):
+    lines = [_line("c", after=_cust(1), lsn=1),
+             _line("c", after=_cust(2), lsn=2**70),            # Int128: not a BIGINT position
+             _line("c", after=_cust(3), lsn=3, ts_ms=10**20),  # Int128 milliseconds
+             _line("c", after=_cust(4), lsn=4, ts_ms=10**15),  # year 33658
+             _line("x", after=_cust(5), lsn=2**70, ts_ms=10**20),  # bad op: its position and time are not stored
+             _line("c", after=_cust(6), lsn=6)]
+    r = _read(tmp_path, CUST, lines)
+    assert r.changes["customer_id"].to_list() == [1, 6]
+    assert _reasons(r) == {
+        2: "source.lsn: 1180591620717411303424 is out of range for BIGINT",
+        3: "source.ts_ms: 100000000000000000000 is outside the plausible time window [1970-01-01, 2100-01-01)",
+        4: "source.ts_ms: 1000000000000000 is outside the plausible time window [1970-01-01, 2100-01-01)",
+        5: "unknown op 'x'",
+    }
+    assert r.rejects["_position"].to_list() == [None, 3, 4, None]
+
+
+def test_utf8_bom_is_not_part_of_the_first_record(tmp_path):
+    p = _write(tmp_path, CUST, "customers-2025-01-31.jsonl", [_line("c", after=_cust(1), lsn=1), _line("c", after=_cust(2), lsn=2)])
+    p.write_bytes(b"\xef\xbb\xbf" + p.read_bytes())
+    r = read_extract(p, CUST, tmp_path)
+    assert r.records_read == 2 and r.changes["customer_id"].to_list() == [1, 2] and r.rejects.height == 0
+    r = _read_usage(tmp_path, "bom.csv", "\ufeff" + HEADER + "\n" + _usage_line(1) + "\n")
+    assert r.records_read == 1 and r.changes["event_id"].to_list() == ["e1"]
+
+
+def test_csv_invalid_utf8_rejects_only_its_row(tmp_path):
+    content = (HEADER + "\n" + _usage_line(1) + "\n").encode() + b"I,2,e\xff2,5,data_mb,1,MB,2025-01-03T10:00:00Z,DOMESTIC,\n" \
+        + (_usage_line(3) + "\n").encode()
+    r = _read_usage(tmp_path, "utf8.csv", content)
+    assert r.records_read == 3 and r.changes["event_id"].to_list() == ["e1", "e3"]
+    assert _reasons(r) == {2: "invalid UTF-8 at byte 5"}
+    assert r.rejects["raw_payload"].item() == "I,2,e\ufffd2,5,data_mb,1,MB,2025-01-03T10:00:00Z,DOMESTIC,"
+
+
+def test_csv_record_is_one_physical_line(tmp_path):
+    """An unterminated quote no longer swallows the rows after it: 4 lines are 4 records."""
+    lines = [_usage_line(1), 'I,2,"e2,5,data_mb,1,MB,2025-01-03T10:00:00Z,DOMESTIC,', _usage_line(3), _usage_line(4)]
+    r = _read_usage(tmp_path, "quote.csv", "\n".join([HEADER, *lines]) + "\n")
+    assert r.records_read == 4 and r.changes["event_id"].to_list() == ["e1", "e3", "e4"]
+    assert _reasons(r) == {2: "unterminated quote"}
+    assert r.rejects["raw_payload"].item() == lines[1]
+    # a quoted field spanning two lines is two broken records; other structural faults, each its own record
+    lines = [_usage_line(1, attributes='"{""a"":1}"'), 'I,2,e2,5,data_mb,1,MB,2025-01-03T10:00:00Z,DOMESTIC,"{', '}"',
+             "I,3,e3,5,data_mb,1,MB,2025-01-03T10:00:00Z", 'I,4,e4,5,data_mb,1,MB,2025-01-03T10:00:00Z,DOMESTIC,a"b"',
+             "", "   ", _usage_line(5), "I,6,e6,5,data_mb,1,MB,2025-01-03T10:00:00Z,DOMESTIC,,x"]
+    r = _read_usage(tmp_path, "faults.csv", "\r\n".join([HEADER, *lines]))
+    assert r.records_read == 7  # blank lines are not records (their line numbers are kept)
+    assert r.changes["event_id"].to_list() == ["e1", "e5"] and r.changes["attributes"][0] == '{"a":1}'
+    assert r.changes["_record_no"].to_list() == [1, 8]
+    assert _reasons(r) == {
+        2: "unterminated quote", 3: "unterminated quote",
+        4: "CSV row has 8 fields, header has 10",
+        5: "malformed quoting (a quote inside an unquoted field)",
+        9: "CSV row has 11 fields, header has 10",
+    }
+
+
+def test_table_extract_without_seq_or_with_the_wrong_delimiter(tmp_path):
+    no_seq = HEADER.replace("seq,", "") + "\n" + _usage_line(1).replace("1,", "", 1) + "\n"
+    r = _read_usage(tmp_path, "noseq.csv", no_seq)
+    assert r.records_read == 1 and r.rejects["reason"].to_list() == ["missing required column seq"]
+    _usage_frame().drop("seq").write_parquet(_usage_file(tmp_path, "noseq.parquet", b""))
+    r = read_extract(tmp_path / "usage/usage_records/noseq.parquet", USAGE, tmp_path)
+    assert r.records_read == 6 and set(r.rejects["reason"]) == {"missing required column seq"}
+    semi = (HEADER + "\n" + _usage_line(1) + "\n" + _usage_line(2) + "\n").replace(",", ";")
+    r = _read_usage(tmp_path, "semi.csv", semi)
+    assert r.records_read == 2
+    assert r.rejects["reason"].to_list() == ["wrong delimiter: fields are separated by ';', not ','"] * 2
+
+
+def test_empty_csv_is_an_empty_delivery(tmp_path):
+    for name, content in (("zero.csv", b""), ("header.csv", HEADER + "\n"), ("blank.csv", "\n\n")):
+        r = _read_usage(tmp_path, name, content)
+        assert (r.records_read, r.changes.height, r.rejects.height) == (0, 0, 0), name
+
+
+def test_exponent_notation_is_exact_or_rejected(tmp_path):
+    amounts = ["1.2345678e2", "1e-5", "1.5e2", "12.5E-1", "1e20", 123.45678, 150.0, 1.5e-3, "12345678901234567",
+               "-0.5e1", "0.00012e4"]
+    r = _read(tmp_path, PAY, [_payment_line(i, a) for i, a in enumerate(amounts, start=1)])
+    assert dict(zip(r.changes["payment_id"], r.changes["amount"])) == {
+        3: Decimal("150"), 4: Decimal("1.25"), 7: Decimal("150"), 8: Decimal("0.0015"), 11: Decimal("1.2")}
+    assert _reasons(r) == {
+        1: "amount: '1.2345678e2' has more than 4 decimal places (DECIMAL(18,4))",
+        2: "amount: '1e-5' has more than 4 decimal places (DECIMAL(18,4))",
+        5: "amount: '1e20' is too large for DECIMAL(18,4)",
+        6: "amount: '123.45678' has more than 4 decimal places (DECIMAL(18,4))",
+        9: "amount: '12345678901234567' is too large for DECIMAL(18,4)",
+        10: "amount: -5 is not positive (must be > 0)",
+    }
+    lines = [_usage_line(1, "1.5e-11"), _usage_line(2, "1.23456789012e0"), _usage_line(3, "1.2345678901e0"),
+             _usage_line(4, "2E+3"), _usage_line(5, "1e28"), _usage_line(6, "1.e1"), _usage_line(7, "e5")]
+    r = _read_usage(tmp_path, "exp.csv", "\n".join([HEADER, *lines]) + "\n")
+    assert r.changes["quantity"].to_list() == [Decimal("1.2345678901"), Decimal("2000"), Decimal("10")]
+    assert _reasons(r) == {
+        1: "quantity: '1.5e-11' has more than 10 decimal places (DECIMAL(38,10))",
+        2: "quantity: '1.23456789012e0' has more than 10 decimal places (DECIMAL(38,10))",
+        5: "quantity: '1e28' is too large for DECIMAL(38,10)",
+        7: "quantity: cannot parse 'e5' as DECIMAL(38,10)",
+    }
+
+
+def test_parquet_numbers_of_another_type_are_exact_or_rejected(tmp_path):
+    frame = pl.concat([_usage_frame().head(1)] * 4).with_columns(pl.Series("seq", [1, 2, 3, 4]))
+    wide = frame.with_columns(pl.Series("quantity", [Decimal("1.123456789012"), Decimal("2.500000000000"),
+                                                     Decimal("0.000000000100"), Decimal("3")], dtype=pl.Decimal(38, 12)))
+    floats = frame.with_columns(pl.Series("quantity", [1.5e-11, 2.5, 0.1, 1e30]))
+    for name, f in (("wide.parquet", wide), ("float.parquet", floats)):
+        f.write_parquet(_usage_file(tmp_path, name, b""))
+    r = read_extract(tmp_path / "usage/usage_records/wide.parquet", USAGE, tmp_path)
+    assert r.changes["quantity"].to_list() == [Decimal("2.5"), Decimal("0.0000000001"), Decimal("3")]
+    assert _reasons(r) == {1: "quantity: '1.123456789012' has more than 10 decimal places (DECIMAL(38,10))"}
+    r = read_extract(tmp_path / "usage/usage_records/float.parquet", USAGE, tmp_path)
+    assert r.changes["quantity"].to_list() == [Decimal("2.5"), Decimal("0.1")]
+    assert _reasons(r) == {1: "quantity: '1.5e-11' has more than 10 decimal places (DECIMAL(38,10))",
+                           4: "quantity: '1e+30' is too large for DECIMAL(38,10)"}
+
+
+def test_implausible_times_are_rejected(tmp_path):
+    base = dict(order_number="O-1", account_id=5, order_type="NEW_SERVICE", status="CREATED")
+    rows = [
+        dict(order_id=1, effective_date="1970-01-01", created_at=0),                      # the window's first instant
+        dict(order_id=2, effective_date="2099-12-31", created_at="2099-12-31T23:59:59Z"),  # its last day
+        dict(order_id=3, effective_date=20089, created_at=10**18),                         # micros: year 33658
+        dict(order_id=4, effective_date="0000-01-01", created_at=None),
+        dict(order_id=5, effective_date="2100-01-01", created_at=None),
+        dict(order_id=6, effective_date=-1, created_at=None),                              # 1969-12-31
+        dict(order_id=7, effective_date="2025-01-01", created_at="2100-01-01T00:00:00+01:00"),  # 2099-12-31 23:00 UTC
+        dict(order_id=8, effective_date="-1199-03-01", created_at="0000-06-01T00:00:00Z"),
+    ]
+    lines = [_line("c", after=base | r, key={"order_id": r["order_id"]}, lsn=r["order_id"]) for r in rows]
+    r = _read(tmp_path, ENTITIES["orders"], lines)
+    assert r.changes["order_id"].to_list() == [1, 2, 7]
+    window = "is outside the plausible time window [1970-01-01, 2100-01-01)"
+    assert _reasons(r) == {
+        3: f"created_at: +33658-09-27T01:46:40 {window}",  # ISO 8601 expanded year
+        4: f"effective_date: 0000-01-01 {window}",
+        5: f"effective_date: 2100-01-01 {window}",
+        6: f"effective_date: 1969-12-31 {window}",
+        8: f"effective_date: -1199-03-01 {window}",
+    }
+    r = _read_usage(tmp_path, "t.csv", "\n".join([HEADER, _usage_line(1, event_time="2200-01-01T00:00:00Z"),
+                                                  _usage_line(2)]) + "\n")
+    assert _reasons(r) == {1: f"event_time: 2200-01-01T00:00:00 {window}"}
+
+
+def test_time_window_is_configurable(tmp_path, monkeypatch):
+    monkeypatch.setenv("TALLY_TIME_WINDOW_FROM", "2020-01-01")
+    monkeypatch.setenv("TALLY_TIME_WINDOW_TO", "2030-01-01T00:00:00Z")
+    lines = [_line("c", after=_cust(1, created_at="2019-12-31T23:59:59Z"), lsn=1),
+             _line("c", after=_cust(2, created_at="2025-01-01T00:00:00Z"), lsn=2, ts_ms=0)]
+    r = _read(tmp_path, CUST, lines)
+    assert _reasons(r) == {
+        1: "created_at: 2019-12-31T23:59:59 is outside the plausible time window [2020-01-01, 2030-01-01)",
+        2: "source.ts_ms: 0 is outside the plausible time window [2020-01-01, 2030-01-01)",
+    }
+    monkeypatch.setenv("TALLY_TIME_WINDOW_TO", "2010-01-01")
+    with pytest.raises(ValueError, match="TALLY_TIME_WINDOW"):
+        _read(tmp_path, CUST, lines)
+
+
+def test_gzip_extracts_read_like_their_plain_twins(tmp_path):
+    import gzip
+
+    plain = {
+        "customers-2025-01-31.jsonl": _write(tmp_path, CUST, "customers-2025-01-31.jsonl", [_line("c", after=_cust(1))]),
+        "customers-2025-02-28.json": _write(tmp_path, CUST, "customers-2025-02-28.json", [_line("c", after=_cust(2))]),
+        "u.csv": _usage_file(tmp_path, "u.csv", "\n".join([HEADER, _usage_line(1), _usage_line(2, "x")]) + "\n"),
+    }
+    for name, p in plain.items():
+        entity = USAGE if name.endswith(".csv") else CUST
+        gz = p.with_name(name + ".gz")
+        gz.write_bytes(gzip.compress(p.read_bytes()))
+        a, b = read_extract(p, entity, tmp_path), read_extract(gz, entity, tmp_path)
+        assert b.records_read == a.records_read and b.changes.height == a.changes.height
+        assert b.changes.drop("_file").equals(a.changes.drop("_file")) and b.rejects.drop("_file").equals(a.rejects.drop("_file"))
+        assert b.changes["_file"].to_list() == [a.changes["_file"][0] + ".gz"] * b.changes.height
+    broken = tmp_path / "crm/customers/customers-2025-03-31.jsonl.gz"
+    broken.write_bytes(gzip.compress(b'{"key": 1}\n' * 100)[:40])
+    with pytest.raises(ExtractReadError, match="gzip"):
+        read_extract(broken, CUST, tmp_path)
+    broken.write_bytes(b"not gzip at all")
+    with pytest.raises(ExtractReadError, match="gzip"):
+        read_extract(broken, CUST, tmp_path)

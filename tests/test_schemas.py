@@ -1,0 +1,78 @@
+"""Pandera domain checks (sources/schemas.py): values a single record must not carry into a bill cycle."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import polars as pl
+
+from sources.entities import ENTITIES
+from sources.schemas import MAX_USAGE_QUANTITY, entity_schema, failure_reasons, polars_dtype
+
+
+def _frame(entity: str, rows: list[dict]) -> pl.DataFrame:
+    """Typed rows of ``entity`` (every column, in contract order)."""
+    cols = ENTITIES[entity].columns
+    return pl.DataFrame([{c.name: r.get(c.name) for c in cols} for r in rows],
+                        schema={c.name: polars_dtype(c.sql_type) for c in cols})
+
+
+def _reasons(entity: str, rows: list[dict]) -> dict[int, str]:
+    fr = failure_reasons(entity_schema(entity), _frame(entity, rows))
+    return dict(zip(fr["index"].to_list(), fr["reason"].to_list()))
+
+
+def _usage(**over) -> dict:
+    return dict(event_id="e1", subscription_id=5, metric="data_mb", quantity=Decimal("1"), unit="MB",
+                event_time=datetime(2025, 1, 3), zone="DOMESTIC", attributes=None) | over
+
+
+def _charge(**over) -> dict:
+    return dict(price_id=1, plan_id=1, charge_code="data", charge_type="USAGE", metric="data_mb", aggregation="SUM",
+                charge_model="GRADUATED", billing_timing="IN_ARREARS", prorate=False, unit_price=None,
+                included_quantity=None, tiers=None, properties=None, proration_days=None,
+                effective_from=datetime(2025, 1, 1), effective_to=None) | over
+
+
+def test_usage_quantity_has_an_upper_bound():
+    """10^12 units at even 0.0001 a unit are 10^8: far inside DECIMAL(18,4); 10^20 (issue 7) is not."""
+    assert MAX_USAGE_QUANTITY == Decimal(10**12)
+    rows = [_usage(quantity=Decimal("999999999999.9999999999")), _usage(quantity=Decimal(10**12)),
+            _usage(quantity=Decimal(10**20)), _usage(quantity=Decimal("200000000000000003.5"))]
+    assert _reasons("usage_records", rows) == {
+        1: "quantity: 1000000000000 is too large (must be < 1000000000000 per event)",
+        2: "quantity: 100000000000000000000 is too large (must be < 1000000000000 per event)",
+        3: "quantity: 200000000000000003.5 is too large (must be < 1000000000000 per event)",
+    }
+
+
+def test_usage_attributes_must_be_a_json_object():
+    rows = [_usage(attributes='{"unit_price":"2.99"}'), _usage(attributes=None), _usage(attributes="{unit_price: 2.99"),
+            _usage(attributes="not-json"), _usage(attributes='["a"]'), _usage(attributes='"text"'),
+            _usage(attributes='{"a":1} trailing'), _usage(attributes="{}")]
+    assert _reasons("usage_records", rows) == {
+        2: "attributes: '{unit_price: 2.99' is not a JSON object",
+        3: "attributes: 'not-json' is not a JSON object",
+        4: "attributes: '[\"a\"]' is not a JSON object",
+        5: "attributes: '\"text\"' is not a JSON object",
+        6: "attributes: '{\"a\":1} trailing' is not a JSON object",
+    }
+
+
+def test_plan_charge_properties_are_an_object_and_tiers_an_array():
+    tiers = '[{"up_to":"100","unit_amount":"0.01"},{"up_to":null,"unit_amount":"0.005"}]'
+    rows = [_charge(tiers=tiers, properties='{"minimum_amount":"10.00"}'), _charge(properties="{oops"),
+            _charge(tiers='{"up_to":"100"}'), _charge(tiers="[1,"), _charge(properties="[]")]
+    assert _reasons("plan_charges", rows) == {
+        1: "properties: '{oops' is not a JSON object",
+        2: "tiers: '{\"up_to\":\"100\"}' is not a JSON array",
+        3: "tiers: '[1,' is not a JSON array",
+        4: "properties: '[]' is not a JSON object",
+    }
+
+
+def test_a_long_failing_value_is_cut_in_its_reason():
+    value = "x" * 1_000_000  # a 1 MB string
+    (reason,) = _reasons("usage_records", [_usage(attributes=value)]).values()
+    assert reason == "attributes: '" + "x" * 80 + "…' is not a JSON object"
