@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ __all__ = ["generate_landing_zone", "main"]
 EPOCH = datetime(1970, 1, 1)
 UNAVAILABLE = "__debezium_unavailable_value"
 CURRENCIES = ("USD", "GBP", "EUR")
+REDELIVERY_DELAY_S = 60  # the redelivered copy lands this much after its original (modification time)
 
 # ---------------------------------------------------------------------------------------------
 # Catalog
@@ -896,12 +898,21 @@ def generate_landing_zone(out: Path, customers: int = 2000, start_month: str = "
         if src:
             dst = src[0].with_name(src[0].stem + "-redelivery.jsonl")
             shutil.copyfile(src[0], dst)
+            _deliver_later(src[0], dst)
             ctx.files.append(dst)
             ctx.summary["redelivered_files"] += 1
 
     summary = dict(sorted(ctx.summary.items()))
     summary["files"] = len(ctx.files)
     return summary
+
+
+def _deliver_later(original: Path, copy: Path, seconds: int = REDELIVERY_DELAY_S) -> None:
+    """Give the redelivered copy a modification time ``seconds`` after its original's: the landing
+    zone is ingested in modification-time order, so the original is loaded and the copy is the
+    DUPLICATE, even on filesystems with coarse timestamps (FAT: 2 s)."""
+    later = original.stat().st_mtime_ns + seconds * 1_000_000_000
+    os.utime(copy, ns=(later, later))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,13 +1,14 @@
 """The landing zone: ``<landing>/<system>/<entity>/<file>``, as delivered by the extract jobs.
 
-:func:`discover` lists every file under the landing root with its entity, size and SHA-256
-(computed streaming, so large Parquet files never sit in memory). A file is ingested once,
-recorded by its checksum (``audit.ingested_files``): a redelivered copy under another name has
-the same checksum and is skipped by the ingest layer.
+:func:`discover` lists the landed files with their entity, supported extension, size,
+modification time and SHA-256 (computed streaming, so large Parquet files never sit in memory),
+in delivery order: modification time, then path. The ingest layer records each delivery in
+``audit.ingested_files`` by (path, checksum) and decides what to load (docs/cdc-extracts.md,
+"Delivery rules").
 
-Files that are not extracts of a known entity (wrong folder, unknown extension, stray files)
-are listed with ``entity = None`` so the caller can quarantine or report them; hidden files
-(``.``-prefixed, e.g. ``.DS_Store``, partial uploads ``.name.tmp``) are listed too.
+A file outside a known entity folder is listed with ``entity = None``, one with an unsupported
+extension with ``extension = None``, so the caller can report them. Hidden and temporary files
+(:func:`hidden_or_temporary`: uploads in flight, editors' and desktops' files) are not listed at all.
 """
 
 from __future__ import annotations
@@ -19,16 +20,22 @@ from pathlib import Path
 from sources.entities import Entity
 from sources.readers import entity_for_path, extract_extension
 
-__all__ = ["LandedFile", "discover", "sha256_file"]
+__all__ = ["LandedFile", "discover", "hidden_or_temporary", "sha256_file"]
+
+# Names an upload tool gives a file until it is complete (and editors' swap files).
+TEMPORARY_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload", ".filepart", ".swp")
+HIDDEN_PREFIXES = (".", "~")
 
 
 @dataclass(frozen=True)
 class LandedFile:
     path: Path  # absolute path
     relative_path: str  # posix path relative to the landing root (the `_file` of its records)
-    entity: Entity | None  # None: not an extract of a known entity (caller quarantines/reports)
+    entity: Entity | None  # None: not under a known <system>/<entity>/ folder
     size: int  # bytes
     sha256: str  # hex digest of the content
+    extension: str | None = None  # supported extension (readers.extract_extension); None: unsupported
+    mtime_ns: int = 0  # modification time, ns since the epoch: the delivery order
 
     @property
     def entity_name(self) -> str | None:
@@ -44,22 +51,33 @@ def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def hidden_or_temporary(relative_path: str) -> bool:
+    """A hidden or temporary file, or one in a hidden folder (an upload in flight): never ingested.
+
+    Hidden: a path part starting with ``.`` or ``~``; temporary: a name ending in one of
+    ``TEMPORARY_SUFFIXES`` (case-insensitive).
+    """
+    parts = relative_path.split("/")
+    return any(p.startswith(HIDDEN_PREFIXES) for p in parts) or parts[-1].lower().endswith(TEMPORARY_SUFFIXES)
+
+
 def discover(landing_root: Path) -> list[LandedFile]:
-    """Every file under ``landing_root``, sorted by entity name then relative path.
+    """Every landed file under ``landing_root``, but hidden or temporary ones, by modification time, then path.
 
     A file belongs to an entity when it sits at ``<system>/<entity>/<file>`` for a known entity
-    of that system and has one of the extensions ``.jsonl``, ``.json``, ``.parquet``, ``.csv``;
-    any other file is listed with ``entity=None`` (sorted after the known ones).
+    of that system (``entity``), whatever its extension; ``extension`` is the supported
+    extension its name ends with (``.jsonl`` … ``.csv.gz``), None for any other.
     """
     root = Path(landing_root).resolve()
     if not root.exists():
         return []
     out: list[LandedFile] = []
     for p in root.rglob("*"):
-        if not p.is_file():
-            continue
         rel = p.relative_to(root).as_posix()
-        entity = entity_for_path(p, root) if extract_extension(p) else None
-        out.append(LandedFile(p, rel, entity, p.stat().st_size, sha256_file(p)))
-    out.sort(key=lambda f: (f.entity is None, f.entity.name if f.entity else "", f.relative_path))
+        if not p.is_file() or hidden_or_temporary(rel):
+            continue
+        stat = p.stat()
+        out.append(LandedFile(p, rel, entity_for_path(p, root), stat.st_size, sha256_file(p),
+                              extract_extension(p), stat.st_mtime_ns))
+    out.sort(key=lambda f: (f.mtime_ns, f.relative_path))
     return out

@@ -20,6 +20,7 @@ BUNDLES = ENTITIES["bundles"]
 CUSTOMERS = ENTITIES["customers"]
 USAGE = ENTITIES["usage_records"]
 OPEN = datetime(9999, 12, 31)
+DELIVERED = datetime(2025, 2, 1, 6)  # default _ingested_at of make_raw rows
 
 
 def ts(day: int, hour: int = 0) -> datetime:
@@ -38,19 +39,20 @@ def make_raw(con, name, entity, rows):
     """Create raw.<name>-shaped table ``name`` and insert ``rows`` (dicts; missing columns NULL).
 
     Defaults: _file 'f1', _record_no = 1-based row index, _row_hash = hash of the image,
-    _ingested_at = now.
+    _ingested_at = DELIVERED (one delivery).
     """
     cols = [*entity.columns, *CHANGE_LOG_COLUMNS]
     ddl = ", ".join(f"{c.name} {c.sql_type}" for c in cols)
     con.execute(f"CREATE TABLE {name} ({ddl}, _ingested_at TIMESTAMP)")
-    names = [c.name for c in cols]
+    names = [c.name for c in cols] + ["_ingested_at"]
     for i, r in enumerate(rows, 1):
         r = dict(r)
         r.setdefault("_file", "f1")
         r.setdefault("_record_no", i)
         r.setdefault("_row_hash", "h" + str(hash(tuple(r.get(n) for n in entity.column_names)) & 0xFFFFFF))
+        r.setdefault("_ingested_at", DELIVERED)
         con.execute(
-            f"INSERT INTO {name} ({', '.join(names)}, _ingested_at) VALUES ({', '.join('?' * len(names))}, now())",
+            f"INSERT INTO {name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
             [r.get(n) for n in names],
         )
 
@@ -137,7 +139,7 @@ def test_orphan_tombstone_is_ignored_and_reported(con):
     ]
 
 
-def test_same_position_different_hash_tiebreak_is_by_hash(con):
+def test_same_position_different_hash_in_one_delivery_tiebreak_is_by_hash(con):
     rows = [
         bundle(1, "A", "0.1", "c", 10, ts(1)),
         bundle(1, "Z", "0.2", "u", 20, ts(2), _row_hash="b", _file="f1"),
@@ -149,6 +151,54 @@ def test_same_position_different_hash_tiebreak_is_by_hash(con):
         names = [r[0] for r in cdc.history(con, BUNDLES, raw).order("_position, valid_to").select("name").fetchall()]
         assert names == ["A", "Y", "Z"]  # hash 'a' before 'b': Z is current
     assert {r[0] for r in cdc.anomalies(con, BUNDLES, "raw_b").select("kind").fetchall()} == {"POSITION_CONFLICT"}
+
+
+def test_same_position_later_delivery_wins_whatever_its_hash(con):
+    # a corrected re-extract: the same file name delivered again, one record's image changed at its position
+    first, second = datetime(2025, 2, 1, 6), datetime(2025, 2, 1, 7)
+    rows = [
+        bundle(1, "A", "0.1", "c", 10, ts(1), _row_hash="a1", _ingested_at=first),
+        bundle(1, "Z", "0.2", "u", 20, ts(2), _row_hash="b", _ingested_at=first, _record_no=2),
+        bundle(1, "A", "0.1", "c", 10, ts(1), _row_hash="a1", _ingested_at=second),  # unchanged: one version
+        bundle(1, "Y", "0.3", "u", 20, ts(2), _row_hash="a", _ingested_at=second, _record_no=2),  # the correction
+    ]
+    make_raw(con, "raw_b", BUNDLES, rows)
+    make_raw(con, "raw_b2", BUNDLES, list(reversed(rows)))  # row order in the log must not matter
+    for raw in ("raw_b", "raw_b2"):
+        got = cdc.history(con, BUNDLES, raw).order("_position, valid_to").select("name, _position, valid_to").fetchall()
+        assert got == [("A", 10, ts(2)), ("Z", 20, ts(2)), ("Y", 20, OPEN)]  # Y, the later delivery, is current
+
+
+def test_image_redelivered_last_wins_over_one_delivered_between(con):
+    # delivery 1 says A at position 10, delivery 2 corrects it to B, delivery 3 (another extract) restates A
+    d1, d2, d3 = (datetime(2025, 2, 1, h) for h in (6, 7, 8))
+    make_raw(con, "raw_b", BUNDLES, [
+        bundle(1, "A", "0.1", "c", 10, ts(1), _row_hash="a", _ingested_at=d1, _file="f1"),
+        bundle(1, "B", "0.1", "c", 10, ts(1), _row_hash="b", _ingested_at=d2, _file="f1"),
+        bundle(1, "A", "0.1", "c", 10, ts(1), _row_hash="a", _ingested_at=d3, _file="f0", _record_no=5),
+    ])
+    got = cdc.history(con, BUNDLES, "raw_b").order("valid_to, name").select("name, valid_to, _file").fetchall()
+    assert got == [("B", ts(1), "f1"), ("A", OPEN, "f0")]  # A's latest delivery decides, and is reported
+
+
+def test_usage_events_later_delivery_wins_and_agrees_with_generic_current(con):
+    first, second, third = datetime(2025, 2, 1, 6), datetime(2025, 2, 1, 7), datetime(2025, 2, 1, 8)
+    rows = [
+        _usage("e1", "10", "I", 1, _row_hash="z", _ingested_at=first),
+        _usage("e1", "12", "I", 1, _row_hash="a", _ingested_at=second),  # corrected quantity, lower hash
+        _usage("e2", "5", "I", 2, _row_hash="p", _ingested_at=first),
+        _usage("e2", "6", "I", 2, _row_hash="q", _ingested_at=second),
+        _usage("e2", "5", "I", 2, _row_hash="p", _ingested_at=third, _file="u0.parquet"),  # restated last
+        _usage("e3", "7", "I", 3, _row_hash="k", _ingested_at=first),
+        _usage("e3", "7", "I", 3, _row_hash="k", _ingested_at=second),  # unchanged redelivery
+    ]
+    make_raw(con, "raw_u", USAGE, rows)
+    con.execute(f"CREATE TABLE h AS {cdc.history_sql(USAGE, 'raw_u')}")
+    cols = "event_id, quantity, _position, _file"
+    fast = cdc.usage_events(con, "raw_u").select(cols).order("event_id").fetchall()
+    assert fast == cdc.current(con, USAGE, "h").select(cols).order("event_id").fetchall()
+    assert fast == [("e1", Decimal("12"), 1, "u1.parquet"), ("e2", Decimal("5"), 2, "u0.parquet"), ("e3", Decimal("7"), 3, "u1.parquet")]
+    assert con.sql("SELECT count(*) FROM h WHERE event_id = 'e3'").fetchone() == (1,)
 
 
 def test_unavailable_carried_through_consecutive_updates_real_null_stays_null(con):
@@ -208,7 +258,8 @@ def _usage(eid, qty, op, pos, **kw):
     return dict(event_id=eid, subscription_id=100, metric="data_mb", quantity=Decimal(qty), unit="MB",
                 event_time=ts(3), zone=None, attributes=None, _op=op, _position=pos, _source_ts=ts(3),
                 _file=kw.pop("_file", "u1.parquet"), _record_no=kw.pop("_record_no", pos),
-                _row_hash=kw.pop("_row_hash", f"{eid}-{qty}-{op}"), _unavailable=None, _ingested_at=ts(4))
+                _row_hash=kw.pop("_row_hash", f"{eid}-{qty}-{op}"), _unavailable=None,
+                _ingested_at=kw.pop("_ingested_at", ts(4)))
 
 
 def test_usage_events_latest_version_and_deletes(con):

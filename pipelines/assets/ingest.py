@@ -27,13 +27,14 @@ QUARANTINE = dg.AssetKey(["audit", "quarantine"])
     check_specs=[
         dg.AssetCheckSpec(
             "records_accounted_for", asset=LEDGER, blocking=True,
-            description="For every loaded file: records loaded + quarantined = records read, and raw/quarantine hold exactly those rows.",
+            description=("For every LOADED delivery: records loaded + quarantined = records read; per file name, raw/quarantine "
+                         "hold exactly the sums over its LOADED deliveries."),
         )
     ],
     pool="duckdb_writer",
 )
 def ingest_landing_zone_asset(context: dg.AssetExecutionContext, warehouse: Warehouse, landing: LandingZone):
-    """Load every new landed CDC extract once (by name and checksum) into raw.*; reject bad records to audit.quarantine."""
+    """Load every new delivery of a landed CDC extract once (by name and checksum) into raw.*; reject bad records to audit.quarantine."""
     with warehouse.connection() as con:
         summary = ingest_landing_zone(con, Path(landing.path))
         violations = accounting_violations(con)

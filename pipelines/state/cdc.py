@@ -6,11 +6,12 @@ names of their input relations, returning ``DuckDBPyRelation`` s whose columns m
 with examples, in ``docs/state.md``; in short:
 
 * tombstones (``_op = 't'``) are dropped (a lone tombstone is reported by :func:`anomalies`);
-* duplicate deliveries — same (key, ``_position``, ``_row_hash``) — collapse to the first
-  delivery by (``_file``, ``_record_no``);
+* duplicate deliveries — same (key, ``_position``, ``_row_hash``) — collapse to the latest
+  delivery (``_ingested_at``), then the first by (``_file``, ``_record_no``);
 * each key's changes are ordered by ``_position`` (NULL first, like a snapshot), never by
-  timestamp; two different images at one position are ordered by ``_row_hash`` (then
-  ``_file``, ``_record_no``) — arbitrary but deterministic and independent of delivery order;
+  timestamp; two different images at one position are ordered by delivery (``_ingested_at``:
+  a corrected re-extract wins over the earlier delivery), then ``_row_hash`` (then ``_file``,
+  ``_record_no``) — deterministic, as the ingest layer gives every delivery its own time;
 * a column named in ``_unavailable`` keeps the previous version's value, through any number
   of consecutive omissions, while a real NULL stays NULL;
 * ``valid_from`` is ``_source_ts`` raised to the running maximum over the key's earlier
@@ -34,6 +35,11 @@ NO_TS = "TIMESTAMP '1970-01-01'"  # valid_from of leading versions without a sou
 
 HISTORY_META = ("valid_from", "valid_to", "is_deleted", "_op", "_position", "_file")
 USAGE_META = ("is_deleted", "_position", "_file")
+
+# Tie-breaks (docs/state.md 1.3, 1.4). Of the deliveries of one image (key, position, row hash)
+# the latest is kept; different images at one position are ordered by delivery, the latest last.
+KEPT_DELIVERY = "_ingested_at DESC NULLS LAST, _file, _record_no"
+SAME_POSITION_ORDER = "_ingested_at ASC NULLS FIRST, _row_hash, _file, _record_no"
 
 
 def _q(name: str) -> str:
@@ -63,7 +69,7 @@ def usage_columns() -> list[str]:
 def history_sql(entity: Entity, raw: str) -> str:
     """SQL of :func:`history` (exposed for EXPLAIN and docs)."""
     key = ", ".join(_q(k) for k in entity.key)
-    order = "_position ASC NULLS FIRST, _row_hash, _file, _record_no"
+    order = f"_position ASC NULLS FIRST, {SAME_POSITION_ORDER}"
     cols = []
     for c in entity.columns:
         if c.name in entity.key:
@@ -81,7 +87,7 @@ WITH changes AS (
     SELECT * REPLACE ({_OP} AS _op)
     FROM {raw}
     WHERE lower(_op) <> 't'
-    QUALIFY row_number() OVER (PARTITION BY {key}, _position, _row_hash ORDER BY _file, _record_no) = 1
+    QUALIFY row_number() OVER (PARTITION BY {key}, _position, _row_hash ORDER BY {KEPT_DELIVERY}) = 1
 )
 SELECT
     {", ".join(cols)},
@@ -105,7 +111,7 @@ def history(con: duckdb.DuckDBPyConnection, entity: Entity, raw: str) -> duckdb.
 
     Columns: the entity's columns (entities.py order, contract types), then
     ``valid_from, valid_to`` (TIMESTAMP, half-open, open end 9999-12-31), ``is_deleted``,
-    ``_op`` (c/u/d/r), ``_position``, ``_file`` (the first delivery of the version).
+    ``_op`` (c/u/d/r), ``_position``, ``_file`` (the delivery kept for the version).
     """
     return con.sql(history_sql(entity, raw))
 
@@ -124,10 +130,10 @@ def usage_events(con: duckdb.DuckDBPyConnection, raw: str = "raw.usage_records")
     """Latest version of every usage event (-> ``core.usage_events``), deletes flagged.
 
     One partitioned pass (``QUALIFY row_number() = 1``). The winner is the version with the
-    highest ``_position`` — ties broken exactly as :func:`history` does (highest
-    ``_row_hash``, then the first delivery) — so it equals the current version the generic
-    history would give. ``_unavailable`` is not applied: usage arrives as table extracts that
-    always carry the full row image. Columns: usage_records columns, then
+    highest ``_position`` — ties broken exactly as :func:`history` does (latest delivery,
+    highest ``_row_hash``, then the first row by ``_file``, ``_record_no``) — so it equals the
+    current version the generic history would give. ``_unavailable`` is not applied: usage
+    arrives as table extracts that always carry the full row image. Columns: usage_records columns, then
     ``is_deleted, _position, _file``.
     """
     entity = ENTITIES["usage_records"]
@@ -141,7 +147,7 @@ FROM {raw}
 WHERE lower(_op) <> 't'
 QUALIFY row_number() OVER (
     PARTITION BY event_id
-    ORDER BY _position DESC NULLS LAST, _row_hash DESC, _file, _record_no) = 1
+    ORDER BY _position DESC NULLS LAST, _ingested_at DESC NULLS LAST, _row_hash DESC, _file, _record_no) = 1
 """)
 
 
@@ -154,7 +160,8 @@ def anomalies(con: duckdb.DuckDBPyConnection, entity: Entity, raw: str) -> duckd
     * ``ORPHAN_TOMBSTONE``: a tombstone for a key with no delete in the change log (the
       delete never reached the landing zone); the tombstone is ignored by :func:`history`.
     * ``POSITION_CONFLICT``: two different row images (hashes) at one (key, position); the
-      deterministic tiebreak applied (by ``_row_hash``) is arbitrary.
+      later delivery wins (a corrected re-extract), within one delivery the higher ``_row_hash``
+      (arbitrary).
     * ``MISSING_POSITION``: a non-tombstone change without a position (ordered first).
     """
     key = ", ".join(_q(k) for k in entity.key)
