@@ -476,3 +476,18 @@ def test_upgrade_bcd_15_credit_spans_only_its_period(con):
         ("RECURRING", PLUS, date(2025, 4, 1), date(2025, 4, 15), 14, 31, D("22.58")),
         ("RECURRING", PLUS, date(2025, 4, 15), date(2025, 5, 15), 30, 30, D("49.99")),
         ("RECURRING_CREDIT", BASIC, date(2025, 4, 1), date(2025, 4, 15), 14, 31, D("-13.54"))]
+
+
+def test_largest_usage_line_is_taxed_exactly(con):
+    """A usage line just under the rating's line limit (10^12) is taxed without overflow:
+    999,999,999,999.99 x 0.0725 = 72,499,999,999.999275 -> 72,500,000,000.00; total 1,072,499,999,999.99."""
+    account(con, 1)
+    version(con, 1, 1, BASIC, date(2025, 3, 1))
+    _ins(con, "billing.rated_usage", rated_line_id="big", billing_month=MAR, account_id=1, subscription_id=1,
+         plan_id=BASIC, price_id=BASIC * 10 + 1, charge_code="DATA", metric="data_mb", charge_model="PER_UNIT",
+         line_type="USAGE", currency="USD", service_start=date(2025, 3, 1), service_end=date(2025, 4, 1),
+         quantity=D("99999999999999"), billable_quantity=D("99999999999999"), event_count=1, unit_price=D("0.01"),
+         amount_precise=D("999999999999.99"), amount=D("999999999999.99"))
+    big = next(l for l in run(con, MAR) if l["source_ref"] == "big")
+    assert (big["net_amount"], big["tax_amount"], big["total_amount"]) == (
+        D("999999999999.99"), D("72500000000.00"), D("1072499999999.99"))

@@ -156,6 +156,12 @@ PERCENTAGE = [
     # free units larger than usage: only the fixed fees remain
     ("free units larger than usage", {**PCT, "free_units": "5000"}, THREE, "0.3"),
     ("rate only", {"rate": "0.029"}, [ev("33.33")], "0.96657"),  # 33.33 x 2.9 %
+    # a minimum alone: 0.2 -> 0.5 ; 2 ; 20 (no maximum) = 22.5
+    ("per-event min alone", {"rate": "0.02", "per_event_min": "0.50"}, THREE, "22.5"),
+    # a maximum alone: 0.2 ; 2 ; 20 -> 5 = 7.2
+    ("per-event max alone", {"rate": "0.02", "per_event_max": "5"}, THREE, "7.2"),
+    # a minimum alone, first event free (the ordered path): 2 -> 3 ; 20 = 23
+    ("per-event min alone, free events", {"rate": "0.02", "per_event_min": "3", "free_events": 1}, THREE, "23"),
 ]
 
 

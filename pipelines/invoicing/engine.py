@@ -375,7 +375,7 @@ def build_invoice_lines(
         FROM priced
     ),
     taxed AS (
-        SELECT *, CAST(round_money(net_amount * tax_rate_, currency) AS {AMOUNT}) AS tax_amount FROM netted
+        SELECT *, CAST(round_money(CAST(net_amount AS {MONEY}) * tax_rate_, currency) AS {AMOUNT}) AS tax_amount FROM netted
     )
     SELECT md5(invoice_id || '|' || lineage) AS line_id,
            invoice_id,

@@ -18,6 +18,21 @@ import datetime as dt
 
 import duckdb
 
+from pipelines.rating.limits import (
+    AMOUNT,
+    DECIMAL_PROPERTIES,
+    PLAN_QUANTITY,
+    PRICE,
+    PRORATION_DAYS,
+    PROPERTIES,
+    RATE,
+    TIER_KEYS,
+    decimal_error,
+    name_error,
+    unknown_key_error,
+    value_error,
+)
+
 DEC = "DECIMAL(38,10)"
 OPEN_TS = "TIMESTAMP '9999-12-31'"
 OPEN_DATE = "DATE '9999-12-31'"
@@ -26,8 +41,8 @@ USAGE_MODELS = ("PER_UNIT", "GRADUATED", "VOLUME", "PACKAGE", "PERCENTAGE", "GRA
 AGGREGATIONS = ("SUM", "COUNT", "MAX", "UNIQUE_COUNT", "LATEST", "TIME_WEIGHTED_SUM")
 TIERED_MODELS = ("GRADUATED", "VOLUME", "GRADUATED_PERCENTAGE")
 
-_TIER_TYPE = '[{"up_to":"VARCHAR","unit_amount":"VARCHAR","flat_amount":"VARCHAR","rate":"VARCHAR"}]'
 _BANDS_TYPE = '[{"band":"VARCHAR","from_hour":"INTEGER","to_hour":"INTEGER"}]'
+_JSON_LIST = '["JSON"]'
 
 
 def columns_of(con: duckdb.DuckDBPyConnection, relation: str) -> set[str]:
@@ -46,8 +61,56 @@ def month_literal(billing_month: dt.date) -> str:
     return f"DATE '{billing_month.isoformat()}'"
 
 
+def _prop_text(name: str) -> str:
+    return f"json_extract_string(properties, '$.{name}')"
+
+
 def _prop_dec(name: str) -> str:
-    return f"TRY_CAST(json_extract_string(properties, '$.{name}') AS {DEC})"
+    return f"TRY_CAST({_prop_text(name)} AS {DEC})"
+
+
+def _first_error(errors: str) -> str:
+    """SQL: the first non-NULL message of a SQL list of messages."""
+    return f"list_filter({errors}, x -> x IS NOT NULL)[1]"
+
+
+def _value_errors() -> str:
+    """SQL: the first value of a price version outside the contract (pipelines/rating/limits.py)."""
+    checks = [
+        unknown_key_error("'properties'", "properties", PROPERTIES),
+        value_error("'unit_price'", "unit_price", PRICE),
+        value_error("'included_quantity'", "included_quantity", PLAN_QUANTITY),
+        value_error("'proration_days'", "proration_days", PRORATION_DAYS),
+        *(decimal_error(f"'properties.{k}'", _prop_text(k), b) for k, b in DECIMAL_PROPERTIES.items()),
+        *(name_error(f"'properties.{k}'", _prop_text(k)) for k in ("price_attribute", "unique_attribute")),
+    ]
+    return f"coalesce({', '.join(checks)})"
+
+
+def _matrix_errors() -> str:
+    """SQL: the first problem of a MATRIX price version's dimensions, time bands or cells."""
+    dims = _first_error("list_transform(dims, d -> coalesce(" + name_error("'properties.dimensions'", "d")
+                        + ", CASE WHEN d IS NULL THEN 'properties.dimensions must be names' END))")
+    hour = ("regexp_full_match(coalesce(json_extract_string(b, '$.{k}'), ''), '[0-9]{{1,2}}') "
+            "AND TRY_CAST(json_extract_string(b, '$.{k}') AS INTEGER) <= {top}")
+    band_ok = (f"json_type(b) = 'OBJECT' AND json_type(b, '$.band') = 'VARCHAR' AND json_extract_string(b, '$.band') <> '' "
+               f"AND {hour.format(k='from_hour', top=23)} AND {hour.format(k='to_hour', top=24)}")
+    bands = f"""CASE WHEN coalesce(json_type(time_bands), 'NULL') = 'NULL' THEN NULL
+             WHEN json_type(time_bands) <> 'ARRAY' THEN 'properties.time_bands must be a JSON array'
+             WHEN json_array_length(time_bands) > 15 THEN 'MATRIX supports at most 15 time bands'
+             WHEN NOT list_bool_and(list_transform(from_json(time_bands, '{_JSON_LIST}'), b -> coalesce({band_ok}, false)))
+               THEN 'properties.time_bands: each band needs a name, a whole from_hour 0..23 and a whole to_hour 0..24' END"""
+    cell_label = "'properties.prices: cell ' || i"
+    cell = f"""CASE WHEN coalesce(json_type(cell), '') <> 'OBJECT' THEN {cell_label} || ' is not a JSON object'
+             WHEN json_extract_string(cell, '$.unit_price') IS NULL THEN {cell_label} || ' needs unit_price'
+             ELSE coalesce({decimal_error(cell_label + " || ' unit_price'", "json_extract_string(cell, '$.unit_price')", PRICE)},
+                           {cell_label} || ' has unknown key '
+                           || list_filter(json_keys(cell), k -> k <> 'unit_price' AND NOT list_contains(dims, k))[1]) END"""
+    cell_errors = _first_error(f"list_transform(from_json(matrix_prices, '{_JSON_LIST}'), (cell, i) -> {cell})")
+    cells = f"""CASE WHEN coalesce(json_type(matrix_prices), 'NULL') = 'NULL' THEN NULL
+             WHEN json_type(matrix_prices) <> 'ARRAY' THEN 'properties.prices must be a JSON array'
+             ELSE {cell_errors} END"""
+    return f"coalesce({dims}, {bands}, {cells})"
 
 
 def build_catalog(
@@ -114,46 +177,64 @@ def build_catalog(
            upper(coalesce(aggregation, 'SUM')) AS aggregation, upper(charge_model) AS charge_model,
            upper(coalesce(billing_timing, 'IN_ARREARS')) AS billing_timing, coalesce(prorate, true) AS prorate,
            CAST(unit_price AS {DEC}) AS unit_price, CAST(coalesce(included_quantity, 0) AS {DEC}) AS included_quantity,
-           tiers, properties, proration_days,
+           tiers, proration_days,
+           -- properties only when a JSON object (else a catalog error), so reading a key never fails
+           CASE WHEN json_valid(properties) AND json_type(properties) = 'OBJECT' THEN properties END AS properties,
+           CASE WHEN properties IS NULL THEN NULL WHEN NOT json_valid(properties) THEN 'properties is not valid JSON'
+                WHEN json_type(properties) <> 'OBJECT' THEN 'properties is not a JSON object' END AS properties_error,
            CAST(effective_from AS TIMESTAMP) AS effective_from,
            CAST(coalesce(effective_to, {OPEN_TS}) AS TIMESTAMP) AS effective_to
     FROM {charges}
     WHERE {c_live} AND upper(charge_type) = 'USAGE'
     """)
 
-    # Tiers, parsed once per price version: tier k covers (lower, upper], upper NULL = open.
+    # Tiers, parsed once per price version: tier k covers (lower, upper], upper NULL = open; each
+    # tier's first problem (not an object, unknown key, a number outside the contract) in tier_error.
+    tier_label = "'tiers: tier ' || tier"
     con.execute(f"""
     CREATE OR REPLACE TEMP TABLE {tag}_tiers AS
     WITH p AS (
-        SELECT price_id, from_json(tiers, '{_TIER_TYPE}') AS arr
+        SELECT price_id, charge_model, from_json(tiers, '{_JSON_LIST}') AS arr
         FROM {tag}_chg
-        WHERE charge_model IN {TIERED_MODELS} AND tiers IS NOT NULL AND json_valid(tiers)
-              AND json_type(tiers) = 'ARRAY'
+        WHERE charge_model IN {TIERED_MODELS} AND json_valid(tiers) AND json_type(tiers) = 'ARRAY'
     ), u AS (
-        SELECT price_id, unnest(arr) AS t, unnest(range(1, len(arr) + 1)) AS tier FROM p
-    ), c AS (
-        SELECT price_id, CAST(tier AS INTEGER) AS tier,
-               t.up_to IS NULL AS is_open,
-               TRY_CAST(t.up_to AS {DEC}) AS upper,
-               TRY_CAST(coalesce(t.unit_amount, t.rate, '0') AS {DEC}) AS unit_amount,
-               TRY_CAST(coalesce(t.flat_amount, '0') AS {DEC}) AS flat_amount,
-               (t.up_to IS NOT NULL AND TRY_CAST(t.up_to AS {DEC}) IS NULL)
-                 OR TRY_CAST(coalesce(t.unit_amount, t.rate, '0') AS {DEC}) IS NULL
-                 OR TRY_CAST(coalesce(t.flat_amount, '0') AS {DEC}) IS NULL AS unparsable
+        SELECT price_id, charge_model, unnest(arr) AS t, unnest(range(1, len(arr) + 1)) AS tier FROM p
+    ), v AS (
+        SELECT price_id, CAST(tier AS INTEGER) AS tier, coalesce(json_type(t), '') = 'OBJECT' AS is_object,
+               json_extract_string(t, '$.up_to') AS up_to,
+               CASE WHEN json_extract_string(t, '$.unit_amount') IS NOT NULL THEN 'unit_amount' ELSE 'rate' END AS unit_key,
+               coalesce(json_extract_string(t, '$.unit_amount'), json_extract_string(t, '$.rate')) AS unit,
+               json_extract_string(t, '$.flat_amount') AS flat,
+               charge_model = 'GRADUATED_PERCENTAGE' AS is_rate, t
         FROM u
     )
-    SELECT *, coalesce(lag(upper) OVER (PARTITION BY price_id ORDER BY tier), CAST(0 AS {DEC})) AS lower,
+    SELECT price_id, tier, up_to IS NULL AS is_open,
+           TRY_CAST(up_to AS {DEC}) AS upper,
+           TRY_CAST(coalesce(unit, '0') AS {DEC}) AS unit_amount,
+           TRY_CAST(coalesce(flat, '0') AS {DEC}) AS flat_amount,
+           CASE WHEN NOT is_object THEN {tier_label} || ' is not a JSON object'
+                ELSE coalesce({unknown_key_error(tier_label, 't', TIER_KEYS)},
+                              {decimal_error(tier_label + " || ' up_to'", 'up_to', PLAN_QUANTITY)},
+                              CASE WHEN is_rate THEN {decimal_error(tier_label + " || ' ' || unit_key", 'unit', RATE)}
+                                   ELSE {decimal_error(tier_label + " || ' ' || unit_key", 'unit', PRICE)} END,
+                              {decimal_error(tier_label + " || ' flat_amount'", 'flat', AMOUNT)}) END AS tier_error,
+           coalesce(lag(TRY_CAST(up_to AS {DEC})) OVER (PARTITION BY price_id ORDER BY tier), CAST(0 AS {DEC})) AS lower,
            count(*) OVER (PARTITION BY price_id) AS n_tiers
-    FROM c
+    FROM v
     """)
 
-    # Price versions with their parameters parsed once (properties, tiers check, matrix bands).
+    # Price versions with their parameters parsed once (properties, tiers check, matrix bands), the
+    # first problem in config_error; the per-event parameters of a misconfigured version are left
+    # NULL/false, so its events read nothing of it (they are unrated with the error).
     dims = "from_json(json_extract(properties, '$.dimensions'), '[\"VARCHAR\"]')"
+    pct_ordered = ("charge_model = 'PERCENTAGE' AND (free_events > 0 OR ((free_units > 0 OR included_quantity > 0) "
+                   "AND (per_event_min IS NOT NULL OR per_event_max IS NOT NULL)))")
+    ok = "config_error IS NULL"
     con.execute(f"""
     CREATE OR REPLACE TEMP TABLE {tag}_prices AS
     WITH tier_check AS (
         SELECT price_id, count(*) AS n_tiers,
-               CASE WHEN bool_or(unparsable) THEN 'tiers: unparsable number'
+               CASE WHEN bool_or(tier_error IS NOT NULL) THEN arg_min(tier_error, tier) FILTER (WHERE tier_error IS NOT NULL)
                     WHEN bool_or(is_open AND tier < n_tiers) THEN 'tiers: only the last tier may be open'
                     WHEN bool_or(tier = n_tiers AND NOT is_open) THEN 'tiers: the last tier must be open (up_to null)'
                     WHEN bool_or(tier > 1 AND upper <= lower) OR bool_or(tier = 1 AND upper <= 0)
@@ -166,66 +247,73 @@ def build_catalog(
                {_prop_dec('per_event_min')} AS per_event_min,
                {_prop_dec('per_event_max')} AS per_event_max,
                coalesce({_prop_dec('free_units')}, 0) AS free_units,
-               coalesce(TRY_CAST(json_extract_string(properties, '$.free_events') AS BIGINT), 0) AS free_events,
+               coalesce(TRY_CAST({_prop_text('free_events')} AS BIGINT), 0) AS free_events,
                {_prop_dec('package_size')} AS package_size,
                {_prop_dec('minimum_amount')} AS minimum_amount,
                {_prop_dec('maximum_amount')} AS maximum_amount,
                {_prop_dec('default_unit_price')} AS default_unit_price,
-               json_extract_string(properties, '$.unique_attribute') AS unique_attribute,
-               coalesce(json_extract_string(properties, '$.price_attribute'), 'unit_price') AS price_attribute,
-               CASE WHEN json_valid(properties) THEN {dims} END AS dims,
-               CASE WHEN json_valid(properties) THEN json_extract(properties, '$.time_bands') END AS time_bands,
-               CASE WHEN json_valid(properties) THEN json_extract(properties, '$.prices') END AS matrix_prices,
-               tc.tier_error, coalesce(tc.n_tiers, 0) AS n_tiers
+               {_prop_text('unique_attribute')} AS unique_attribute,
+               coalesce({_prop_text('price_attribute')}, 'unit_price') AS price_attribute,
+               {dims} AS dims,
+               json_extract(properties, '$.time_bands') AS time_bands,
+               json_extract(properties, '$.prices') AS matrix_prices,
+               {_value_errors()} AS value_error,
+               CASE WHEN charge_model IN {TIERED_MODELS} AND tiers IS NOT NULL AND NOT json_valid(tiers) THEN 'tiers is not valid JSON'
+                    WHEN charge_model IN {TIERED_MODELS} AND tiers IS NOT NULL AND json_type(tiers) <> 'ARRAY'
+                      THEN 'tiers is not a JSON array'
+                    ELSE tc.tier_error END AS tier_error,
+               coalesce(tc.n_tiers, 0) AS n_tiers
         FROM {tag}_chg c LEFT JOIN tier_check tc USING (price_id)
     ), q AS (
         SELECT p.*, coalesce(json_array_length(time_bands), 0) > 0 AS has_bands FROM p
-    )
-    SELECT q.*,
-           {_kind_code(1)} AS kc1, {_kind_code(2)} AS kc2, {_kind_code(3)} AS kc3,
-           '$."' || dims[1] || '"' AS path1, '$."' || dims[2] || '"' AS path2, '$."' || dims[3] || '"' AS path3,
-           CASE WHEN has_bands THEN list_transform(range(24), hh -> {band_of_hour('hh', 'time_bands')}) END AS hour_bands,
-           CASE WHEN has_bands THEN list_transform(from_json(time_bands, '{_BANDS_TYPE}'), b -> b.band) END AS band_names,
-           '$."' || unique_attribute || '"' AS unique_path,
-           '$."' || price_attribute || '"' AS price_path,
-           charge_model = 'DYNAMIC' AS is_dynamic,
-           aggregation = 'UNIQUE_COUNT' AS is_unique,
-           aggregation = 'LATEST' AS is_latest,
-           aggregation = 'TIME_WEIGHTED_SUM' AS is_tws,
-           charge_model = 'PERCENTAGE' AND (free_events > 0
-               OR (free_units + included_quantity > 0 AND (per_event_min IS NOT NULL OR per_event_max IS NOT NULL)))
-             AS pct_ordered,
-           charge_model = 'PERCENTAGE' AND NOT (free_events > 0
-               OR (free_units + included_quantity > 0 AND (per_event_min IS NOT NULL OR per_event_max IS NOT NULL)))
-             AND (per_event_min IS NOT NULL OR per_event_max IS NOT NULL) AS pct_clamped,
-           CASE
-             WHEN properties IS NOT NULL AND NOT json_valid(properties) THEN 'properties is not valid JSON'
+    ), e AS (
+        SELECT q.*, CASE
+             WHEN properties_error IS NOT NULL THEN properties_error
              WHEN charge_model = 'FLAT' THEN 'FLAT is a RECURRING charge model (billed by invoicing)'
              WHEN charge_model IS NULL OR charge_model NOT IN {USAGE_MODELS} THEN 'unknown charge model ' || coalesce(charge_model, 'NULL')
              WHEN aggregation NOT IN {AGGREGATIONS} THEN 'unknown aggregation ' || aggregation
+             WHEN value_error IS NOT NULL THEN value_error
+             WHEN per_event_min > per_event_max THEN 'properties.per_event_min must not exceed properties.per_event_max'
+             WHEN minimum_amount > maximum_amount THEN 'properties.minimum_amount must not exceed properties.maximum_amount'
              WHEN charge_model IN ('PER_UNIT', 'PACKAGE') AND unit_price IS NULL THEN charge_model || ' needs unit_price'
              WHEN charge_model = 'PACKAGE' AND coalesce(package_size, 0) <= 0 THEN 'PACKAGE needs package_size > 0'
-             WHEN charge_model IN {TIERED_MODELS} AND n_tiers = 0 THEN charge_model || ' needs tiers'
              WHEN charge_model IN {TIERED_MODELS} AND tier_error IS NOT NULL THEN tier_error
+             WHEN charge_model IN {TIERED_MODELS} AND n_tiers = 0 THEN charge_model || ' needs tiers'
              WHEN charge_model = 'PERCENTAGE' AND rate IS NULL THEN 'PERCENTAGE needs properties.rate'
              WHEN charge_model = 'MATRIX' AND (dims IS NULL OR len(dims) = 0 OR len(dims) > 3)
                THEN 'MATRIX needs 1 to 3 properties.dimensions'
              WHEN charge_model = 'MATRIX' AND aggregation IN ('UNIQUE_COUNT', 'TIME_WEIGHTED_SUM')
                THEN 'MATRIX supports SUM, COUNT, MAX and LATEST aggregations'
+             WHEN charge_model = 'MATRIX' THEN {_matrix_errors()}
              WHEN aggregation = 'UNIQUE_COUNT' AND unique_attribute IS NULL THEN 'UNIQUE_COUNT needs properties.unique_attribute'
              WHEN aggregation = 'TIME_WEIGHTED_SUM' AND charge_model IN ('PERCENTAGE', 'DYNAMIC')
                THEN charge_model || ' cannot use TIME_WEIGHTED_SUM'
            END AS config_error
-    FROM q
+        FROM q
+    )
+    SELECT e.*,
+           CASE WHEN {ok} THEN {_kind_code(1)} END AS kc1, CASE WHEN {ok} THEN {_kind_code(2)} END AS kc2,
+           CASE WHEN {ok} THEN {_kind_code(3)} END AS kc3,
+           '$."' || dims[1] || '"' AS path1, '$."' || dims[2] || '"' AS path2, '$."' || dims[3] || '"' AS path3,
+           CASE WHEN has_bands AND {ok} THEN list_transform(range(24), hh -> {band_of_hour('hh', 'time_bands')}) END AS hour_bands,
+           CASE WHEN has_bands AND {ok} THEN list_transform(from_json(time_bands, '{_BANDS_TYPE}'), b -> b.band) END AS band_names,
+           '$."' || unique_attribute || '"' AS unique_path,
+           '$."' || price_attribute || '"' AS price_path,
+           {ok} AND charge_model = 'DYNAMIC' AS is_dynamic,
+           {ok} AND aggregation = 'UNIQUE_COUNT' AS is_unique,
+           {ok} AND aggregation = 'LATEST' AS is_latest,
+           {ok} AND aggregation = 'TIME_WEIGHTED_SUM' AS is_tws,
+           {ok} AND {pct_ordered} AS pct_ordered,
+           {ok} AND NOT ({pct_ordered}) AND charge_model = 'PERCENTAGE'
+             AND (per_event_min IS NOT NULL OR per_event_max IS NOT NULL) AS pct_clamped
+    FROM e
     """)
     # Time bands as a 24 x 4-bit mask: the band index (1-based in time_bands) of each hour, 0 = none.
     con.execute(f"""
     ALTER TABLE {tag}_prices ADD COLUMN band_mask HUGEINT;
     UPDATE {tag}_prices SET band_mask = list_sum(list_transform(range(24), hh ->
         CAST(coalesce(list_position(band_names, hour_bands[hh + 1]), 0) AS HUGEINT) << (4 * hh)))
-    WHERE has_bands AND len(band_names) <= 15;
-    UPDATE {tag}_prices SET config_error = 'MATRIX supports at most 15 time bands'
-    WHERE has_bands AND len(band_names) > 15 AND config_error IS NULL;
+    WHERE has_bands AND {ok};
     """)
 
     # Slots: (subscription, segment, price version) over the period; narrow (parameters by price_id).
@@ -261,6 +349,7 @@ def build_catalog(
                c.charge_model, c.included_quantity + c.free_units AS allowance_full,
                c.minimum_amount, c.maximum_amount
         FROM shapes x JOIN {tag}_prices c USING (price_id)
+        WHERE c.config_error IS NULL  -- a misconfigured version's values may be anything: not prorated
     ), r AS (
         SELECT price_id, seg_days, period_days, whole_period,
                CASE WHEN whole THEN CAST(1 AS {DEC})
@@ -278,7 +367,7 @@ def build_catalog(
            p.subscription_id, p.account_id, p.currency, p.period_start, p.period_end, p.plan_id, p.price_id, p.metric,
            p.seg_start, p.seg_end, p.period_days, p.seg_days, p.whole_period,
            r.proration_factor, r.allowance, r.minimum_prorated, r.maximum_prorated
-    FROM p JOIN r ON r.price_id = p.price_id AND r.seg_days = p.seg_days AND r.period_days = p.period_days
+    FROM p LEFT JOIN r ON r.price_id = p.price_id AND r.seg_days = p.seg_days AND r.period_days = p.period_days
          AND r.whole_period = p.whole_period
     """)
 

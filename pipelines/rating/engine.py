@@ -12,8 +12,11 @@ and ``billing.unrated_usage``. Steps (docs/rating.md):
 3. one pass over the aggregated rows: quantities per aggregation (TIME_WEIGHTED_SUM carried
    across segments), allowance, billable, every pricer as a CASE branch over the price's tier
    columns (``pricers.py``), tier slices rendered to JSON text, ids and rounding; then the
-   commitment lines (MINIMUM_TRUE_UP, MAXIMUM_CAP) from the slots' totals;
-4. unrated reasons.
+   commitment lines (MINIMUM_TRUE_UP, MAXIMUM_CAP) from the slots' totals; a slot with a line
+   out of range (its arithmetic overflows, or the amount reaches ``limits.LINE_AMOUNT_LIMIT``) loses its
+   lines, and its events become unrated;
+4. unrated reasons (a targeted rescan finds the events of slots and matrix cells found unpriceable
+   after aggregation).
 
 The heavy step is materialised once into a temp table; the returned relations read the small
 temp tables, so they can be inserted, counted or re-read without rescanning usage.
@@ -30,6 +33,7 @@ import duckdb
 
 from pipelines.domain.money import AMOUNT
 from pipelines.rating.catalog import DEC, build_catalog, month_literal
+from pipelines.rating.limits import AMOUNT_OUT_OF_RANGE, LINE_AMOUNT_LIMIT, QUANTITY_OUT_OF_RANGE
 from pipelines.rating.pricers import (
     install_rating_macros,
     matrix_cells,
@@ -37,9 +41,17 @@ from pipelines.rating.pricers import (
     percentage_ordered,
     priced_columns,
     tier_columns,
+    tier_slices,
     volume_tier,
 )
 from pipelines.rating.scan import (
+    BAD_DYNAMIC_PRICE,
+    BAD_JSON,
+    BAD_MISCONFIGURED,
+    BAD_MISSING_QUANTITY,
+    BAD_PRICE_RANGE,
+    BAD_QUANTITY_RANGE,
+    BAD_UNIQUE,
     Features,
     Placement,
     bad_expression,
@@ -47,6 +59,7 @@ from pipelines.rating.scan import (
     build_scan,
     decode_dimension,
     event_columns,
+    joined_sum,
     param_lists,
     usage_source,
 )
@@ -77,6 +90,7 @@ class RatingResult:
     unrated_share: Decimal | None = None
     unrated_share_limit: Decimal | None = None
     stats: dict = field(default_factory=dict)
+    catalog_errors: dict[int, str] = field(default_factory=dict)  # USAGE price versions misconfigured: price_id -> why
 
     @property
     def within_limit(self) -> bool:
@@ -108,7 +122,9 @@ def rate_usage(
 
     Returns relations over temp tables of ``con``: ``.rated`` (columns ``RATED_COLUMNS``) and
     ``.unrated`` (``UNRATED_COLUMNS``). With ``unrated_share_limit``, ``.unrated_share`` is the
-    share of events unrated and ``.within_limit`` tells whether invoicing may proceed."""
+    share of events unrated and ``.within_limit`` tells whether invoicing may proceed.
+    ``.catalog_errors`` names the misconfigured USAGE price versions (their events are unrated
+    with the reason; a version without events in the month is listed there only)."""
     install_rating_macros(con)
     tag = f"_rating_{billing_month:%Y%m}_{next(_counter)}"
     bm = month_literal(billing_month)
@@ -123,7 +139,8 @@ def rate_usage(
     _build_unrated(con, tag, bm, src, f)
     rated = con.sql(f"SELECT {', '.join(RATED_COLUMNS)} FROM {tag}_rated")
     unrated = con.sql(f"SELECT {', '.join(UNRATED_COLUMNS)} FROM {tag}_unrated")
-    result = RatingResult(rated, unrated, billing_month, tag)
+    errors = con.execute(f"SELECT price_id, config_error FROM {tag}_prices WHERE config_error IS NOT NULL ORDER BY 1").fetchall()
+    result = RatingResult(rated, unrated, billing_month, tag, catalog_errors=dict(errors))
     if unrated_share_limit is not None:
         result.unrated_share_limit = Decimal(str(unrated_share_limit))
         result.unrated_share = unrated_share(con, billing_month, rated=f"{tag}_rated", unrated=f"{tag}_unrated")
@@ -135,7 +152,7 @@ def _build_cells(con: duckdb.DuckDBPyConnection, tag: str) -> None:
     v = ", ".join(f"{decode_dimension(k, f'a.m{k}')} AS v{k}" for k in (1, 2, 3))
     con.execute(f"""
     CREATE OR REPLACE TEMP TABLE {tag}_cells AS
-    SELECT a.slot_id, {v}, n, sum_q, first_at, last_at, max_q, latest, ucount, tw, dyn, pct, evs
+    SELECT a.slot_id, {v}, n, sum_q, first_at, last_at, max_q, latest, ucount, tw_i, tw_f, amt_i, amt_f, evs
     FROM {tag}_agg a JOIN {tag}_slots s USING (slot_id) JOIN {tag}_prices c USING (price_id)
     WHERE a.u_event_id IS NULL
     """)
@@ -154,15 +171,18 @@ def _line_id(bm: str, line_type: str, dimensions: str = "dimensions") -> str:
 def _round_money(x: str, mu: str = "mu") -> str:
     """``round_money(x, currency)`` with the currency's minor unit ``mu`` resolved once per
     currency (``{tag}_cur``) instead of per line: the same constant-scale DECIMAL ``round`` (half
-    away from zero) per minor unit, as DECIMAL(18,4)."""
-    return (f"CASE {mu} WHEN 2 THEN CAST(round({x}, 2) AS {AMOUNT}) WHEN 0 THEN CAST(round({x}, 0) AS {AMOUNT}) "
-            f"WHEN 3 THEN CAST(round({x}, 3) AS {AMOUNT}) ELSE CAST(round({x}, 4) AS {AMOUNT}) END")
+    away from zero) per minor unit, as DECIMAL(18,4); NULL (out of range) unless
+    ``|x| < LINE_AMOUNT_LIMIT``."""
+    rounded = (f"CASE {mu} WHEN 2 THEN TRY_CAST(round({x}, 2) AS {AMOUNT}) WHEN 0 THEN TRY_CAST(round({x}, 0) AS {AMOUNT}) "
+               f"WHEN 3 THEN TRY_CAST(round({x}, 3) AS {AMOUNT}) ELSE TRY_CAST(round({x}, 4) AS {AMOUNT}) END")
+    return f"CASE WHEN abs({x}) < {LINE_AMOUNT_LIMIT} THEN {rounded} END"
 
 
 def _build_rated(con: duckdb.DuckDBPyConnection, tag: str, bm: str, tws: bool = True) -> None:
     """``{tag}_rated`` in one pass: one row per (slot, cell), zero-usage slots included, with the
     quantity per aggregation, billable, every pricer as a CASE branch, ids and rounding; then the
-    commitment lines (MINIMUM_TRUE_UP, MAXIMUM_CAP) from the slots' USAGE totals."""
+    commitment lines (MINIMUM_TRUE_UP, MAXIMUM_CAP) from the slots' USAGE totals; then the slots
+    with a line out of range are moved out (:func:`_drop_out_of_range`)."""
     n_tiers = con.execute(f"""SELECT coalesce(max(n_tiers), 0) FROM {tag}_prices
         WHERE config_error IS NULL AND price_id IN (SELECT DISTINCT price_id FROM {tag}_slots)""").fetchone()[0]
     con.execute(f"CREATE OR REPLACE TEMP TABLE {tag}_tierw AS {tier_columns(f'{tag}_tiers', n_tiers)}")
@@ -183,7 +203,8 @@ def _build_rated(con: duckdb.DuckDBPyConnection, tag: str, bm: str, tws: bool = 
         con.execute(f"""CREATE OR REPLACE TEMP TABLE {tag}_ordered AS
             {percentage_ordered(f'(SELECT sp.*, c.evs FROM ({sp}) sp JOIN {tag}_cells c USING (slot_id))')}""")
     ordered = (f"LEFT JOIN {tag}_ordered o USING (slot_id)" if has_ordered
-               else f"LEFT JOIN (SELECT NULL::INTEGER AS slot_id, NULL::{DEC} AS o_billable, NULL::{DEC} AS o_rate_amount) o USING (slot_id)")
+               else f"LEFT JOIN (SELECT NULL::INTEGER AS slot_id, NULL::{DEC} AS o_billable, NULL::DECIMAL(38,0) AS o_rate_i, "
+                    f"NULL::DECIMAL(38,20) AS o_rate_f) o USING (slot_id)")
     # without TIME_WEIGHTED_SUM slots, no carry (and ``sp`` is read once, not materialised)
     carry = (f""", tws AS (
         SELECT slot_id, subscription_id, metric, seg_start, seg_end FROM sp WHERE is_tws
@@ -199,18 +220,19 @@ def _build_rated(con: duckdb.DuckDBPyConnection, tag: str, bm: str, tws: bool = 
     WITH sp AS ({sp}
     ){carry}
     ), q AS (
-        SELECT s.*, coalesce(c.n, 0) AS n, c.first_at, c.last_at, c.dyn, c.pct,
+        SELECT s.*, coalesce(c.n, 0) AS n, c.first_at, c.last_at, c.amt_i, c.amt_f,
                CASE WHEN s.mc = 1 AND c.n > 0 THEN m.dimensions END AS dimensions,
-               m.cell_price, o.o_billable, o.o_rate_amount, t.* EXCLUDE (price_id),
+               m.cell_price, o.o_billable, o.o_rate_i, o.o_rate_f, t.* EXCLUDE (price_id),
                CASE s.aggregation
                  WHEN 'SUM' THEN coalesce(c.sum_q, 0)
                  WHEN 'COUNT' THEN CAST(coalesce(c.n, 0) AS {DEC})
                  WHEN 'MAX' THEN coalesce(c.max_q, 0)
                  WHEN 'UNIQUE_COUNT' THEN CAST(coalesce(c.ucount, 0) AS {DEC})
                  WHEN 'LATEST' THEN coalesce(c.latest.q, 0)
-                 WHEN 'TIME_WEIGHTED_SUM' THEN div_round(
-                      coalesce(k.carry, 0) * date_diff('millisecond', s.seg_start, s.seg_end) + coalesce(c.tw, 0),
-                      CAST(s.period_days AS BIGINT) * 86400000, 10)
+                 WHEN 'TIME_WEIGHTED_SUM' THEN try(div_round(  -- NULL: out of range
+                      coalesce(k.carry, 0) * date_diff('millisecond', s.seg_start, s.seg_end)
+                        + coalesce({joined_sum('tw', DEC, 'c.')}, 0),
+                      CAST(s.period_days AS BIGINT) * 86400000, 10))
                END AS quantity
         FROM sp s LEFT JOIN {tag}_cells c USING (slot_id) LEFT JOIN carry k USING (slot_id)
         LEFT JOIN {tag}_mcell m ON m.price_id = s.price_id
@@ -218,7 +240,7 @@ def _build_rated(con: duckdb.DuckDBPyConnection, tag: str, bm: str, tws: bool = 
         LEFT JOIN {tag}_tierw t ON t.price_id = s.price_id
         {ordered}
     ), b AS (
-        SELECT *, CAST(greatest(quantity - allowance, 0) AS {DEC}) AS billable FROM q
+        SELECT *, CASE WHEN quantity IS NOT NULL THEN CAST(greatest(quantity - allowance, 0) AS {DEC}) END AS billable FROM q
         WHERE NOT (mc = 1 AND n > 0 AND coalesce(cell_price, default_unit_price) IS NULL)
     ), v AS (
         SELECT *, {volume_tier(n_tiers)} FROM b
@@ -232,7 +254,7 @@ def _build_rated(con: duckdb.DuckDBPyConnection, tag: str, bm: str, tws: bool = 
            seg_start AS segment_start, seg_end AS segment_end,
            CAST(proration_factor AS {DEC}) AS proration_factor, CAST(quantity AS {DEC}) AS quantity,
            CAST(allowance AS {DEC}) AS included_quantity, CAST(billable_quantity AS {DEC}) AS billable_quantity,
-           CAST(applied_unit_price AS {DEC}) AS unit_price, tier_slices, CAST(n AS BIGINT) AS event_count,
+           CAST(applied_unit_price AS {DEC}) AS unit_price, {tier_slices(n_tiers)} AS tier_slices, CAST(n AS BIGINT) AS event_count,
            first_at AS first_event_at, last_at AS last_event_at, CAST(amount_precise AS {DEC}) AS amount_precise,
            {_round_money('amount_precise')} AS amount
     FROM l
@@ -251,6 +273,7 @@ def _build_rated(con: duckdb.DuckDBPyConnection, tag: str, bm: str, tws: bool = 
         FROM {tag}_rated r
         WHERE r.line_type = 'USAGE' AND r.price_id IN (SELECT DISTINCT price_id FROM s)
         GROUP BY ALL
+        HAVING bool_and(r.amount IS NOT NULL)  -- a slot out of range has no commitment lines
     ), t AS (
         SELECT s.*, t.total FROM s JOIN tot t USING (subscription_id, price_id, seg_start, seg_end)
     ), l AS (
@@ -268,6 +291,28 @@ def _build_rated(con: duckdb.DuckDBPyConnection, tag: str, bm: str, tws: bool = 
            {_round_money('amount_precise')}
     FROM l
     """)
+    _drop_out_of_range(con, tag)
+
+
+def _drop_out_of_range(con: duckdb.DuckDBPyConnection, tag: str) -> None:
+    """``{tag}_oor``: the slots with a line out of range (NULL amount: its arithmetic overflowed or
+    the amount reaches the line limit; NULL quantity: the aggregated quantity does not fit),
+    with the reason; their lines are deleted (the events are unrated by :func:`_unrated_by_rescan`)."""
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {tag}_oor AS
+    SELECT s.slot_id, CASE WHEN bool_or(r.quantity IS NULL) THEN '{QUANTITY_OUT_OF_RANGE}'
+                           ELSE '{AMOUNT_OUT_OF_RANGE}' END AS reason
+    FROM {tag}_rated r JOIN {tag}_slots s ON s.subscription_id = r.subscription_id AND s.price_id = r.price_id
+         AND s.seg_start = r.segment_start AND s.seg_end = r.segment_end
+    WHERE r.amount IS NULL
+    GROUP BY s.slot_id
+    """)
+    if con.execute(f"SELECT count(*) FROM {tag}_oor").fetchone()[0]:
+        con.execute(f"""
+        DELETE FROM {tag}_rated r WHERE EXISTS (
+            SELECT 1 FROM {tag}_oor o JOIN {tag}_slots s USING (slot_id)
+            WHERE s.subscription_id = r.subscription_id AND s.price_id = r.price_id
+              AND s.seg_start = r.segment_start AND s.seg_end = r.segment_end)""")
 
 
 def _build_unrated(con: duckdb.DuckDBPyConnection, tag: str, bm: str, src: str, f: Features) -> None:
@@ -277,13 +322,16 @@ def _build_unrated(con: duckdb.DuckDBPyConnection, tag: str, bm: str, src: str, 
            a.sum_q AS quantity, a.first_at AS event_time,
            CASE
              WHEN a.ev.bad IS NOT NULL THEN CASE a.ev.bad
-                 WHEN 1 THEN 'missing quantity'
-                 WHEN 2 THEN 'charge misconfigured: ' || c.config_error
-                 WHEN 3 THEN 'bad attributes: missing or invalid ' || c.price_attribute
+                 WHEN {BAD_MISSING_QUANTITY} THEN 'missing quantity'
+                 WHEN {BAD_QUANTITY_RANGE} THEN '{QUANTITY_OUT_OF_RANGE}'
+                 WHEN {BAD_MISCONFIGURED} THEN 'charge misconfigured: ' || c.config_error
+                 WHEN {BAD_JSON} THEN 'bad attributes: not valid JSON'
+                 WHEN {BAD_DYNAMIC_PRICE} THEN 'bad attributes: missing or invalid ' || c.price_attribute
+                 WHEN {BAD_PRICE_RANGE} THEN 'bad attributes: ' || c.price_attribute || ' out of range'
                  WHEN 4 THEN 'bad attributes: missing ' || c.dims[1]
                  WHEN 5 THEN 'bad attributes: missing ' || c.dims[2]
                  WHEN 6 THEN 'bad attributes: missing ' || c.dims[3]
-                 WHEN 7 THEN 'bad attributes: missing ' || c.unique_attribute END
+                 WHEN {BAD_UNIQUE} THEN 'bad attributes: missing ' || c.unique_attribute END
              WHEN sp.subscription_id IS NULL THEN 'unknown subscription'
              WHEN sp.problem IS NOT NULL THEN sp.problem
              WHEN v.plan_id IS NULL THEN 'no active subscription at event time'
@@ -305,43 +353,48 @@ def _build_unrated(con: duckdb.DuckDBPyConnection, tag: str, bm: str, src: str, 
            OR (a.first_at >= sp.win_start AND a.first_at < sp.win_end))
     QUALIFY row_number() OVER (PARTITION BY a.u_event_id ORDER BY reason) = 1
     """)
-    if not f.matrix:
-        return
+    _unrated_by_rescan(con, tag, bm, src, f)
+
+
+def _unrated_by_rescan(con: duckdb.DuckDBPyConnection, tag: str, bm: str, src: str, f: Features) -> None:
+    """Rare path: events found unpriceable only after aggregation -- every event of a slot out of
+    range (``{tag}_oor``) and those of matrix cells without a price (and no default) -- become
+    unrated, found by a targeted rescan restricted to those slots (their events with a per-event
+    problem are unrated already)."""
+    unpriced = f"""
+        UNION ALL
+        SELECT c.slot_id, false, c.v1, c.v2, c.v3, 'bad attributes: no matrix price for ' || m.dimensions
+        FROM {tag}_cells c JOIN {tag}_slots s USING (slot_id) JOIN {tag}_prices p USING (price_id)
+        JOIN {tag}_mcell m ON m.price_id = s.price_id AND m.v1 IS NOT DISTINCT FROM c.v1
+             AND m.v2 IS NOT DISTINCT FROM c.v2 AND m.v3 IS NOT DISTINCT FROM c.v3
+        WHERE p.charge_model = 'MATRIX' AND p.config_error IS NULL AND c.n > 0
+          AND coalesce(m.cell_price, p.default_unit_price) IS NULL""" if f.matrix else ""
     con.execute(f"""
-    CREATE OR REPLACE TEMP TABLE {tag}_unpriced AS
-    SELECT c.slot_id, c.v1, c.v2, c.v3, m.dimensions
-    FROM {tag}_cells c JOIN {tag}_slots s USING (slot_id) JOIN {tag}_prices p USING (price_id)
-    JOIN {tag}_mcell m ON m.price_id = s.price_id AND m.v1 IS NOT DISTINCT FROM c.v1
-         AND m.v2 IS NOT DISTINCT FROM c.v2 AND m.v3 IS NOT DISTINCT FROM c.v3
-    WHERE p.charge_model = 'MATRIX' AND p.config_error IS NULL AND c.n > 0
-      AND coalesce(m.cell_price, p.default_unit_price) IS NULL""")
-    n_bad = con.execute(f"""SELECT count(*) FROM {tag}_unpriced""").fetchone()[0]
-    if not n_bad:
+    CREATE OR REPLACE TEMP TABLE {tag}_rescan AS
+    SELECT slot_id, true AS whole, NULL::VARCHAR AS v1, NULL::VARCHAR AS v2, NULL::VARCHAR AS v3, reason
+    FROM {tag}_oor{unpriced}""")
+    if not con.execute(f"SELECT count(*) FROM {tag}_rescan").fetchone()[0]:
         return
-    # Rare path: matrix cells without a price (and no default): their events, found by a
-    # targeted rescan restricted to those slots, become unrated.
     place = Placement.of(con, tag)
     con.execute(f"""
     INSERT INTO {tag}_unrated
-    WITH bc AS (
-        SELECT * FROM {tag}_unpriced
-    ), x AS (
+    WITH x AS (
         SELECT {event_columns(f, param_lists(con, tag), place)}, sl.slot_id, sl.account_id
         FROM ({src}) e
         {place.joins()}
         JOIN {tag}_slotmap sm ON sm.slot_key = {place.slot_key()}
         JOIN {tag}_slots sl ON sl.slot_id = sm.slot_id
-        WHERE sl.slot_id IN (SELECT slot_id FROM bc)
+        WHERE sl.slot_id IN (SELECT slot_id FROM {tag}_rescan)
     ), xb AS (
         SELECT * FROM x WHERE ({bad_expression(f)}) IS NULL
     ), y AS (
         SELECT xb.*, {', '.join(f"{decode_dimension(k, f'xb.m{k}')} AS v{k}" for k in (1, 2, 3))}
         FROM xb JOIN {tag}_slots sl USING (slot_id) JOIN {tag}_prices c USING (price_id)
     )
-    SELECT {bm}, y.event_id, y.subscription_id, y.account_id, y.metric, y.quantity, y.event_time,
-           'bad attributes: no matrix price for ' || bc.dimensions, y._file
-    FROM y JOIN bc ON bc.slot_id = y.slot_id AND bc.v1 IS NOT DISTINCT FROM y.v1
-                  AND bc.v2 IS NOT DISTINCT FROM y.v2 AND bc.v3 IS NOT DISTINCT FROM y.v3
+    SELECT {bm}, y.event_id, y.subscription_id, y.account_id, y.metric, y.quantity, y.event_time, r.reason, y._file
+    FROM y JOIN {tag}_rescan r ON r.slot_id = y.slot_id AND (r.whole OR (r.v1 IS NOT DISTINCT FROM y.v1
+                  AND r.v2 IS NOT DISTINCT FROM y.v2 AND r.v3 IS NOT DISTINCT FROM y.v3))
+    QUALIFY row_number() OVER (PARTITION BY y.event_id ORDER BY r.whole) = 1  -- a cell's own reason first
     """)
 
 

@@ -5,10 +5,12 @@ A base row is one (slot, matrix cell): the segment's charge parameters plus its 
 (= max(quantity - allowance, 0)), the per-event aggregates a model needs, the price's tiers as
 columns ``lo{k}, up{k}, ua{k}, fa{k}`` (tier k: lower, upper, unit amount, flat amount;
 ``k <= n_tiers``), the matrix cell price ``cell_price`` (looked up once per distinct cell) and,
-for ordered percentages, ``o_billable`` / ``o_rate_amount``. :func:`priced_columns` returns the
-SELECT list of the priced columns::
+for ordered percentages, ``o_billable`` / ``o_rate_i, o_rate_f`` (the rate amount summed exactly).
+:func:`priced_columns` returns the SELECT list of the priced columns::
 
-    billable_quantity, applied_unit_price, tier_slices (JSON text), amount_precise (DECIMAL(38,10))
+    billable_quantity, applied_unit_price, amount_precise (DECIMAL(38,10))
+
+and :func:`tier_slices` the line's tier slices (JSON text) over them.
 
 Tier slices are rendered to JSON text by string concatenation of the DECIMAL text forms
 (identical to ``to_json`` of the slice structs: no value needs escaping); the parts that depend
@@ -19,13 +21,21 @@ Products of two DECIMAL(38,10) are DECIMAL(38,20); they are brought back to 10 d
 ``rating_r10`` (DuckDB ``round`` on DECIMAL: half away from zero), never through DOUBLE.
 
 Line amounts are ``round_money(amount_precise, currency)`` (pipelines/domain/money.py).
+
+A line's arithmetic is inside ``try``: a line whose amount leaves DECIMAL(38,10) (or whose
+per-event sums do not fit) gets a NULL ``amount_precise``, and the engine unrates its events
+(``amount out of range``, pipelines/rating/limits.py); tier slices are rendered only for the other
+lines (:func:`tier_slices`).
 """
 
 from __future__ import annotations
 
 import duckdb
 
+from pipelines.rating.scan import event_percentage, exact_sum, joined_sum
+
 DEC = "DECIMAL(38,10)"
+_DEC20 = "DECIMAL(38,20)"
 
 MACROS = f"""
 CREATE OR REPLACE MACRO rating_r10(x) AS CAST(round(x, 10) AS {DEC});
@@ -100,44 +110,61 @@ def _pick(field: str, n: int) -> str:
     return "NULL" if n == 0 else f"CASE vt {' '.join(f'WHEN {k} THEN {field}{k}' for k in range(1, n + 1))} END"
 
 
+def _rate_amount() -> str:
+    """PERCENTAGE: the rate part of the amount (ordered, clamped per event, or closed form)."""
+    return (f"CASE WHEN pct_ordered THEN coalesce(rating_r10({joined_sum('o_rate', _DEC20)}), 0) "
+            f"WHEN pct_clamped THEN coalesce(rating_r10({joined_sum('amt', _DEC20)}), 0) "
+            "ELSE rating_r10(billable * rate) END")
+
+
+_PACKAGES = "rating_div_ceil(billable, package_size)"
+_PAYING = "greatest(n - free_events, 0)"
+
+
 def priced_columns(n_tiers: int) -> str:
     """SELECT list over a base row (with ``vt``, the VOLUME tier index, computed beforehand by
-    :func:`volume_tier`): billable_quantity, applied_unit_price, tier_slices, amount_precise."""
+    :func:`volume_tier`): billable_quantity, applied_unit_price, amount_precise (NULL when the
+    line's arithmetic overflows)."""
     n = n_tiers
-    g_amount, g_slices = _graduated(n)
-    v_ua, v_fa, v_head, v_mid = (_pick(f, n) for f in ("ua", "fa", "head", "mid"))
-    packages = "rating_div_ceil(billable, package_size)"
-    paying = "greatest(n - free_events, 0)"
-    rate_amount = ("CASE WHEN pct_ordered THEN coalesce(o_rate_amount, 0) WHEN pct_clamped THEN coalesce(rating_r10(pct), 0) "
-                   "ELSE rating_r10(billable * rate) END")
+    g_amount, _ = _graduated(n)
+    v_ua, v_fa = (_pick(f, n) for f in ("ua", "fa"))
     matrix_price = "coalesce(cell_price, default_unit_price)"
-    amount = f"""CASE mc
-        WHEN {MODEL_CODES['MATRIX']} THEN CAST(coalesce(rating_r10(billable * {matrix_price}), 0) AS {DEC})
-        WHEN {MODEL_CODES['PER_UNIT']} THEN CAST(rating_r10(billable * unit_price) AS {DEC})
-        WHEN {MODEL_CODES['PACKAGE']} THEN CAST(rating_r10({packages} * unit_price) AS {DEC})
-        WHEN {MODEL_CODES['GRADUATED']} THEN CAST({g_amount} AS {DEC})
-        WHEN {MODEL_CODES['GRADUATED_PERCENTAGE']} THEN CAST({g_amount} AS {DEC})
-        WHEN {MODEL_CODES['VOLUME']} THEN CAST(rating_r10(billable * {v_ua}) + {v_fa} AS {DEC})
-        WHEN {MODEL_CODES['PERCENTAGE']} THEN CAST(({rate_amount}) + coalesce(fixed_fee, 0) * {paying} AS {DEC})
-        WHEN {MODEL_CODES['DYNAMIC']} THEN CAST(coalesce(rating_r10(dyn), 0) AS {DEC})
-    END"""
-    slices = f"""CASE mc
-        WHEN {MODEL_CODES['PACKAGE']} THEN '[{{"packages":' || rating_jstr({packages}) || ',"package_size":' || rating_jstr(package_size)
-             || ',"package_price":' || rating_jstr(unit_price) || ',"amount":'
-             || rating_jstr(rating_r10({packages} * unit_price)) || '}}]'
-        WHEN {MODEL_CODES['GRADUATED']} THEN {g_slices}
-        WHEN {MODEL_CODES['GRADUATED_PERCENTAGE']} THEN {g_slices}
-        WHEN {MODEL_CODES['VOLUME']} THEN '[' || {_slice(v_head, v_mid, 'billable', v_ua, v_fa)} || ']'
-        WHEN {MODEL_CODES['PERCENTAGE']} THEN '[{{"rate":' || rating_jstr(rate) || ',"rate_amount":' || rating_jstr({rate_amount})
-             || ',"paying_events":' || rating_jnum({paying}) || ',"fixed_fee":' || rating_jstr(fixed_fee)
-             || ',"fixed_amount":' || rating_jstr(coalesce(fixed_fee, 0) * {paying}) || '}}]'
+    amount = f"""CASE WHEN billable IS NULL THEN NULL  -- the quantity is out of range
+        WHEN mc = {MODEL_CODES['MATRIX']} THEN CAST(coalesce(rating_r10(billable * {matrix_price}), 0) AS {DEC})
+        WHEN mc = {MODEL_CODES['PER_UNIT']} THEN CAST(rating_r10(billable * unit_price) AS {DEC})
+        WHEN mc = {MODEL_CODES['PACKAGE']} THEN CAST(rating_r10({_PACKAGES} * unit_price) AS {DEC})
+        WHEN mc = {MODEL_CODES['GRADUATED']} THEN CAST({g_amount} AS {DEC})
+        WHEN mc = {MODEL_CODES['GRADUATED_PERCENTAGE']} THEN CAST({g_amount} AS {DEC})
+        WHEN mc = {MODEL_CODES['VOLUME']} THEN CAST(rating_r10(billable * {v_ua}) + {v_fa} AS {DEC})
+        WHEN mc = {MODEL_CODES['PERCENTAGE']} THEN CAST(({_rate_amount()}) + coalesce(fixed_fee, 0) * {_PAYING} AS {DEC})
+        WHEN mc = {MODEL_CODES['DYNAMIC']} THEN CAST(coalesce(rating_r10({joined_sum('amt', _DEC20)}), 0) AS {DEC})
     END"""
     unit = f"""CASE mc WHEN {MODEL_CODES['MATRIX']} THEN {matrix_price}
         WHEN {MODEL_CODES['PER_UNIT']} THEN unit_price WHEN {MODEL_CODES['PACKAGE']} THEN unit_price WHEN {MODEL_CODES['VOLUME']} THEN {v_ua}
         WHEN {MODEL_CODES['PERCENTAGE']} THEN rate END"""
     billable_q = f"CASE WHEN mc = {MODEL_CODES['PERCENTAGE']} AND pct_ordered THEN coalesce(o_billable, 0) ELSE billable END"
-    return (f"{billable_q} AS billable_quantity, {unit} AS applied_unit_price, {slices} AS tier_slices, "
-            f"{amount} AS amount_precise")
+    return f"{billable_q} AS billable_quantity, {unit} AS applied_unit_price, try({amount}) AS amount_precise"
+
+
+def tier_slices(n_tiers: int) -> str:
+    """SQL: the line's tier slices as JSON text (tiered models, package, percentage details), over
+    the columns of :func:`priced_columns`' rows; only for lines whose amount was computed (a slice
+    never exceeds its line's amount, all prices being >= 0)."""
+    n = n_tiers
+    _, g_slices = _graduated(n)
+    v_ua, v_fa, v_head, v_mid = (_pick(f, n) for f in ("ua", "fa", "head", "mid"))
+    rate_amount = _rate_amount()
+    return f"""CASE WHEN amount_precise IS NULL THEN NULL WHEN mc = {MODEL_CODES['PACKAGE']}
+             THEN '[{{"packages":' || rating_jstr({_PACKAGES}) || ',"package_size":' || rating_jstr(package_size)
+             || ',"package_price":' || rating_jstr(unit_price) || ',"amount":'
+             || rating_jstr(rating_r10({_PACKAGES} * unit_price)) || '}}]'
+        WHEN mc = {MODEL_CODES['GRADUATED']} THEN {g_slices}
+        WHEN mc = {MODEL_CODES['GRADUATED_PERCENTAGE']} THEN {g_slices}
+        WHEN mc = {MODEL_CODES['VOLUME']} THEN '[' || {_slice(v_head, v_mid, 'billable', v_ua, v_fa)} || ']'
+        WHEN mc = {MODEL_CODES['PERCENTAGE']} THEN '[{{"rate":' || rating_jstr(rate) || ',"rate_amount":' || rating_jstr({rate_amount})
+             || ',"paying_events":' || rating_jnum({_PAYING}) || ',"fixed_fee":' || rating_jstr(fixed_fee)
+             || ',"fixed_amount":' || rating_jstr(coalesce(fixed_fee, 0) * {_PAYING}) || '}}]'
+    END"""
 
 
 def volume_tier(n_tiers: int) -> str:
@@ -146,11 +173,11 @@ def volume_tier(n_tiers: int) -> str:
 
 def percentage_ordered(base: str) -> str:
     """PERCENTAGE with free events or free units meeting per-event min/max: events taken in
-    (event_time, event_id) order; one row per slot with its billable units and rate amount.
+    (event_time, event_id) order; one row per slot with its billable units and rate amount
+    (summed exactly, :func:`~pipelines.rating.scan.exact_sum`).
 
     Order-independent cases are closed forms over the scan's aggregates (:func:`priced_columns`)."""
-    clamp = ("CASE WHEN chg > 0 THEN least(greatest(chg * rate, coalesce(per_event_min, chg * rate)), "
-             "coalesce(per_event_max, chg * rate)) ELSE chg * rate END")
+    clamp = event_percentage("chg")
     return f"""
     WITH ev AS (
         SELECT slot_id, allowance, free_events, rate, per_event_min, per_event_max, unnest(evs) AS e
@@ -166,7 +193,7 @@ def percentage_ordered(base: str) -> str:
                        ELSE CAST(0 AS {DEC}) END AS chg
         FROM c
     )
-    SELECT slot_id, sum(chg) AS o_billable, rating_r10(sum({clamp})) AS o_rate_amount FROM d GROUP BY slot_id"""
+    SELECT slot_id, sum(chg) AS o_billable, {', '.join(exact_sum(clamp, 'o_rate'))} FROM d GROUP BY slot_id"""
 
 
 def matrix_cells(cells: str, slots: str, prices: str) -> str:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import duckdb
 
 from pipelines.rating.catalog import DEC, columns_of, live_filter
+from pipelines.rating.limits import PRICE, QUANTITY, event_price_ok, within
 
 
 _EV = f"STRUCT(t TIMESTAMP, id VARCHAR, q {DEC})"
@@ -49,10 +50,16 @@ class Features:
     pct_clamped: bool
     pct_ordered: bool
     config_error: bool
+    matrix_attribute: bool  # some MATRIX dimension is an event attribute
 
     @property
     def matrix(self) -> bool:
         return self.matrix_dims > 0
+
+    @property
+    def attributes(self) -> bool:
+        """Some price reads event attributes (dynamic price, unique count, matrix attribute)."""
+        return self.dynamic or self.unique or self.matrix_attribute
 
     @property
     def needs_params(self) -> bool:
@@ -67,17 +74,24 @@ class Features:
                    coalesce(bool_or(is_latest), false), coalesce(bool_or(is_tws), false),
                    coalesce(bool_or(aggregation = 'MAX'), false),
                    coalesce(bool_or(pct_clamped), false), coalesce(bool_or(pct_ordered), false),
-                   coalesce(bool_or(config_error IS NOT NULL), false)
+                   coalesce(bool_or(config_error IS NOT NULL), false),
+                   coalesce(bool_or(3 IN (kc1, kc2, kc3)), false)
             FROM {tag}_prices WHERE price_id IN (SELECT DISTINCT price_id FROM {tag}_slots)""").fetchone()
         return cls(*row)
 
 
+def read_attribute(path: str) -> str:
+    """SQL: an event attribute (``e.attributes`` at the JSON path ``path``); NULL when the attributes
+    are not valid JSON (such an event is unrated, ``bad_expression``), so reading never fails."""
+    return f"CASE WHEN json_valid(e.attributes) THEN json_extract_string(e.attributes, {path}) END"
+
+
 def _matrix_key(k: int, p: dict[str, str]) -> str:
     # zone column, time band index (decoded after aggregation), or an attribute
-    kc = f"{p[f'kc{k}']}[s.pidx]"
+    kc, path = f"{p[f'kc{k}']}[s.pidx]", f"{p[f'path{k}']}[s.pidx]"
     return (f"CASE {kc} WHEN 1 THEN e.zone "
             f"WHEN 2 THEN CAST(CAST(({p['band_mask']}[s.pidx] >> (4 * hour(e.event_time))) & 15 AS TINYINT) AS VARCHAR) "
-            f"WHEN 3 THEN json_extract_string(e.attributes, {p[f'path{k}']}[s.pidx]) END")
+            f"WHEN 3 THEN {read_attribute(path)} END")
 
 
 def usage_source(con: duckdb.DuckDBPyConnection, usage: str) -> str:
@@ -258,11 +272,16 @@ def event_columns(f: Features, p: dict[str, str], place: Placement) -> str:
                   "misconfigured": f.config_error}
         cols += [f"{p[name]}[s.pidx] AS {name}" if on else f"CAST(NULL AS {PARAMS[name]}) AS {name}"
                  for name, on in wanted.items()]
+    if f.dynamic:  # the event's price as written, read once (checked in bad_expression, used in amt_x)
+        cols.append(f"CASE WHEN {p['is_dynamic']}[s.pidx] THEN {read_attribute(p['price_path'] + '[s.pidx]')} END AS price_text")
     return ", ".join(cols)
 
 
-# Per-event problem codes (rendered into reasons after aggregation, engine.BAD_REASONS).
+# Per-event problem codes (rendered into reasons after aggregation, engine._build_unrated).
 BAD_MISSING_QUANTITY, BAD_MISCONFIGURED, BAD_DYNAMIC_PRICE, BAD_UNIQUE = 1, 2, 3, 7  # 4, 5, 6: matrix dimension 1..3
+BAD_QUANTITY_RANGE, BAD_JSON, BAD_PRICE_RANGE = 8, 9, 10
+
+_PRICE = f"TRY_CAST(price_text AS {DEC})"
 
 
 def decode_dimension(k: int, raw: str, prices: str = "c") -> str:
@@ -272,17 +291,44 @@ def decode_dimension(k: int, raw: str, prices: str = "c") -> str:
 
 def bad_expression(f: Features) -> str:
     """Why a matched event cannot be rated, as a TINYINT code (NULL if it can), over event_columns."""
-    parts = [f"WHEN quantity IS NULL THEN {BAD_MISSING_QUANTITY}"]
+    parts = [f"WHEN quantity IS NULL THEN {BAD_MISSING_QUANTITY}",
+             f"WHEN NOT {within('quantity', QUANTITY)} THEN {BAD_QUANTITY_RANGE}"]
     if f.config_error:
         parts.append(f"WHEN misconfigured THEN {BAD_MISCONFIGURED}")
+    if f.attributes:
+        reads = (["is_dynamic"] if f.dynamic else []) + (["is_unique"] if f.unique else []) + \
+                ([f"kc{k} = 3" for k in range(1, f.matrix_dims + 1)] if f.matrix_attribute else [])
+        parts.append(f"WHEN ({' OR '.join(reads)}) AND NOT json_valid(attributes) THEN {BAD_JSON}")
     if f.dynamic:
-        parts.append(f"WHEN is_dynamic AND TRY_CAST(json_extract_string(attributes, price_path) AS {DEC}) IS NULL "
-                     f"THEN {BAD_DYNAMIC_PRICE}")
+        parts += [f"WHEN is_dynamic AND {_PRICE} IS NULL THEN {BAD_DYNAMIC_PRICE}",
+                  f"WHEN is_dynamic AND NOT {within(_PRICE, PRICE)} THEN {BAD_PRICE_RANGE}",
+                  f"WHEN is_dynamic AND NOT {event_price_ok(_PRICE, 'price_text')} THEN {BAD_DYNAMIC_PRICE}"]
     for k in range(1, f.matrix_dims + 1):
         parts.append(f"WHEN kc{k} IS NOT NULL AND (m{k} IS NULL OR (kc{k} = 2 AND m{k} = '0')) THEN {3 + k}")
     if f.unique:
         parts.append(f"WHEN is_unique AND json_extract_string(attributes, unique_path) IS NULL THEN {BAD_UNIQUE}")
     return f"CAST(CASE WHEN slot_key IS NOT NULL THEN CASE {' '.join(parts)} END END AS TINYINT)"
+
+
+def event_percentage(units: str) -> str:
+    """SQL: the PERCENTAGE amount of one event's chargeable ``units``: ``units * rate``, raised to
+    ``per_event_min`` or lowered to ``per_event_max`` (either may be absent) when the units are
+    positive."""
+    x = f"{units} * rate"
+    return (f"CASE WHEN {units} > 0 AND {x} < per_event_min THEN per_event_min "
+            f"WHEN {units} > 0 AND {x} > per_event_max THEN per_event_max ELSE {x} END")
+
+
+def exact_sum(x: str, name: str) -> list[str]:
+    """Two aggregates adding up to ``sum(x)`` exactly, neither of which can overflow: the whole parts
+    (``{name}_i``, DECIMAL(38,0)) and the fractions (``{name}_f``); :func:`joined_sum` adds them."""
+    return [f"sum(trunc({x})) AS {name}_i", f"sum({x} - trunc({x})) AS {name}_f"]
+
+
+def joined_sum(name: str, typ: str, prefix: str = "") -> str:
+    """SQL: the sum split by :func:`exact_sum`, as ``typ``; fails (inside the line's ``try``) when
+    it does not fit."""
+    return f"(CAST({prefix}{name}_i AS {typ}) + {prefix}{name}_f)"
 
 
 def _shard(i: int, shards: int, col: str) -> str:
@@ -314,15 +360,21 @@ def build_scan(
     aggs.append("max(quantity) AS max_q" if f.maxq else f"CAST(NULL AS {DEC}) AS max_q")
     aggs.append("max(CASE WHEN is_latest THEN {'t': event_time, 'id': event_id, 'q': quantity} END) AS latest"
                 if f.latest else f"CAST(NULL AS {_EV}) AS latest")
-    aggs.append("count(DISTINCT CASE WHEN is_unique THEN json_extract_string(attributes, unique_path) END) AS ucount"
+    aggs.append("count(DISTINCT CASE WHEN is_unique AND bad IS NULL THEN json_extract_string(attributes, unique_path) END) AS ucount"
                 if f.unique else "CAST(NULL AS BIGINT) AS ucount")
-    aggs.append("sum(CASE WHEN is_tws THEN quantity * date_diff('millisecond', event_time, seg_end) END) AS tw"
-                if f.tws else f"CAST(NULL AS {DEC}) AS tw")
-    aggs.append(f"sum(CASE WHEN is_dynamic THEN quantity * TRY_CAST(json_extract_string(attributes, price_path) AS {DEC}) END) AS dyn"
-                if f.dynamic else "CAST(NULL AS DECIMAL(38,20)) AS dyn")
-    aggs.append("sum(CASE WHEN NOT pct_clamped THEN NULL WHEN quantity > 0 THEN least(greatest(quantity * rate, "
-                "coalesce(per_event_min, quantity * rate)), coalesce(per_event_max, quantity * rate)) ELSE quantity * rate END) AS pct"
-                if f.pct_clamped else "CAST(NULL AS DECIMAL(38,20)) AS pct")
+    # a rateable event's own amount (DYNAMIC price, or clamped PERCENTAGE; never both for one
+    # price) and TIME_WEIGHTED_SUM weight, summed exactly: no sum of many events can overflow (the
+    # line's arithmetic, engine.py, checks the total's range)
+    amount = (["WHEN is_dynamic THEN quantity * " + _PRICE] if f.dynamic else []) + \
+             ([f"WHEN pct_clamped THEN {event_percentage('quantity')}"] if f.pct_clamped else [])
+    per_event = {
+        "amt": ("DECIMAL(38,20)", f"CASE WHEN bad IS NULL THEN CASE {' '.join(amount)} END END" if amount else None),
+        "tw": (DEC, "CASE WHEN is_tws AND bad IS NULL THEN quantity * date_diff('millisecond', event_time, seg_end) END"
+               if f.tws else None),
+    }
+    x_columns = "".join(f", {x} AS {name}_x" for name, (_, x) in per_event.items() if x)
+    for name, (typ, x) in per_event.items():
+        aggs += exact_sum(f"{name}_x", name) if x else [f"CAST(NULL AS DECIMAL(38,0)) AS {name}_i", f"CAST(NULL AS {typ}) AS {name}_f"]
     aggs.append("list({'t': event_time, 'id': event_id, 'q': quantity}) FILTER (WHERE pct_ordered) AS evs"
                 if f.pct_ordered else f"CAST(NULL AS {_EV}[]) AS evs")
     # Large months run in shards of subscription_id (a slot, and so a group, belongs to one
@@ -345,7 +397,7 @@ def build_scan(
         FROM (
           SELECT slot_key, {', '.join(ms)}, u_event_id, {', '.join(aggs)}
           FROM (
-            SELECT *, CASE WHEN slot_key IS NULL OR bad IS NOT NULL THEN event_id END AS u_event_id
+            SELECT *, CASE WHEN slot_key IS NULL OR bad IS NOT NULL THEN event_id END AS u_event_id{x_columns}
             FROM (
               SELECT *, {bad_expression(f)} AS bad
               FROM (

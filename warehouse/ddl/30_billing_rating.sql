@@ -90,5 +90,5 @@ COMMENT ON COLUMN billing.unrated_usage.account_id IS 'Billing account of the su
 COMMENT ON COLUMN billing.unrated_usage.metric IS 'Metric of the event.';
 COMMENT ON COLUMN billing.unrated_usage.quantity IS 'Quantity of the event.';
 COMMENT ON COLUMN billing.unrated_usage.event_time IS 'When the usage happened (UTC).';
-COMMENT ON COLUMN billing.unrated_usage.reason IS 'Why it was not rated: unknown subscription, unknown billing account, no active subscription at event time, unknown metric, metric not priced by plan, no price in effect at event time, missing quantity, bad attributes: ..., charge misconfigured: ...';
+COMMENT ON COLUMN billing.unrated_usage.reason IS 'Why it was not rated: unknown subscription, unknown billing account, no active subscription at event time, unknown metric, metric not priced by plan, no price in effect at event time, missing quantity, quantity out of range (negative or 10^12 or more, or the line''s quantity does not fit), bad attributes: not valid JSON, bad attributes: <price attribute> out of range, bad attributes: ..., charge misconfigured: ... (the price version is outside the plan format, docs/rating.md "Limits"), amount out of range (the event''s line does not fit the rated_usage types).';
 COMMENT ON COLUMN billing.unrated_usage._file IS 'Landing file the event came from.';
