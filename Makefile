@@ -7,7 +7,7 @@ export TALLY_LANDING_DIR   ?= $(CURDIR)/data/landing
 export TALLY_WAREHOUSE_PATH ?= $(CURDIR)/data/warehouse.duckdb
 export DAGSTER_HOME        ?= $(CURDIR)/.dagster_home
 
-.PHONY: demo test ui venv clean bench
+.PHONY: demo test ui venv clean bench recover
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -33,6 +33,11 @@ test: $(STAMP)
 ## Dagster webserver and daemon on 127.0.0.1:3000 over the same warehouse.
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -m pipelines.definitions -h 127.0.0.1 -p 3000
+
+## Fail the runs whose worker died and free their duckdb_writer slots, then show what holds the pool;
+## RUN=<run id> frees the slots of that one run (its worker on another host). See docs/operations.md.
+recover: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m pipelines.recover $(if $(RUN),--free $(RUN))
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.rating --repeat 3

@@ -7,6 +7,7 @@ import dagster as dg
 from pipelines.assets import ingest, snapshot, state
 from pipelines.invoicing import assets as invoicing
 from pipelines.partitions import billing_month
+from pipelines.recover import recover_dead_runs_sensor
 from pipelines.rating import assets as rating
 from pipelines.resources import default_resources
 from pipelines.revenue import assets as revenue
@@ -36,5 +37,9 @@ defs = dg.Definitions(
         snapshot.warehouse_snapshot,
     ],
     jobs=[ingest_job, bill_cycle_job],
+    sensors=[recover_dead_runs_sensor],
     resources=default_resources(),
+    # Every step writes the warehouse, so the writer pool runs them one at a time anyway: one process per
+    # run (no process per step) is faster, and its pid is the run's worker (pipelines/recover.py).
+    executor=dg.in_process_executor,
 )

@@ -16,6 +16,7 @@ import dagster as dg
 
 from pipelines.domain.money import minor_unit
 from pipelines.domain.periods import add_months
+from pipelines.recover import recover_dead_runs, worker_tags
 from warehouse.connection import connect, default_landing_dir, default_warehouse_path, snapshot_path
 
 SUMMARY_SQL = """
@@ -48,12 +49,12 @@ FROM months m LEFT JOIN q USING (billing_month) LEFT JOIN u USING (billing_month
 """
 
 
-def _run(job_name: str, instance: dg.DagsterInstance, **kwargs) -> None:
+def _run(job_name: str, instance: dg.DagsterInstance, tags: dict[str, str] | None = None) -> None:
     from pipelines.definitions import defs
 
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    result = defs.resolve_job_def(job_name).execute_in_process(
-        instance=instance, raise_on_error=False, run_config=quiet, **kwargs
+    result = defs.resolve_job_def(job_name).execute_in_process(  # this process is the run's worker (pipelines/recover.py)
+        instance=instance, raise_on_error=False, run_config=quiet, tags={**worker_tags(), **(tags or {})}
     )
     if not result.success:
         failures = [e.message for e in result.all_events if e.is_failure]
@@ -109,6 +110,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"Using the landing zone in {landing}")
 
     instance = dg.DagsterInstance.get()
+    for recovered in recover_dead_runs(instance):  # a killed earlier run never blocks this one
+        print(recovered)
     print("Running the ingest job (landing zone → raw → core state → services)")
     _run("ingest", instance)
     print(f"Running the bill_cycle job for {months[0]:%Y-%m} … {months[-1]:%Y-%m} in one run")

@@ -4,6 +4,10 @@ Both paths are configuration, read from the environment when the definitions loa
 ``TALLY_WAREHOUSE_PATH`` (default ``data/warehouse.duckdb``) and ``TALLY_LANDING_DIR``
 (default ``data/landing``). All SQL goes through :class:`Warehouse`, the one place that
 opens DuckDB, so the engine behind it can be swapped without rewriting assets.
+
+The warehouse has one writer at a time: as a run starts, :meth:`Warehouse.setup_for_execution`
+takes the run's turn on the writer pool (:func:`pipelines.recover.take_turn`: record the worker,
+recover runs whose worker died, wait a bounded time for earlier live runs).
 """
 
 
@@ -14,6 +18,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from pipelines.recover import take_turn
 from warehouse.connection import connect, default_landing_dir, default_warehouse_path
 from warehouse.schema import create_all
 from warehouse.snapshot import publish_snapshot
@@ -23,6 +28,11 @@ class Warehouse(dg.ConfigurableResource):
     """The DuckDB warehouse file (one writer at a time: assets that write are in the duckdb_writer pool)."""
 
     path: str
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """As a run starts: take its turn on the writer pool (bounded wait; dead holders recovered)."""
+        if context.instance is not None and context.run_id:
+            take_turn(context.instance, context.run_id, context.log)
 
     @contextmanager
     def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
+import os
 import shutil
 from datetime import datetime
+from decimal import Decimal
 
 import duckdb
 import pytest
 
+from pipelines.ingest.engine import accounting_violations
 from tests.extracts import DebeziumFile, write_usage
 from tests.pipeline import failed_checks, run_ingest
 
@@ -110,3 +114,143 @@ def test_unreadable_and_unknown_files_are_recorded_not_fatal(zone):
         ("crm/leads/leads-2025-01-01.jsonl", "UNKNOWN_ENTITY"),
         ("usage/usage_records/usage_records-2025-01-31.parquet", "UNREADABLE"),
     ]
+
+
+def payment(pid, amount, account=7):
+    return dict(payment_id=pid, account_id=account, invoice_number=None, amount=Decimal(amount), currency="USD",
+                status="SUCCEEDED", method="CARD", received_at=T)
+
+
+PAYMENTS = "payments-2025-02-28-x86.jsonl"
+PAYMENTS_REL = "payments/payments/" + PAYMENTS
+
+
+def test_corrected_reextract_under_the_same_name_is_a_new_delivery(zone):
+    landing, warehouse = zone
+    first = DebeziumFile("payments").create(10, T, payment(1, "100.00")).create(11, T, payment(2, "50.00"))
+    first.write(landing, PAYMENTS)
+    assert run_ingest(warehouse, landing).success
+    # the extract job re-runs and overwrites the file: payment 2 corrected (same position), payment 3 added
+    second = (DebeziumFile("payments").create(10, T, payment(1, "100.00")).create(11, T, payment(2, "55.00"))
+              .create(12, T, payment(3, "20.00")))
+    second.write(landing, PAYMENTS)
+    result = run_ingest(warehouse, landing)
+    assert result.success and failed_checks(result) == []
+    ledger = query(warehouse, "SELECT sha256, status, records_read, records_loaded, error, ingested_at FROM audit.ingested_files "
+                              "WHERE file = ? ORDER BY ingested_at", [PAYMENTS_REL])
+    assert [(s, r, n) for _, s, r, n, _, _ in ledger] == [("LOADED", 2, 2), ("LOADED", 3, 3)]
+    (sha1, *_, note1, at1), (sha2, *_, note2, at2) = ledger
+    assert note1 is None and sha1 in note2 and "supersedes" in note2
+    # one _ingested_at per delivery, the ledger's, increasing
+    assert query(warehouse, "SELECT _ingested_at, count(*) FROM raw.payments GROUP BY 1 ORDER BY 1") == [(at1, 2), (at2, 3)]
+    assert at2 > at1
+    # the corrected amount wins; the unchanged payment 1 is one version
+    assert query(warehouse, "SELECT payment_id, amount FROM core.payments ORDER BY 1") == [
+        (1, Decimal("100.00")), (2, Decimal("55.00")), (3, Decimal("20.00")),
+    ]
+    assert query(warehouse, "SELECT sum(amount) FROM core.payments") == [(Decimal("100.00") + Decimal("55.00") + Decimal("20.00"),)]
+    # the superseded image stays in the history, zero-length: no point-in-time lookup matches it
+    assert query(warehouse, "SELECT payment_id, amount, valid_from = valid_to FROM core.payments_history ORDER BY 1, valid_to") == [
+        (1, Decimal("100.00"), False), (2, Decimal("50.00"), True), (2, Decimal("55.00"), False), (3, Decimal("20.00"), False),
+    ]
+    again = run_ingest(warehouse, landing)  # a further run is clean and loads nothing
+    assert again.success and failed_checks(again) == []
+    assert query(warehouse, "SELECT count(*) FROM audit.ingested_files") == [(2,)]
+    assert query(warehouse, "SELECT count(*) FROM raw.payments") == [(5,)]
+
+
+def test_accounting_check_sums_the_deliveries_of_a_name(zone):
+    landing, warehouse = zone
+    DebeziumFile("payments").create(10, T, payment(1, "100.00")).raw("not json").write(landing, PAYMENTS)
+    assert run_ingest(warehouse, landing).success
+    DebeziumFile("payments").create(10, T, payment(1, "100.00")).create(11, T, payment(2, "5")).write(landing, PAYMENTS)
+    result = run_ingest(warehouse, landing)
+    assert result.success and failed_checks(result) == []
+    with duckdb.connect(str(warehouse)) as con:
+        assert accounting_violations(con) == []
+        con.execute("DELETE FROM raw.payments WHERE payment_id = 2")  # a record lost after the fact
+        assert accounting_violations(con) == [dict(file=PAYMENTS_REL, deliveries=2, records_read=4, records_loaded=3,
+                                                   records_quarantined=1, raw_rows=2, quarantine_rows=1)]
+
+
+def test_original_is_loaded_and_its_later_copy_is_the_duplicate(zone):
+    landing, warehouse = zone
+    original = DebeziumFile("orders").create(10, T, dict(
+        order_id=1, order_number="O1", account_id=7, order_type="NEW_SERVICE", status="CREATED", effective_date=T.date(),
+    )).write(landing, "orders-2025-01-31.jsonl")
+    copy = shutil.copyfile(original, original.with_name("orders-2025-01-31-redelivery.jsonl"))  # sorts first by name
+    os.utime(original, (1_735_700_000, 1_735_700_000))
+    os.utime(copy, (1_735_700_060, 1_735_700_060))
+    result = run_ingest(warehouse, landing)
+    assert result.success and failed_checks(result) == []
+    assert query(warehouse, "SELECT file, status, duplicate_of FROM audit.ingested_files ORDER BY ingested_at") == [
+        ("orders/orders/orders-2025-01-31.jsonl", "LOADED", None),
+        ("orders/orders/orders-2025-01-31-redelivery.jsonl", "DUPLICATE", "orders/orders/orders-2025-01-31.jsonl"),
+    ]
+
+
+def test_same_content_is_a_duplicate_only_within_its_entity(zone):
+    landing, warehouse = zone
+    for rel in ("payments/payments/payments-2025-01-31.jsonl", "crm/customers/customers-2025-01-31.jsonl",
+                "payments/payments/payments-2025-02-28.jsonl"):
+        (landing / rel).parent.mkdir(parents=True, exist_ok=True)
+        (landing / rel).write_bytes(b"")  # zero-byte extracts: one checksum
+        os.utime(landing / rel, None)
+    result = run_ingest(warehouse, landing)
+    assert result.success and failed_checks(result) == []
+    assert query(warehouse, "SELECT file, entity, status, duplicate_of, records_read FROM audit.ingested_files ORDER BY file") == [
+        ("crm/customers/customers-2025-01-31.jsonl", "customers", "LOADED", None, 0),
+        ("payments/payments/payments-2025-01-31.jsonl", "payments", "LOADED", None, 0),
+        ("payments/payments/payments-2025-02-28.jsonl", "payments", "DUPLICATE", "payments/payments/payments-2025-01-31.jsonl", 0),
+    ]
+
+
+def test_unsupported_extension_in_a_known_folder_says_so(zone):
+    landing, warehouse = zone
+    for rel in ("crm/customers/notes.txt", "crm/customers/customers-2025-01-31.jsonl.bz2", "crm/leads/leads-2025-01-31.jsonl"):
+        (landing / rel).parent.mkdir(parents=True, exist_ok=True)
+        (landing / rel).write_text("{}\n")
+    DebeziumFile("customers").create(10, T, customer(1, "a@x")).write(landing, "customers-2025-01-31.jsonl")
+    gz = landing / "crm/customers/customers-2025-02-28.jsonl.gz"
+    gz.write_bytes(gzip.compress(DebeziumFile("customers").create(11, T, customer(2, "b@x")).lines[0].encode() + b"\n"))
+    result = run_ingest(warehouse, landing)
+    assert result.success and failed_checks(result) == []
+    rows = {f: (e, s, err) for f, e, s, err in query(warehouse, "SELECT file, entity, status, error FROM audit.ingested_files")}
+    assert rows["crm/customers/notes.txt"][:2] == ("customers", "UNSUPPORTED_EXTENSION")
+    assert rows["crm/customers/notes.txt"][2].startswith("unsupported extension .txt (supported: .jsonl, ")
+    assert rows["crm/customers/customers-2025-01-31.jsonl.bz2"][:2] == ("customers", "UNSUPPORTED_EXTENSION")
+    assert "unsupported extension .bz2" in rows["crm/customers/customers-2025-01-31.jsonl.bz2"][2]
+    assert rows["crm/leads/leads-2025-01-31.jsonl"] == (None, "UNKNOWN_ENTITY", "not under a known <system>/<entity>/ folder")
+    assert rows["crm/customers/customers-2025-01-31.jsonl"][1] == "LOADED"
+    # gzip-compressed JSON lines are an extract of the entity, handed to the reader (never "unsupported")
+    assert rows["crm/customers/customers-2025-02-28.jsonl.gz"][:2] in {("customers", "LOADED"), ("customers", "UNREADABLE")}
+
+
+def test_hidden_upload_in_flight_is_neither_ingested_nor_recorded(zone):
+    landing, warehouse = zone
+    DebeziumFile("customers").create(10, T, customer(1, "a@x")).write(landing, "customers-2025-01-31.jsonl")
+    DebeziumFile("customers").raw('{"key": {"customer_id": 2}, "value": {"op": "c", ').write(landing, ".customers-2025-02-28.jsonl")
+    DebeziumFile("customers").raw('{"key": {"customer_id": 3}, "value": {"op": "c", ').write(landing, "customers-2025-02-28.jsonl.part")
+    result = run_ingest(warehouse, landing)
+    assert result.success and failed_checks(result) == []
+    assert query(warehouse, "SELECT file, status FROM audit.ingested_files") == [("crm/customers/customers-2025-01-31.jsonl", "LOADED")]
+    assert query(warehouse, "SELECT count(*) FROM audit.quarantine") == [(0,)]
+
+
+def test_bill_cycle_refuses_to_invoice_when_landed_records_are_unaccounted_for(zone):
+    """If raw lost records the ledger says were loaded, the bill cycle would invoice from stale state:
+    the blocking check landing_zone_accounted_for stops it before invoicing."""
+    from datetime import date
+
+    from sources.generator import generate_landing_zone
+    from tests.pipeline import run_bill_cycle
+
+    landing, warehouse = zone
+    generate_landing_zone(landing, customers=30, start_month="2025-01", months=1, seed=7)
+    assert run_ingest(warehouse, landing).success
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("DELETE FROM raw.customers WHERE customer_id = (SELECT min(customer_id) FROM raw.customers)")
+    result = run_bill_cycle(warehouse, landing, date(2025, 1, 1))
+    assert "landing_zone_accounted_for" in failed_checks(result)
+    assert query(warehouse, "SELECT count(*) FROM billing.invoices") == [(0,)]
+    assert query(warehouse, "SELECT count(*) > 0 FROM billing.rated_usage") == [(True,)]  # rating ran; invoicing did not

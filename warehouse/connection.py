@@ -1,8 +1,19 @@
-"""Opening the warehouse: where it lives, and a connection with Tally's macros installed."""
+"""Opening the warehouse: where it lives, and a connection with Tally's macros installed.
+
+DuckDB locks a database file per process: while one process has it open for writing no other can
+open it, not even read-only, and while readers have it open no process can write. :func:`connect` is the one place Tally opens the warehouse: when another
+process holds the file's lock (an analyst with the live file open, another Dagster instance's run),
+it retries with backoff, logging the holder DuckDB names (program and PID) on the ``tally.warehouse``
+logger (shown in the Dagster run logs, see dagster.yaml), and after ``$TALLY_LOCK_WAIT_SECONDS``
+(default 300) raises :class:`WarehouseLocked`. Analysts query the snapshot, which nothing locks.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +25,13 @@ from pipelines.domain import install_macros
 WAREHOUSE_ENV = "TALLY_WAREHOUSE_PATH"
 LANDING_ENV = "TALLY_LANDING_DIR"
 MEMORY_ENV = "TALLY_DUCKDB_MEMORY_LIMIT"
+LOCK_WAIT_ENV = "TALLY_LOCK_WAIT_SECONDS"
+
+log = logging.getLogger("tally.warehouse")
+
+
+class WarehouseLocked(Exception):
+    """Another process held the warehouse file's lock for longer than ``$TALLY_LOCK_WAIT_SECONDS``."""
 
 
 def duckdb_config() -> dict:
@@ -41,13 +59,56 @@ def snapshot_path(warehouse: Path) -> Path:
     return warehouse.with_name(warehouse.stem + ".snapshot" + warehouse.suffix)
 
 
+def lock_wait_seconds() -> float:
+    """``$TALLY_LOCK_WAIT_SECONDS`` (default 300): how long to wait for another process's lock on the file."""
+    return float(os.environ.get(LOCK_WAIT_ENV, "300"))
+
+
+def lock_holder(error: duckdb.IOException) -> str | None:
+    """Who holds the file lock DuckDB could not take ("PID 123 (/usr/bin/python3)"); None for another IO error."""
+    message = str(error)
+    if "Could not set lock on file" not in message:
+        return None
+    held = re.search(r"Conflicting lock is held in (.*?) \(PID (\d+)\)", message)
+    return f"PID {held[2]} ({held[1]})" if held else "another process"
+
+
+def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """Open ``path``; while another process holds its lock, retry with backoff up to ``lock_wait_seconds()``."""
+    timeout = lock_wait_seconds()
+    start, delay, said_at = time.monotonic(), 0.1, None
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only, config=duckdb_config())
+        except duckdb.IOException as error:
+            holder = lock_holder(error)
+            waited = time.monotonic() - start
+            if holder is None:
+                raise
+            if waited >= timeout:
+                raise WarehouseLocked(
+                    f"The warehouse {path} is locked by {holder}: gave up after {waited:.0f}s (${LOCK_WAIT_ENV}). "
+                    "DuckDB allows one process at a time on the file: close that process, or let it finish. "
+                    f"Analysts query the snapshot ({snapshot_path(path)}), never the live file."
+                ) from error
+            if said_at is None or waited - said_at >= 30:
+                log.warning("The warehouse %s is locked by %s; retrying with backoff for up to %.0fs (waited %.0fs)",
+                            path, holder, timeout, waited)
+                said_at = waited
+            time.sleep(min(delay, timeout - waited))
+            delay = min(delay * 2, 2.0)
+
+
 @contextmanager
 def connect(path: Path | str, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection to the warehouse file with the domain macros installed; always closed."""
+    """A connection to the warehouse file with the domain macros installed; always closed.
+
+    Waits (bounded) while another process holds the file's lock; see the module docstring.
+    """
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path), read_only=read_only, config=duckdb_config())
+    con = _open(path, read_only)
     try:
         if not read_only:
             install_macros(con)

@@ -17,11 +17,14 @@ from warehouse.connection import connect, snapshot_path
 
 
 def publish_snapshot(warehouse: Path) -> Path:
-    """Checkpoint ``warehouse`` and atomically replace its snapshot; return the snapshot path."""
-    with connect(warehouse) as con:
-        con.execute("CHECKPOINT")
+    """Checkpoint ``warehouse`` and atomically replace its snapshot; return the snapshot path.
+
+    The copy is taken while this connection holds the file's lock, so no other process (another
+    Dagster instance's run) writes the file while it is copied."""
     target = snapshot_path(warehouse)
     tmp = target.with_name(target.name + ".tmp")
-    shutil.copyfile(warehouse, tmp)
+    with connect(warehouse) as con:
+        con.execute("CHECKPOINT")
+        shutil.copyfile(warehouse, tmp)
     os.replace(tmp, target)
     return target
