@@ -220,15 +220,16 @@ def phase_reference(folder: Path, events: int, threads: int) -> dict:
 
 
 def phase_engine(folder: Path, events: int, threads: int, db: Path) -> dict:
-    from pipelines.domain import install_macros
+    from domain import install_macros
     from pipelines.rating import rate_usage
+    from warehouse.ddl import create_tables
 
     for p in (db, Path(str(db) + ".wal")):
         p.unlink(missing_ok=True)
     con = install_macros(duckdb.connect(str(db), config={"threads": threads, "memory_limit": MEMORY_LIMIT,
                                                         "preserve_insertion_order": False}))
     names = build_catalog(con, events)
-    con.execute((Path(__file__).resolve().parents[1] / "warehouse/ddl/30_billing_rating.sql").read_text())
+    create_tables(con, ["billing.rated_usage", "billing.unrated_usage"])
     names["usage"] = usage_view(con, folder)
     t0 = time.perf_counter()
     r = rate_usage(con, MONTH, **names, unrated_share_limit="0.01")
@@ -250,8 +251,9 @@ def phase_engine(folder: Path, events: int, threads: int, db: Path) -> dict:
 
 def phase_python(folder: Path, events: int, sample: int, threads: int) -> dict:
     """Row-at-a-time Python rater on the first ``sample`` events, and the engine on the same sample."""
-    from pipelines.domain import install_macros
+    from domain import install_macros
     from pipelines.rating import rate_usage
+    from warehouse.ddl import create_tables
 
     con = install_macros(duckdb.connect(config={"threads": threads}))
     names = build_catalog(con, events)
@@ -362,7 +364,7 @@ class NaiveRater:
 
     @staticmethod
     def _pr(x, f):
-        from pipelines.domain.money import div_round
+        from domain.money import div_round
         return x if f[0] == f[1] else min(x, div_round(x * f[0], f[1], 10))
 
     def _price(self, b, key):

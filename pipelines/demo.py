@@ -14,8 +14,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.domain.money import minor_unit
-from pipelines.domain.periods import add_months
+from domain.money import minor_unit
+from domain.periods import add_months
 from pipelines.recover import recover_dead_runs, worker_tags
 from warehouse.connection import connect, default_landing_dir, default_warehouse_path, snapshot_path
 

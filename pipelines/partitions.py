@@ -1,7 +1,7 @@
 """The one partitions definition of a bill cycle run: ``billing_month`` (UTC calendar months).
 
 Partition ``YYYY-MM-01`` runs the bill cycles whose billing period ends in that month
-(DESIGN.md, "Time"; :mod:`pipelines.domain.periods`). The first month is configuration:
+(DESIGN.md, "Time"; :mod:`domain.periods`). The first month is configuration:
 ``TALLY_FIRST_BILLING_MONTH`` (default 2025-01).
 """
 

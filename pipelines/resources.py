@@ -20,7 +20,7 @@ import duckdb
 
 from pipelines.recover import take_turn
 from warehouse.connection import connect, default_landing_dir, default_warehouse_path
-from warehouse.schema import create_all
+from warehouse.migrations import migrate
 from warehouse.snapshot import publish_snapshot
 
 
@@ -36,9 +36,9 @@ class Warehouse(dg.ConfigurableResource):
 
     @contextmanager
     def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection with every schema and table created and the domain macros installed."""
+        """A connection to the warehouse, migrated to the contract's version, with the domain macros installed."""
         with connect(Path(self.path)) as con:
-            create_all(con)
+            migrate(con)
             yield con
 
     def publish_snapshot(self) -> Path:

@@ -8,9 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.domain import install_macros
-from pipelines.domain.money import div_round, minor_unit, round_money
-from pipelines.domain.periods import Period, next_period, period_billed_in, period_containing
+from domain import install_macros
+from domain.money import div_round, minor_unit, prorated, round_money
+from domain.periods import Period, month_literal, next_period, period_billed_in, period_containing
+from domain.recognition import recognized_through
+from domain.tax import TaxRate, select_tax_rate, tax_jurisdiction
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +108,115 @@ def test_periods_tile_time():
             assert n.start == p.end and n.days > 0
             assert period_containing(n.start, bcd) == n
             p = n
+
+
+# ------------------------------------------------------------------ every rule: Python twin = SQL macro, row by row
+
+BCDS = (1, 2, 15, 28, 29, 30, 31)
+CYCLES = ("MONTHLY", "QUARTERLY", "ANNUAL")
+
+
+def test_period_rules_twin_equals_sql_on_every_day_of_two_years(con):
+    """period_containing (Python) = period_end_containing / period_start_for (SQL), and next_period =
+    period_after, for every day of 2024-2025 (a leap year), every bill cycle day class and cycle."""
+    days = [date(2024, 1, 1) + __import__("datetime").timedelta(days=i) for i in range(731)]
+    expected = []
+    for cycle in CYCLES:
+        for bcd in BCDS:
+            for d in days:
+                p = period_containing(d, bcd, cycle)
+                expected.append((d, bcd, cycle, p.start, p.end, next_period(p, bcd, cycle).end))
+    con.execute("CREATE OR REPLACE TEMP TABLE cases (d DATE, bcd INTEGER, cycle VARCHAR)")
+    con.executemany("INSERT INTO cases VALUES (?, ?, ?)", [r[:3] for r in expected])
+    got = con.execute("""
+        SELECT d, bcd, cycle, period_start_for(e, bcd, cycle), e, period_after(e, bcd, cycle)
+        FROM (SELECT *, period_end_containing(d, bcd, cycle) AS e FROM cases) ORDER BY cycle, bcd, d""").fetchall()
+    assert sorted(got, key=lambda r: (r[2], r[1], r[0])) == sorted(expected, key=lambda r: (r[2], r[1], r[0]))
+
+
+@pytest.mark.parametrize(
+    "amount, days, period_days, whole, expected",
+    [
+        ("29.99", 12, 31, False, "11.6090322581"),  # 359.88 / 31
+        ("29.99", 31, 31, True, "29.99"),            # the whole period is exactly the price
+        ("30.00", 31, 30, False, "30.0000000000"),   # a fixed 30-day denominator never charges more than the price
+        ("30.00", 12, 30, False, "12.0000000000"),
+        ("10.00", 3, 31, True, "10.00"),             # not prorated: the whole amount
+        ("89.97", 45, 90, False, "44.9850000000"),
+        ("0.0000000001", 1, 3, False, "0.0000000000"),
+    ],
+)
+def test_prorated_twin_equals_sql(con, amount, days, period_days, whole, expected):
+    assert prorated(Decimal(amount), days, period_days, whole) == Decimal(expected)
+    assert con.execute("SELECT prorated(CAST(? AS DECIMAL(38,10)), ?, ?, ?)",
+                       [amount, days, period_days, whole]).fetchone()[0] == Decimal(expected)
+
+
+@pytest.mark.parametrize(
+    "obligation, elapsed, total, currency, expected",
+    [
+        ("100.00", 10, 31, "USD", "32.26"),   # 1000 / 31 = 32.258 -> 32.26
+        ("100.00", 31, 31, "USD", "100.00"),
+        ("100.00", 40, 31, "USD", "100.00"),  # clamped to the whole term
+        ("100.00", -3, 31, "USD", "0.00"),    # before the term starts
+        ("-21.28", 5, 22, "USD", "-4.84"),    # a credit: -106.4 / 22 = -4.836 -> -4.84
+        ("1000", 1, 3, "JPY", "333"),
+        ("10.000", 1, 3, "KWD", "3.333"),
+        ("0.05", 1, 2, "USD", "0.03"),        # 0.025 -> 0.03, half away from zero
+    ],
+)
+def test_recognized_through_twin_equals_sql(con, obligation, elapsed, total, currency, expected):
+    assert recognized_through(Decimal(obligation), elapsed, total, currency) == Decimal(expected)
+    assert con.execute("SELECT recognized_through(CAST(? AS DECIMAL(18,4)), ?, ?, ?)",
+                       [obligation, elapsed, total, currency]).fetchone()[0] == Decimal(expected)
+
+
+TAX_RATES = [
+    TaxRate(1, "US", "CA", date(2020, 1, 1), None),
+    TaxRate(2, "US", None, date(2020, 1, 1), None),
+    TaxRate(3, "DE", None, date(2020, 1, 1), date(2025, 4, 1)),
+    TaxRate(4, "DE", None, date(2025, 4, 1), None),
+    TaxRate(5, "US", "WA", date(2020, 1, 1), date(2025, 2, 1)),
+    TaxRate(6, "US", " WA ", date(2025, 2, 1), None),    # padded state: the same jurisdiction
+    TaxRate(7, "GB", "", date(2020, 1, 1), None),        # empty state = country level
+    TaxRate(8, "GB", None, date(2024, 1, 1), None),      # a later country rate wins over an earlier one
+    TaxRate(9, "FR", None, date(2026, 1, 1), None),      # not in force yet
+]
+
+
+@pytest.mark.parametrize(
+    "country, state, tax_point, expected",
+    [
+        ("US", "CA", date(2025, 3, 31), 1),   # state level beats country level
+        ("US", "OR", date(2025, 3, 31), 2),   # no state rate: the country's
+        ("US", None, date(2025, 3, 31), 2),
+        ("DE", None, date(2025, 3, 31), 3),   # the day before the change
+        ("DE", None, date(2025, 4, 1), 4),    # the day of the change: the new rate
+        ("US", "WA", date(2025, 1, 31), 5),
+        ("US", "WA", date(2025, 2, 1), 6),
+        ("US", " WA", date(2025, 2, 1), 6),
+        ("GB", None, date(2025, 3, 31), 8),
+        ("FR", None, date(2025, 3, 31), None),
+        ("KW", None, date(2025, 3, 31), None),
+    ],
+)
+def test_tax_rate_selection_twin_equals_sql(con, country, state, tax_point, expected):
+    chosen = select_tax_rate(TAX_RATES, country, state, tax_point)
+    assert (chosen.tax_rate_id if chosen else None) == expected
+    con.execute("CREATE OR REPLACE TEMP TABLE rates (tax_rate_id BIGINT, country VARCHAR, state VARCHAR, "
+                "effective_from DATE, effective_to DATE)")
+    con.executemany("INSERT INTO rates VALUES (?, ?, ?, ?, ?)",
+                    [(r.tax_rate_id, r.country, r.state, r.effective_from, r.effective_to) for r in TAX_RATES])
+    got = con.execute("""
+        SELECT tax_rate_id FROM rates
+        WHERE tax_rate_applies(country, state, effective_from, effective_to, $country, $state, $tax_point)
+        ORDER BY tax_rate_precedence(state, effective_from, tax_rate_id) DESC LIMIT 1""",
+                      {"country": country, "state": state, "tax_point": tax_point}).fetchall()
+    assert (got[0][0] if got else None) == expected
+    assert con.execute("SELECT tax_jurisdiction(?, ?)", [country, state]).fetchone()[0] == tax_jurisdiction(country, state)
+
+
+def test_month_literal_refuses_a_day_that_is_not_the_first():
+    assert month_literal(date(2025, 3, 1)) == "DATE '2025-03-01'"
+    with pytest.raises(ValueError, match="first day"):
+        month_literal(date(2025, 3, 2))

@@ -11,12 +11,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.domain import install_macros
+from domain import install_macros
 from pipelines.invoicing import build_invoice_lines, build_invoices, tax_exceptions
 from pipelines.invoicing.engine import INVOICE_COLUMNS, INVOICE_LINE_COLUMNS
 from sources.entities import ENTITIES
+from warehouse.ddl import create_tables
 
-DDL = Path(__file__).resolve().parents[1] / "warehouse" / "ddl" / "40_billing_invoicing.sql"
 FEB, MAR, APR = date(2025, 2, 1), date(2025, 3, 1), date(2025, 4, 1)
 OPEN = date(9999, 12, 31)
 
@@ -41,7 +41,7 @@ def con():
     c.execute("""CREATE TABLE core.subscription_versions (subscription_id BIGINT, account_id BIGINT,
         product_id BIGINT, plan_id BIGINT, bundle_id BIGINT, quantity INTEGER, valid_from DATE, valid_to DATE,
         order_id BIGINT, change_kind VARCHAR)""")
-    c.execute(DDL.read_text())
+    create_tables(c, ["billing.invoice_lines", "billing.invoices"])
     c.execute("""CREATE TABLE billing.rated_usage (rated_line_id VARCHAR, billing_month DATE, account_id BIGINT,
         subscription_id BIGINT, plan_id BIGINT, price_id BIGINT, charge_code VARCHAR, metric VARCHAR,
         charge_model VARCHAR, line_type VARCHAR, currency VARCHAR, service_start DATE, service_end DATE,

@@ -9,9 +9,10 @@ from decimal import Decimal as D
 
 import duckdb
 
-from pipelines.domain import install_macros
+from domain import install_macros
 from pipelines.rating import RATED_COLUMNS, UNRATED_COLUMNS, rate_late_usage_deltas, rate_usage, unrated_share
 from pipelines.rating.inputs import create_inputs, rate_example
+from warehouse.ddl import create_tables
 
 MARCH = dt.date(2025, 3, 1)
 
@@ -29,8 +30,7 @@ def test_columns_match_the_contract():
     rated, unrated, con = rate_example([per_unit()], [ev(1), ev(1, sub=99)])
     assert tuple(rated[0]) == RATED_COLUMNS
     assert tuple(unrated[0]) == UNRATED_COLUMNS
-    ddl = open("warehouse/ddl/30_billing_rating.sql").read()
-    con.execute(ddl)
+    create_tables(con, ["billing.rated_usage", "billing.unrated_usage"])
     assert tuple(c for c, *_ in con.execute("DESCRIBE billing.rated_usage").fetchall()) == RATED_COLUMNS
     assert tuple(c for c, *_ in con.execute("DESCRIBE billing.unrated_usage").fetchall()) == UNRATED_COLUMNS
     # every column is commented
@@ -206,7 +206,7 @@ def _con_with(charges, usage, **kw):
                           subscriptions=kw.get("subscriptions", [{"subscription_id": 10, "account_id": 1, "plan_id": 100,
                                                                   "valid_from": "2025-01-01"}]),
                           charges=charges, usage=usage)
-    con.execute(open("warehouse/ddl/30_billing_rating.sql").read())
+    create_tables(con, ["billing.rated_usage", "billing.unrated_usage"])
     return con, names
 
 

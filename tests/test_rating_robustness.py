@@ -18,7 +18,7 @@ from decimal import Decimal as D
 import duckdb
 import pytest
 
-from pipelines.domain import install_macros
+from domain import install_macros
 from pipelines.rating import rate_usage
 from pipelines.rating.inputs import create_inputs, rate_example
 from tests.extracts import DebeziumFile, write_usage

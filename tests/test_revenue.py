@@ -15,20 +15,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines.domain import install_macros
-from pipelines.domain.periods import add_months
+from domain import install_macros
+from domain.periods import add_months
 from pipelines.revenue import deferred_balances, recognize
 from pipelines.revenue.engine import DEFERRED_BALANCE_COLUMNS, RECOGNITION_COLUMNS
+from warehouse.ddl import create_tables
 
-DDL = Path(__file__).resolve().parents[1] / "warehouse" / "ddl"
 _ids = itertools.count(1)
 
 
 def _con():
     c = duckdb.connect()
     install_macros(c)
-    c.execute((DDL / "40_billing_invoicing.sql").read_text())
-    c.execute((DDL / "50_revenue.sql").read_text())
+    create_tables(c, ["billing.invoice_lines", "revenue.recognition", "revenue.deferred_balances"])
     return c
 
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 import duckdb
 import pytest
 
-from pipelines.domain import install_macros
+from domain import install_macros
 from pipelines.state import subscriptions as subs
 from sources.entities import ENTITIES
 
@@ -307,15 +307,13 @@ def test_every_exception_reason(world):
 
 
 def test_ddl_comments_every_column_and_accepts_the_relations(world):
-    from pathlib import Path
+    from warehouse.ddl import create_tables
 
     world.order(1, "NEW_SERVICE", D(2025, 3, 5), [new(1000)])
     world.order(2, "CHANGE", D(2025, 3, 20), [chg(1000, 102)])
     world.order(3, "CHANGE", D(2025, 3, 21), [chg(4242, 102)]).build()
     con = world.con
-    ddl = Path(__file__).resolve().parents[1] / "warehouse" / "ddl" / "20_core_subscriptions.sql"
-    con.execute(ddl.read_text())
-    con.execute(ddl.read_text())  # idempotent
+    create_tables(con, ["core.subscriptions", "core.subscription_versions", "core.order_exceptions"])
     for table in ("subscriptions", "subscription_versions", "order_exceptions"):
         assert con.sql(f"SELECT comment FROM duckdb_tables() WHERE schema_name = 'core' AND table_name = '{table}'").fetchone()[0]
         missing = con.sql(f"""SELECT column_name FROM duckdb_columns()

@@ -1,5 +1,7 @@
-"""The warehouse: DDL with comments on everything, the transactional writer, the generated docs."""
+"""The warehouse: every table declared once, commented, documented; the transactional, type-checking writer."""
 
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -8,59 +10,124 @@ import pytest
 
 from warehouse.connection import connect
 from warehouse.docs import render
-from warehouse.schema import create_all
-from warehouse.writer import replace_window, write
+from warehouse.migrations import migrate
+from warehouse.tables import TABLES
+from warehouse.writer import WriteRefused, narrowing, write
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "warehouse.md"
+BALANCES = "revenue.deferred_balances"
+MAR, APR = date(2025, 3, 1), date(2025, 4, 1)
 
 
 @pytest.fixture()
 def con(tmp_path):
     with connect(tmp_path / "w.duckdb") as c:
-        create_all(c)
+        migrate(c)
         yield c
 
 
-def test_every_table_and_column_is_commented(con):
-    missing_tables = con.execute(
-        "SELECT schema_name || '.' || table_name FROM duckdb_tables() WHERE comment IS NULL OR comment = ''"
-    ).fetchall()
-    missing_cols = con.execute(
-        "SELECT schema_name || '.' || table_name || '.' || column_name FROM duckdb_columns() "
-        "WHERE schema_name IN ('raw', 'core', 'billing', 'revenue', 'audit') AND (comment IS NULL OR comment = '')"
-    ).fetchall()
-    assert missing_tables == [] and missing_cols == []
+def balances(month: date, *currencies: str, billed: str = "1.00") -> pl.DataFrame:
+    """Rows of revenue.deferred_balances with the contract's types (Polars decimals of the column's scale)."""
+    amount = pl.Decimal(18, 4)
+    n = len(currencies)
+    return pl.DataFrame({
+        "billing_month": [month] * n, "currency": list(currencies),
+        **{c: pl.Series([Decimal(billed)] * n, dtype=amount) for c in
+           ("billed_in_month", "recognized_in_month", "billed_to_date", "recognized_to_date", "deferred_revenue")},
+    })
 
 
-def test_create_all_is_idempotent(con):
-    create_all(con)
-    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'billing'").fetchone()[0] >= 4
+def rows(con, table=BALANCES):
+    return con.execute(f"SELECT billing_month, currency, billed_in_month FROM {table} ORDER BY 1, 2").fetchall()
 
 
-def test_docs_are_generated_from_the_comments(con):
+def test_the_warehouse_has_exactly_the_contract_tables_all_commented(con):
+    tables = con.execute("SELECT schema_name || '.' || table_name, comment FROM duckdb_tables() "
+                         "WHERE database_name = current_database()").fetchall()
+    assert sorted(t for t, _ in tables) == sorted(TABLES)
+    assert [t for t, comment in tables if not comment] == []
+    assert con.execute("SELECT count(*) FROM duckdb_columns() WHERE database_name = current_database() "
+                       "AND coalesce(comment, '') = ''").fetchone()[0] == 0
+
+
+def test_docs_are_generated_from_the_contract(con):
     assert DOCS.read_text() == render(con), "docs/warehouse.md is stale: python -m warehouse.docs > docs/warehouse.md"
 
 
-def test_replace_window_replaces_only_the_window(con):
-    con.execute("CREATE TABLE t (m INTEGER, v VARCHAR)")
-    con.execute("INSERT INTO t VALUES (1, 'a'), (2, 'b')")
-    n = replace_window(con, "t", pl.DataFrame({"v": ["c", "d"], "m": [2, 2]}), "m = ?", [2])  # columns by name
-    assert n == 2
-    assert con.execute("SELECT m, v FROM t ORDER BY m, v").fetchall() == [(1, "a"), (2, "c"), (2, "d")]
+def test_every_key_and_partition_is_a_column_and_every_partitioned_table_is_derived():
+    for t in TABLES.values():
+        assert set(t.key) <= set(t.column_names), t.qualified
+        assert t.partition is None or t.kind == "derived", t.qualified
+
+
+# ------------------------------------------------------------------ the writer
+
+@pytest.mark.parametrize("source, target, refused", [
+    ("DECIMAL(18,4)", "DECIMAL(18,4)", False),
+    ("DECIMAL(18,4)", "DECIMAL(38,10)", False),   # wider both ways
+    ("DECIMAL(38,10)", "DECIMAL(18,4)", True),    # unrounded money into a rounded column
+    ("DECIMAL(16,2)", "DECIMAL(18,4)", False),
+    ("DECIMAL(18,2)", "DECIMAL(18,4)", True),     # 16 integer digits into 14
+    ("DECIMAL(38,4)", "DECIMAL(18,4)", True),     # 34 integer digits into 14
+    ("INTEGER", "BIGINT", False),
+    ("BIGINT", "INTEGER", True),
+    ("HUGEINT", "BIGINT", True),
+    ("INTEGER", "DECIMAL(18,4)", False),          # 9 digits fit 14
+    ("BIGINT", "DECIMAL(18,4)", True),            # 18 digits do not
+    ("DECIMAL(18,0)", "BIGINT", False),
+    ("DECIMAL(18,2)", "BIGINT", True),
+    ("DOUBLE", "DECIMAL(38,10)", True),           # a float never becomes money
+    ("FLOAT", "BIGINT", True),
+    ("DATE", "TIMESTAMP", False),
+    ("TIMESTAMP", "DATE", True),                  # the time would be lost
+    ("VARCHAR", "BIGINT", True),
+    ("BIGINT", "VARCHAR", True),
+    ('"NULL"', "DECIMAL(18,4)", False),           # an untyped NULL
+    ("VARCHAR[]", "VARCHAR[]", False),
+])
+def test_narrowing_rules(source, target, refused):
+    assert (narrowing(source, target) is not None) == refused
+
+
+def test_write_replaces_only_the_window(con):
+    write(con, [(BALANCES, balances(MAR, "EUR", "USD"), None), (BALANCES, balances(APR, "USD"), None)])
+    n = write(con, [(BALANCES, balances(MAR, "GBP", billed="2.00"), "billing_month = ?")], [MAR])
+    assert n == {BALANCES: 1}
+    assert rows(con) == [(MAR, "GBP", Decimal("2.00")), (APR, "USD", Decimal("1.00"))]
+
+
+def test_write_refuses_a_narrowing_cast_naming_table_and_column(con):
+    precise = con.sql("SELECT DATE '2025-03-01' AS billing_month, 'USD' AS currency, "
+                      "CAST(1.23456 AS DECIMAL(38,10)) AS billed_in_month, 0::DECIMAL(18,4) AS recognized_in_month, "
+                      "0::DECIMAL(18,4) AS billed_to_date, 0::DECIMAL(18,4) AS recognized_to_date, "
+                      "0::DECIMAL(18,4) AS deferred_revenue")
+    with pytest.raises(WriteRefused, match=r"revenue.deferred_balances: billed_in_month: DECIMAL\(38,10\) has 10 decimal places"):
+        write(con, [(BALANCES, precise, None)])
+    assert rows(con) == []
+
+
+def test_write_refuses_unknown_and_missing_columns_and_tables_outside_the_contract(con):
+    with pytest.raises(WriteRefused, match="surprise: not a column"):
+        write(con, [(BALANCES, balances(MAR, "USD").with_columns(pl.lit(1).alias("surprise")), None)])
+    with pytest.raises(WriteRefused, match="currency: required"):
+        write(con, [(BALANCES, balances(MAR, "USD").drop("currency"), None)])
+    con.execute("CREATE TABLE scratch (x INTEGER)")
+    with pytest.raises(KeyError, match="not a table of the warehouse contract"):
+        write(con, [("scratch", pl.DataFrame({"x": [1]}), None)])
 
 
 def test_failed_insert_rolls_back_the_delete(con):
     """The stock DuckDB IO manager deletes then inserts outside a transaction; ours keeps the old rows."""
-    con.execute("CREATE TABLE t (m INTEGER NOT NULL, v VARCHAR)")
-    con.execute("INSERT INTO t VALUES (1, 'a'), (2, 'b')")
-    bad = pl.DataFrame({"m": [2, None], "v": ["c", "d"]})
+    write(con, [(BALANCES, balances(MAR, "USD"), None)])
+    bad = balances(MAR, "EUR").with_columns(pl.lit(None, dtype=pl.String).alias("currency"))  # NOT NULL violated
     with pytest.raises(duckdb.ConstraintException):
-        write(con, [("t", bad, "m = ?")], [2])
-    assert con.execute("SELECT m, v FROM t ORDER BY m").fetchall() == [(1, "a"), (2, "b")]
+        write(con, [(BALANCES, bad, "billing_month = ?")], [MAR])
+    assert rows(con) == [(MAR, "USD", Decimal("1.00"))]
 
 
 def test_writes_in_one_call_are_atomic(con):
-    con.execute("CREATE TABLE a (x INTEGER); CREATE TABLE b (x INTEGER NOT NULL); INSERT INTO a VALUES (1)")
-    with pytest.raises(duckdb.ConstraintException):
-        write(con, [("a", pl.DataFrame({"x": [2]}), "true"), ("b", pl.DataFrame({"x": [None]}, schema={"x": pl.Int32}), None)])
-    assert con.execute("SELECT x FROM a").fetchall() == [(1,)]
+    write(con, [(BALANCES, balances(MAR, "USD"), None)])
+    refused = balances(APR, "USD").with_columns(pl.col("billed_in_month").cast(pl.Float64))
+    with pytest.raises(WriteRefused):
+        write(con, [(BALANCES, balances(MAR, "EUR"), "true"), (BALANCES, refused, None)])
+    assert rows(con) == [(MAR, "USD", Decimal("1.00"))]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.domain import install_macros
+from domain import install_macros
 
 WAREHOUSE_ENV = "TALLY_WAREHOUSE_PATH"
 LANDING_ENV = "TALLY_LANDING_DIR"

@@ -1,7 +1,7 @@
 """The bill cycle engine: invoice lines and draft invoice headers (docs/billing.md).
 
 Plain functions over DuckDB SQL, no Dagster imports. Each takes a connection on which
-``pipelines.domain.install_macros(con)`` was called, the names of its input relations
+``domain.install_macros(con)`` was called, the names of its input relations
 (warehouse tables by default; tests pass their own) and the billing month; each returns a
 lazy ``DuckDBPyRelation`` whose columns match the target table by name.
 
@@ -20,25 +20,17 @@ from datetime import date
 
 import duckdb
 
+from warehouse.tables import TABLES
+
 __all__ = ["build_invoice_lines", "build_invoices", "tax_exceptions", "INVOICE_LINE_COLUMNS", "INVOICE_COLUMNS"]
 
 MONEY = "DECIMAL(38,10)"
 AMOUNT = "DECIMAL(18,4)"
 RATE = "DECIMAL(9,6)"
 
-INVOICE_LINE_COLUMNS = [
-    "line_id", "invoice_id", "billing_month", "account_id", "subscription_id", "line_type", "product_id",
-    "plan_id", "price_id", "charge_code", "description", "service_start", "service_end", "quantity",
-    "unit_price", "days", "period_days", "amount_precise", "amount", "discount_amount", "net_amount",
-    "tax_jurisdiction", "tax_name", "tax_rate", "tax_amount", "total_amount", "currency", "source_ref",
-    "reference_line_id",
-]
+INVOICE_LINE_COLUMNS = list(TABLES["billing.invoice_lines"].column_names)
 
-INVOICE_COLUMNS = [
-    "invoice_id", "invoice_number", "account_id", "customer_id", "billing_month", "period_start", "period_end",
-    "invoice_date", "due_date", "currency", "status", "line_count", "subtotal", "discount_total", "net_total",
-    "tax_total", "total",
-]
+INVOICE_COLUMNS = list(TABLES["billing.invoices"].column_names)
 
 _OPEN_END = "DATE '9999-12-31'"
 

@@ -1,6 +1,6 @@
 """Rating engine: usage priced under the plan in force at event time (docs/rating.md).
 
-Plain functions over a DuckDB connection on which ``pipelines.domain.install_macros`` was
+Plain functions over a DuckDB connection on which ``domain.install_macros`` was
 called; no Dagster imports. The assets (``pipelines/rating/assets.py``) call the same functions.
 """
 

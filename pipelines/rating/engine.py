@@ -1,6 +1,6 @@
 """Rating engine: usage priced under the plan and price version in force at event time.
 
-``rate_usage`` is a plain function over a DuckDB connection (``pipelines.domain.install_macros``
+``rate_usage`` is a plain function over a DuckDB connection (``domain.install_macros``
 installed) and relation names; it returns DuckDB relations shaped like ``billing.rated_usage``
 and ``billing.unrated_usage``. Steps (docs/rating.md):
 
@@ -31,7 +31,7 @@ from decimal import Decimal
 
 import duckdb
 
-from pipelines.domain.money import AMOUNT
+from domain.money import AMOUNT
 from pipelines.rating.catalog import DEC, build_catalog, month_literal
 from pipelines.rating.limits import AMOUNT_OUT_OF_RANGE, LINE_AMOUNT_LIMIT, QUANTITY_OUT_OF_RANGE
 from pipelines.rating.pricers import (
@@ -63,18 +63,12 @@ from pipelines.rating.scan import (
     param_lists,
     usage_source,
 )
+from warehouse.tables import TABLES
 
 LINE_TYPES = ("USAGE", "MINIMUM_TRUE_UP", "MAXIMUM_CAP")
 
-RATED_COLUMNS = (
-    "rated_line_id", "billing_month", "account_id", "subscription_id", "plan_id", "price_id", "charge_code",
-    "metric", "aggregation", "charge_model", "billing_timing", "line_type", "dimensions", "currency",
-    "period_start", "period_end", "service_start", "service_end", "segment_start", "segment_end",
-    "proration_factor", "quantity", "included_quantity", "billable_quantity", "unit_price", "tier_slices",
-    "event_count", "first_event_at", "last_event_at", "amount_precise", "amount",
-)
-UNRATED_COLUMNS = ("billing_month", "event_id", "subscription_id", "account_id", "metric", "quantity",
-                   "event_time", "reason", "_file")
+RATED_COLUMNS = TABLES["billing.rated_usage"].column_names
+UNRATED_COLUMNS = TABLES["billing.unrated_usage"].column_names
 
 _counter = itertools.count(1)
 

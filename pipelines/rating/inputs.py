@@ -105,7 +105,7 @@ def rate_example(
     Returns ``(rated, unrated, con)`` with rows as lists of dicts."""
     import datetime as dt
 
-    from pipelines.domain import install_macros
+    from domain import install_macros
     from pipelines.rating.engine import rate_usage
 
     con = con or install_macros(duckdb.connect())

@@ -20,7 +20,7 @@ only on the price (tier number, bounds, unit and flat amounts) are rendered once
 Products of two DECIMAL(38,10) are DECIMAL(38,20); they are brought back to 10 decimals with
 ``rating_r10`` (DuckDB ``round`` on DECIMAL: half away from zero), never through DOUBLE.
 
-Line amounts are ``round_money(amount_precise, currency)`` (pipelines/domain/money.py).
+Line amounts are ``round_money(amount_precise, currency)`` (domain/money.py).
 
 A line's arithmetic is inside ``try``: a line whose amount leaves DECIMAL(38,10) (or whose
 per-event sums do not fit) gets a NULL ``amount_precise``, and the engine unrates its events

@@ -1,7 +1,7 @@
 """Revenue recognition (ASC 606 / IFRS 15) over invoice lines (docs/revenue.md).
 
 Plain functions over DuckDB SQL, no Dagster imports; the connection must have
-``pipelines.domain.install_macros(con)`` installed. Each invoice line is a performance
+``domain.install_macros(con)`` installed. Each invoice line is a performance
 obligation of ``net_amount`` (tax is not revenue):
 
 * RECURRING and RECURRING_CREDIT lines with ``service_start < service_end`` are RATABLE by
@@ -24,18 +24,14 @@ from datetime import date
 
 import duckdb
 
+from warehouse.tables import TABLES
+
 __all__ = ["recognize", "deferred_balances", "RECOGNITION_COLUMNS", "DEFERRED_BALANCE_COLUMNS"]
 
 AMOUNT = "DECIMAL(18,4)"
 
-RECOGNITION_COLUMNS = [
-    "billing_month", "line_id", "invoice_id", "account_id", "line_type", "obligation_type", "currency",
-    "obligation_amount", "recognized_amount", "cumulative_recognized", "deferred_amount",
-]
-DEFERRED_BALANCE_COLUMNS = [
-    "billing_month", "currency", "billed_in_month", "recognized_in_month", "billed_to_date",
-    "recognized_to_date", "deferred_revenue",
-]
+RECOGNITION_COLUMNS = list(TABLES["revenue.recognition"].column_names)
+DEFERRED_BALANCE_COLUMNS = list(TABLES["revenue.deferred_balances"].column_names)
 
 RATABLE_LINE_TYPES = ("RECURRING", "RECURRING_CREDIT")
 

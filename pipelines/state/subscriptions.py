@@ -1,7 +1,7 @@
 """Subscriptions from confirmed orders: services, their plan versions, and order exceptions.
 
 Engine convention (docs/architecture.md): functions over a DuckDB connection (with
-``pipelines.domain.install_macros`` applied) and input relation names, returning
+``domain.install_macros`` applied) and input relation names, returning
 ``DuckDBPyRelation`` s. Everything is set-based SQL (window functions); no loop over orders.
 The rules, with examples, are in ``docs/state.md``. Outline:
 
@@ -27,17 +27,13 @@ from __future__ import annotations
 
 import duckdb
 
+from warehouse.tables import TABLES
+
 OPEN_END = "DATE '9999-12-31'"
 
-VERSION_COLUMNS = (
-    "subscription_id", "account_id", "product_id", "plan_id", "bundle_id", "quantity",
-    "valid_from", "valid_to", "order_id", "change_kind",
-)
-SUBSCRIPTION_COLUMNS = (
-    "subscription_id", "account_id", "product_id", "bundle_id", "start_date", "end_date",
-    "status", "created_order_id", "ended_order_id",
-)
-EXCEPTION_COLUMNS = ("order_id", "order_item_id", "subscription_id", "order_type", "effective_date", "reason")
+VERSION_COLUMNS = TABLES["core.subscription_versions"].column_names
+SUBSCRIPTION_COLUMNS = TABLES["core.subscriptions"].column_names
+EXCEPTION_COLUMNS = TABLES["core.order_exceptions"].column_names
 
 # Exception reasons (order_exceptions.reason), in the priority they are checked.
 REASONS = {

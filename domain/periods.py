@@ -13,6 +13,12 @@ SQL macros (installed by :func:`install_period_macros`), vectorised twins of the
 * ``anchor_date(month_start, bcd)``: the bill cycle day of that month, clamped.
 * ``period_end_in(billing_month, bcd, cycle)``: end of the period billed in that month, or NULL.
 * ``period_start_for(end, bcd, cycle)``: start of the period ending at ``end``.
+* ``period_after(end, bcd, cycle)``: end of the period following the one ending at ``end``.
+* ``period_end_containing(day, bcd, cycle)``: end of the account's period that contains ``day``.
+
+Conventions: a billing month is its first day (:func:`month_literal` refuses any other day); an
+open end is :data:`OPEN_END_DATE` / :data:`OPEN_END_TIMESTAMP` (9999-12-31), never NULL, so
+point-in-time joins are ``t >= valid_from AND t < valid_to``.
 """
 
 from __future__ import annotations
@@ -23,9 +29,20 @@ from datetime import date
 
 import duckdb
 
+OPEN_END = date(9999, 12, 31)
+OPEN_END_DATE = "DATE '9999-12-31'"  # the open end of a DATE period, in SQL
+OPEN_END_TIMESTAMP = "TIMESTAMP '9999-12-31'"  # the open end of a TIMESTAMP interval, in SQL
+
 CYCLE_MONTHS = {"MONTHLY": 1, "QUARTERLY": 3, "ANNUAL": 12}
 # Months (1..12) in which an anchor date may be a period end.
 _END_MONTHS = {1: set(range(1, 13)), 3: {1, 4, 7, 10}, 12: {1}}
+
+
+def month_literal(billing_month: date) -> str:
+    """``DATE 'YYYY-MM-01'`` for a billing month; any day but the first is an error."""
+    if billing_month.day != 1:
+        raise ValueError(f"billing_month must be the first day of a month, got {billing_month}")
+    return f"DATE '{billing_month.isoformat()}'"
 
 
 def add_months(d: date, months: int) -> date:
@@ -91,6 +108,11 @@ CREATE OR REPLACE MACRO period_start_for(period_end, bcd, cycle) AS
     anchor_date(CAST(date_trunc('month', period_end) - to_months(cycle_months(cycle)) AS DATE), bcd);
 CREATE OR REPLACE MACRO period_after(period_end, bcd, cycle) AS
     anchor_date(CAST(date_trunc('month', period_end) + to_months(cycle_months(cycle)) AS DATE), bcd);
+CREATE OR REPLACE MACRO period_end_containing(day, bcd, cycle) AS
+    list_min(list_filter(
+        list_transform(range(-1, 14), k -> period_end_in(
+            CAST(date_trunc('month', day) + to_months(k) AS DATE), bcd, cycle)),
+        e -> e > day));
 """
 
 

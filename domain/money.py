@@ -9,14 +9,20 @@ SQL macros (installed on a connection by :func:`install_money_macros`):
 * ``minor_unit(currency)``: ISO 4217 exponent (JPY 0, KWD 3, most 2).
 * ``div_round(n, d, s)``: ``n / d`` rounded half away from zero to ``s`` decimals (0..10),
   exact, as DECIMAL(38,10). ``n`` is a DECIMAL with at most 10 decimals, ``d`` a positive integer.
-* ``round_money(x, currency)``: ``x`` (a DECIMAL) rounded half away from zero to the currency's
-  minor unit, as DECIMAL(18,4). DuckDB's ``round`` on DECIMAL rounds half away from zero; each
-  scale is its own CASE branch cast on its own (DuckDB would merge branches of different DECIMAL
-  scales to scale 0). Cheap enough for millions of lines.
+* ``round_minor(x, mu)``: ``x`` (a DECIMAL) rounded half away from zero to ``mu`` decimals (a
+  minor unit: 0, 2, 3 or 4), as DECIMAL(18,4). DuckDB's ``round`` on DECIMAL rounds half away
+  from zero; each scale is its own CASE branch cast on its own (DuckDB would merge branches of
+  different DECIMAL scales to scale 0). Engines that round millions of lines resolve ``mu`` once
+  per currency and call this directly.
+* ``round_money(x, currency)``: ``round_minor(x, minor_unit(currency))``.
 * ``prorate(amount, days, period_days)``: ``amount * days / period_days`` kept to 10 decimals.
+* ``prorated(amount, days, period_days, whole)``: the proration rule of a charge over part of a
+  period (DESIGN.md "Proration"): the whole ``amount`` when ``whole`` (the segment is the whole
+  period, or the charge is not prorated), else ``prorate(amount, least(days, period_days),
+  period_days)`` (a fixed denominator never charges more than the full amount).
 
-Python twins (:func:`minor_unit`, :func:`div_round`, :func:`round_money`) state the same
-rules for tests and small computations.
+Python twins (:func:`minor_unit`, :func:`div_round`, :func:`round_money`, :func:`prorate`,
+:func:`prorated`) state the same rules for tests and small computations.
 """
 
 from __future__ import annotations
@@ -25,8 +31,9 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import duckdb
 
-MONEY = "DECIMAL(38,10)"  # precise amounts: up to 10 decimal places
+MONEY = "DECIMAL(38,10)"  # precise amounts and unit prices: up to 10 decimal places
 AMOUNT = "DECIMAL(18,4)"  # rounded amounts: any ISO 4217 minor unit fits
+RATE = "DECIMAL(9,6)"  # percentages as fractions (0.072500 = 7.25 %)
 
 # ISO 4217 currencies whose minor unit is not 2 decimals.
 _EXPONENTS = {
@@ -57,6 +64,16 @@ def div_round(numerator: Decimal, denominator: int, scale: int) -> Decimal:
     return Decimal(sign * magnitude).scaleb(-scale)
 
 
+def prorate(amount: Decimal, days: int, period_days: int) -> Decimal:
+    """``amount * days / period_days`` rounded half away from zero to 10 decimals."""
+    return div_round(Decimal(amount) * days, period_days, 10)
+
+
+def prorated(amount: Decimal, days: int, period_days: int, whole: bool) -> Decimal:
+    """A charge over ``days`` of a period: all of it when ``whole``, else prorated (never above it)."""
+    return Decimal(amount) if whole else prorate(amount, min(days, period_days), period_days)
+
+
 def _exponent_case() -> str:
     groups: dict[int, list[str]] = {}
     for cur, exp in _EXPONENTS.items():
@@ -76,10 +93,13 @@ CREATE OR REPLACE MACRO div_round(n, d, s) AS
             // (2 * CAST(d AS HUGEINT) * _pow10(10 - s))
         ) AS DECIMAL(38,0)
     ) * CAST(('1e-' || CAST(s AS VARCHAR)) AS {MONEY});
-CREATE OR REPLACE MACRO round_money(x, c) AS CASE minor_unit(c)
+CREATE OR REPLACE MACRO round_minor(x, mu) AS CASE mu
     WHEN 2 THEN CAST(round(x, 2) AS {AMOUNT}) WHEN 0 THEN CAST(round(x, 0) AS {AMOUNT})
     WHEN 3 THEN CAST(round(x, 3) AS {AMOUNT}) ELSE CAST(round(x, 4) AS {AMOUNT}) END;
+CREATE OR REPLACE MACRO round_money(x, c) AS round_minor(x, minor_unit(c));
 CREATE OR REPLACE MACRO prorate(amount, days, period_days) AS div_round(CAST(amount AS {MONEY}) * days, period_days, 10);
+CREATE OR REPLACE MACRO prorated(amount, days, period_days, whole) AS
+    CASE WHEN whole THEN CAST(amount AS {MONEY}) ELSE prorate(amount, least(days, period_days), period_days) END;
 """
 
 

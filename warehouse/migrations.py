@@ -1,0 +1,168 @@
+"""The warehouse's schema version, migrated forward, never rebuilt (DESIGN.md "Architecture").
+
+A warehouse records the versions applied to it in ``audit.schema_version``. Opening it for
+writing (:func:`migrate`):
+
+* an empty database gets every table of the contract, at the latest version;
+* an older warehouse gets the numbered :data:`MIGRATIONS` it lacks, each in its own
+  transaction with its version row (a failing migration leaves the warehouse as it was); a
+  warehouse written before versioning started (tables, no ``audit.schema_version``) is version 1;
+* a warehouse of a newer version than this code refuses to open (:class:`WarehouseTooNew`);
+* then the warehouse must match the contract exactly, every table, column and type
+  (:class:`SchemaMismatch` names what differs: a contract change without its migration), and
+  table and column comments are brought up to date (they are documentation, not data).
+
+A migration is explicit: :func:`add_table` and :func:`add_column` apply additive changes of the
+contract in place; anything else is SQL written in the migration, and ledger rows are never
+rewritten. docs/architecture.md ("Changing the warehouse") shows how to add one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import duckdb
+
+from warehouse.contract import Table
+from warehouse.ddl import comment_sql, create_schemas, create_table_sql
+from warehouse.tables import TABLES
+
+VERSION_TABLE = "audit.schema_version"
+
+
+class WarehouseTooNew(Exception):
+    """The warehouse was migrated by a newer version of Tally than this code."""
+
+
+class SchemaMismatch(Exception):
+    """The warehouse's tables differ from the contract's (a change declared without its migration)."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int  # 2, 3, ...: the version the warehouse has once it is applied
+    description: str
+    apply: Callable[[duckdb.DuckDBPyConnection, Mapping[str, Table]], None]
+
+
+def add_table(name: str) -> Callable[[duckdb.DuckDBPyConnection, Mapping[str, Table]], None]:
+    """A step creating the contract's table ``name`` (with its comments)."""
+    def step(con: duckdb.DuckDBPyConnection, tables: Mapping[str, Table]) -> None:
+        con.execute(create_table_sql(tables[name]))
+        con.execute(comment_sql(tables[name]))
+    return step
+
+
+def add_column(name: str, column: str) -> Callable[[duckdb.DuckDBPyConnection, Mapping[str, Table]], None]:
+    """A step adding the contract's nullable ``column`` to table ``name`` (existing rows get NULL)."""
+    def step(con: duckdb.DuckDBPyConnection, tables: Mapping[str, Table]) -> None:
+        c = tables[name].column(column)
+        assert c.nullable, f"{name}.{column}: a NOT NULL column needs a migration that fills it"
+        con.execute(f"ALTER TABLE {name} ADD COLUMN {c.name} {c.sql_type}")
+    return step
+
+
+# Version 1 is the baseline: the contract as it stood when versioning started.
+MIGRATIONS: tuple[Migration, ...] = ()
+
+
+def latest_version(migrations: Sequence[Migration] = MIGRATIONS) -> int:
+    return max((m.version for m in migrations), default=1)
+
+
+def contract_hash(tables: Mapping[str, Table] = TABLES) -> str:
+    """Fingerprint of the contract: every table's DDL and comments."""
+    text = "\n".join(create_table_sql(t) + comment_sql(t) for t in tables.values())
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _existing_columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, str, str | None]]]:
+    rows = con.execute("""
+        SELECT schema_name || '.' || table_name, column_name, data_type, comment FROM duckdb_columns()
+        WHERE database_name = current_database() AND NOT internal ORDER BY schema_name, table_name, column_index""").fetchall()
+    out: dict[str, list] = {}
+    for table, column, data_type, comment in rows:
+        out.setdefault(table, []).append((column, data_type, comment))
+    return out
+
+
+def current_version(con: duckdb.DuckDBPyConnection, tables: Mapping[str, Table] = TABLES) -> int | None:
+    """The warehouse's version; None for an empty database."""
+    existing = _existing_columns(con)
+    if VERSION_TABLE in existing:
+        return con.execute(f"SELECT max(version) FROM {VERSION_TABLE}").fetchone()[0]
+    return 1 if any(name in existing for name in tables) else None
+
+
+def _record(con: duckdb.DuckDBPyConnection, version: int, description: str, tables: Mapping[str, Table]) -> None:
+    con.execute(f"INSERT INTO {VERSION_TABLE} VALUES (?, ?, ?, ?)",
+                [version, description, contract_hash(tables), datetime.now(timezone.utc).replace(tzinfo=None)])
+
+
+def _in_transaction(con: duckdb.DuckDBPyConnection, work: Callable[[], None]) -> None:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        work()
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+
+
+def mismatches(con: duckdb.DuckDBPyConnection, tables: Mapping[str, Table] = TABLES) -> list[str]:
+    """How the warehouse's tables differ from the contract (empty when they match)."""
+    existing = _existing_columns(con)
+    problems = []
+    for name, t in tables.items():
+        have = [(c, typ) for c, typ, _ in existing.get(name, [])]
+        want = [(c.name, c.sql_type) for c in t.columns]
+        if not have:
+            problems.append(f"{name}: missing")
+        elif have != want:
+            problems.append(f"{name}: has {have}, the contract declares {want}")
+    return problems
+
+
+def _refresh_comments(con: duckdb.DuckDBPyConnection, tables: Mapping[str, Table]) -> None:
+    existing = _existing_columns(con)
+    stale = [t for name, t in tables.items()
+             if [comment for _, _, comment in existing[name]] != [c.description for c in t.columns]]
+    comments = dict(con.execute("SELECT schema_name || '.' || table_name, comment FROM duckdb_tables() "
+                                "WHERE database_name = current_database()").fetchall())
+    stale += [t for name, t in tables.items() if comments.get(name) != t.description and t not in stale]
+    for t in stale:
+        con.execute(comment_sql(t))
+
+
+def migrate(con: duckdb.DuckDBPyConnection, tables: Mapping[str, Table] = TABLES,
+            migrations: Sequence[Migration] = MIGRATIONS) -> int:
+    """Bring the warehouse on ``con`` to the latest version of ``tables``; return that version."""
+    latest = latest_version(migrations)
+    version = current_version(con, tables)
+    if version is not None and version > latest:
+        raise WarehouseTooNew(
+            f"This warehouse is at schema version {version}, newer than this code's {latest}: it was migrated by a "
+            "newer Tally. Run that version (or newer); this one would misread its tables.")
+    create_schemas(con)
+    if version is None:
+        def create() -> None:
+            for t in tables.values():
+                con.execute(create_table_sql(t))
+                con.execute(comment_sql(t))
+            _record(con, latest, f"created at version {latest}", tables)
+        _in_transaction(con, create)
+    else:
+        if VERSION_TABLE not in _existing_columns(con):
+            _in_transaction(con, lambda: (add_table(VERSION_TABLE)(con, tables),
+                                          _record(con, 1, "baseline: written before schema versioning", tables)))
+        for m in sorted(migrations, key=lambda m: m.version):
+            if m.version > version:
+                _in_transaction(con, lambda m=m: (m.apply(con, tables), _record(con, m.version, m.description, tables)))
+    if problems := mismatches(con, tables):
+        raise SchemaMismatch("The warehouse does not match the table contract (a change without its migration?): "
+                             + "; ".join(problems))
+    _refresh_comments(con, tables)
+    return latest
