@@ -9,10 +9,11 @@ from warehouse.contract import Table
 from warehouse.tables import SCHEMAS, TABLES
 
 
-def create_table_sql(t: Table) -> str:
-    """``CREATE TABLE`` for ``t``: its columns in order, ``NOT NULL`` where the contract says so."""
+def create_table_sql(t: Table, name: str | None = None) -> str:
+    """``CREATE TABLE`` for ``t`` (as ``name``, default its own): its columns in order, ``NOT NULL``
+    where the contract says so."""
     cols = ",\n    ".join(f"{c.name} {c.sql_type}{'' if c.nullable else ' NOT NULL'}" for c in t.columns)
-    return f"CREATE TABLE {t.qualified} (\n    {cols}\n);"
+    return f"CREATE TABLE {name or t.qualified} (\n    {cols}\n);"
 
 
 def comment_sql(t: Table) -> str:
