@@ -20,7 +20,10 @@ from domain.tax import install_tax_macros
 
 
 def install_macros(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-    """Install every domain SQL macro on ``con`` and return it."""
+    """Install every domain SQL macro on ``con`` and return it.
+
+    The macros are TEMP: they live with the connection, never in the database file, so a
+    warehouse holds its tables only (and exports and imports as DuckDB expects)."""
     install_money_macros(con)
     install_period_macros(con)
     install_tax_macros(con)

@@ -83,22 +83,22 @@ def _exponent_case() -> str:
 
 
 _MACROS = f"""
-CREATE OR REPLACE MACRO minor_unit(c) AS ({_exponent_case()});
-CREATE OR REPLACE MACRO _unscaled(n) AS CAST(CAST(n AS {MONEY}) * 10000000000 AS HUGEINT);
-CREATE OR REPLACE MACRO _pow10(k) AS CAST(pow(10, k) AS HUGEINT);
-CREATE OR REPLACE MACRO div_round(n, d, s) AS
+CREATE OR REPLACE TEMP MACRO minor_unit(c) AS ({_exponent_case()});
+CREATE OR REPLACE TEMP MACRO _unscaled(n) AS CAST(CAST(n AS {MONEY}) * 10000000000 AS HUGEINT);
+CREATE OR REPLACE TEMP MACRO _pow10(k) AS CAST(pow(10, k) AS HUGEINT);
+CREATE OR REPLACE TEMP MACRO div_round(n, d, s) AS
     CAST(
         sign(_unscaled(n)) * (
             (abs(_unscaled(n)) * 2 + CAST(d AS HUGEINT) * _pow10(10 - s))
             // (2 * CAST(d AS HUGEINT) * _pow10(10 - s))
         ) AS DECIMAL(38,0)
     ) * CAST(('1e-' || CAST(s AS VARCHAR)) AS {MONEY});
-CREATE OR REPLACE MACRO round_minor(x, mu) AS CASE mu
+CREATE OR REPLACE TEMP MACRO round_minor(x, mu) AS CASE mu
     WHEN 2 THEN CAST(round(x, 2) AS {AMOUNT}) WHEN 0 THEN CAST(round(x, 0) AS {AMOUNT})
     WHEN 3 THEN CAST(round(x, 3) AS {AMOUNT}) ELSE CAST(round(x, 4) AS {AMOUNT}) END;
-CREATE OR REPLACE MACRO round_money(x, c) AS round_minor(x, minor_unit(c));
-CREATE OR REPLACE MACRO prorate(amount, days, period_days) AS div_round(CAST(amount AS {MONEY}) * days, period_days, 10);
-CREATE OR REPLACE MACRO prorated(amount, days, period_days, whole) AS
+CREATE OR REPLACE TEMP MACRO round_money(x, c) AS round_minor(x, minor_unit(c));
+CREATE OR REPLACE TEMP MACRO prorate(amount, days, period_days) AS div_round(CAST(amount AS {MONEY}) * days, period_days, 10);
+CREATE OR REPLACE TEMP MACRO prorated(amount, days, period_days, whole) AS
     CASE WHEN whole THEN CAST(amount AS {MONEY}) ELSE prorate(amount, least(days, period_days), period_days) END;
 """
 

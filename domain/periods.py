@@ -94,21 +94,21 @@ def period_containing(day: date, bill_cycle_day: int, cycle: str = "MONTHLY") ->
 
 
 _MACROS = """
-CREATE OR REPLACE MACRO cycle_months(cycle) AS (CASE cycle WHEN 'QUARTERLY' THEN 3 WHEN 'ANNUAL' THEN 12 ELSE 1 END);
-CREATE OR REPLACE MACRO anchor_date(month_start, bcd) AS
+CREATE OR REPLACE TEMP MACRO cycle_months(cycle) AS (CASE cycle WHEN 'QUARTERLY' THEN 3 WHEN 'ANNUAL' THEN 12 ELSE 1 END);
+CREATE OR REPLACE TEMP MACRO anchor_date(month_start, bcd) AS
     CAST(date_trunc('month', month_start) AS DATE)
     + CAST(least(bcd, day(last_day(month_start))) - 1 AS INTEGER);
-CREATE OR REPLACE MACRO _end_month(billing_month, bcd) AS
+CREATE OR REPLACE TEMP MACRO _end_month(billing_month, bcd) AS
     CAST(CASE WHEN bcd = 1 THEN date_trunc('month', billing_month) + INTERVAL 1 MONTH
               ELSE date_trunc('month', billing_month) END AS DATE);
-CREATE OR REPLACE MACRO period_end_in(billing_month, bcd, cycle) AS (
+CREATE OR REPLACE TEMP MACRO period_end_in(billing_month, bcd, cycle) AS (
     CASE WHEN (month(_end_month(billing_month, bcd)) - 1) % cycle_months(cycle) = 0
          THEN anchor_date(_end_month(billing_month, bcd), bcd) END);
-CREATE OR REPLACE MACRO period_start_for(period_end, bcd, cycle) AS
+CREATE OR REPLACE TEMP MACRO period_start_for(period_end, bcd, cycle) AS
     anchor_date(CAST(date_trunc('month', period_end) - to_months(cycle_months(cycle)) AS DATE), bcd);
-CREATE OR REPLACE MACRO period_after(period_end, bcd, cycle) AS
+CREATE OR REPLACE TEMP MACRO period_after(period_end, bcd, cycle) AS
     anchor_date(CAST(date_trunc('month', period_end) + to_months(cycle_months(cycle)) AS DATE), bcd);
-CREATE OR REPLACE MACRO period_end_containing(day, bcd, cycle) AS
+CREATE OR REPLACE TEMP MACRO period_end_containing(day, bcd, cycle) AS
     list_min(list_filter(
         list_transform(range(-1, 14), k -> period_end_in(
             CAST(date_trunc('month', day) + to_months(k) AS DATE), bcd, cycle)),

@@ -27,7 +27,7 @@ def recognized_through(obligation: Decimal, elapsed_days: int, total_days: int, 
 
 
 _MACROS = f"""
-CREATE OR REPLACE MACRO recognized_through(obligation, elapsed_days, total_days, currency) AS
+CREATE OR REPLACE TEMP MACRO recognized_through(obligation, elapsed_days, total_days, currency) AS
     CAST(div_round(obligation * least(greatest(elapsed_days, 0), total_days), total_days, minor_unit(currency)) AS {AMOUNT});
 """
 

@@ -56,12 +56,12 @@ def select_tax_rate(rates: list[TaxRate], country: str, state: str | None, tax_p
 
 
 _MACROS = """
-CREATE OR REPLACE MACRO tax_jurisdiction(country, state) AS country || coalesce('-' || nullif(trim(state), ''), '');
-CREATE OR REPLACE MACRO tax_rate_applies(rate_country, rate_state, effective_from, effective_to, country, state, tax_point) AS
+CREATE OR REPLACE TEMP MACRO tax_jurisdiction(country, state) AS country || coalesce('-' || nullif(trim(state), ''), '');
+CREATE OR REPLACE TEMP MACRO tax_rate_applies(rate_country, rate_state, effective_from, effective_to, country, state, tax_point) AS
     rate_country = country
     AND (nullif(trim(rate_state), '') IS NULL OR trim(rate_state) = nullif(trim(state), ''))
     AND effective_from <= tax_point AND (effective_to IS NULL OR tax_point < effective_to);
-CREATE OR REPLACE MACRO tax_rate_precedence(rate_state, effective_from, tax_rate_id) AS
+CREATE OR REPLACE TEMP MACRO tax_rate_precedence(rate_state, effective_from, tax_rate_id) AS
     {'state_level': nullif(trim(rate_state), '') IS NOT NULL, 'effective_from': effective_from, 'tax_rate_id': tax_rate_id};
 """
 

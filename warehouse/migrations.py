@@ -65,8 +65,20 @@ def add_column(name: str, column: str) -> Callable[[duckdb.DuckDBPyConnection, M
     return step
 
 
+def drop_stored_macros(con: duckdb.DuckDBPyConnection, tables: Mapping[str, Table]) -> None:
+    """Drop the SQL macros earlier versions stored in the warehouse file: they are installed per
+    connection now (TEMP), and stored ones made ``IMPORT DATABASE`` of an export fail."""
+    for db, schema, name, kind in con.execute("""
+            SELECT DISTINCT database_name, schema_name, function_name, function_type FROM duckdb_functions()
+            WHERE database_name = current_database() AND NOT internal AND function_type IN ('macro', 'table_macro')""").fetchall():
+        # fully qualified: a TEMP macro of the same name would otherwise be the one dropped
+        con.execute(f"DROP {'MACRO TABLE' if kind == 'table_macro' else 'MACRO'} {db}.{schema}.{name}")
+
+
 # Version 1 is the baseline: the contract as it stood when versioning started.
-MIGRATIONS: tuple[Migration, ...] = ()
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(2, "SQL macros are installed per connection, no longer stored in the warehouse", drop_stored_macros),
+)
 
 
 def latest_version(migrations: Sequence[Migration] = MIGRATIONS) -> int:
