@@ -99,10 +99,13 @@ def n_subscriptions(events: int) -> int:
 
 def build_catalog(con: duckdb.DuckDBPyConnection, events: int, schema: str = "src") -> dict[str, str]:
     """Accounts, subscription versions and plan charges for ``events`` (sizes scale with N)."""
+    from domain.periods import OPEN_END_DATE
     from pipelines.rating.inputs import create_inputs
 
     names = create_inputs(con, schema, charges=catalog())
     n = n_subscriptions(events)
+    versions = ("(subscription_id, account_id, product_id, plan_id, bundle_id, quantity, valid_from, valid_to, order_id, "
+                "change_kind)")
     con.execute(f"""
     INSERT INTO {schema}.billing_accounts (account_id, customer_id, account_number, billing_cycle, bill_cycle_day,
                                            payment_terms_days, currency, status, is_deleted)
@@ -110,13 +113,13 @@ def build_catalog(con: duckdb.DuckDBPyConnection, events: int, schema: str = "sr
            CASE WHEN a % 7 = 0 THEN 'EUR' ELSE 'USD' END, 'ACTIVE', false
     FROM range(1, {n // 2 + 1}) t(a);
     -- subscription s on account ceil(s/2); s % 10 = 0 upgrades plan 1 -> 2 on Mar 16; s % 50 = 1 starts Mar 10
-    INSERT INTO {schema}.subscription_versions
+    INSERT INTO {schema}.subscription_versions {versions}
     SELECT s, (s + 1) // 2, 1, CASE WHEN s % 3 = 0 THEN 2 ELSE 1 END, NULL, 1,
            CASE WHEN s % 50 = 1 THEN DATE '2025-03-10' ELSE DATE '2024-01-01' END,
-           CASE WHEN s % 10 = 0 THEN DATE '2025-03-16' ELSE DATE '9999-12-31' END
+           CASE WHEN s % 10 = 0 THEN DATE '2025-03-16' ELSE {OPEN_END_DATE} END, s, 'ACTIVATE'
     FROM range(1, {n + 1}) t(s);
-    INSERT INTO {schema}.subscription_versions
-    SELECT s, (s + 1) // 2, 1, 2, NULL, 1, DATE '2025-03-16', DATE '9999-12-31'
+    INSERT INTO {schema}.subscription_versions {versions}
+    SELECT s, (s + 1) // 2, 1, 2, NULL, 1, DATE '2025-03-16', {OPEN_END_DATE}, s, 'UPGRADE'
     FROM range(1, {n + 1}) t(s) WHERE s % 10 = 0;
     """)
     return names

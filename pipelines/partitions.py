@@ -8,14 +8,12 @@ Partition ``YYYY-MM-01`` runs the bill cycles whose billing period ends in that 
 from __future__ import annotations
 
 import os
-import warnings
+from collections.abc import Callable
 from datetime import date
 
 import dagster as dg
 
-# Single-run backfills of a month range are a deliberate choice (DESIGN.md "Architecture");
-# Dagster flags the parameter as beta on every import, which only clutters run output.
-warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
+from pipelines.resources import Warehouse
 
 FIRST_MONTH_ENV = "TALLY_FIRST_BILLING_MONTH"
 
@@ -27,3 +25,13 @@ billing_month = dg.MonthlyPartitionsDefinition(
 def months_in_run(context: dg.AssetExecutionContext) -> list[date]:
     """The billing months (first days) this run covers, in order: one, or a backfill range."""
     return [date.fromisoformat(k) for k in context.partition_keys]
+
+
+def each_month_then_check(context: dg.AssetExecutionContext, warehouse: Warehouse, month_step: Callable, check: Callable) -> list:
+    """Run ``month_step(context, con, month)`` for each month of the run, in order; return what
+    ``check(con, first, last)`` finds wrong over the run's months (an empty list when nothing is)."""
+    months = months_in_run(context)
+    with warehouse.connection() as con:
+        for month in months:
+            month_step(context, con, month)
+        return check(con, months[0], months[-1])

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-PRICE = "DECIMAL(38,10)"  # unit prices and precise amounts, up to 10 decimal places
-AMOUNT = "DECIMAL(18,4)"  # amounts already in a currency's minor unit
-RATE = "DECIMAL(9,6)"  # percentages as fractions (0.072500 = 7.25 %)
+from domain.money import AMOUNT, MONEY, RATE  # precise amounts and prices, rounded amounts, rates
 
 
 @dataclass(frozen=True)
@@ -96,7 +94,7 @@ ENTITIES: dict[str, Entity] = {
                 _c("name", "VARCHAR", "Product name shown on invoices.", False),
                 _c("category", "VARCHAR", "MOBILE, BROADBAND, TV, DEVICE, FEE or ADDON.", False),
                 _c("product_type", "VARCHAR", "SUBSCRIPTION, ONE_TIME or USAGE.", False, ("SUBSCRIPTION", "ONE_TIME", "USAGE")),
-                _c("base_price", PRICE, "List price (recurring fee per period, or one-time price).", False),
+                _c("base_price", MONEY, "List price (recurring fee per period, or one-time price).", False),
                 _c("currency", "VARCHAR", "ISO 4217 currency of base_price.", False),
                 _c("status", "VARCHAR", "ACTIVE or RETIRED.", False, ("ACTIVE", "RETIRED")),
             ),
@@ -128,8 +126,8 @@ ENTITIES: dict[str, Entity] = {
                    ("FLAT", "PER_UNIT", "GRADUATED", "VOLUME", "PACKAGE", "PERCENTAGE", "GRADUATED_PERCENTAGE", "MATRIX", "DYNAMIC")),
                 _c("billing_timing", "VARCHAR", "IN_ADVANCE or IN_ARREARS.", False, ("IN_ADVANCE", "IN_ARREARS")),
                 _c("prorate", "BOOLEAN", "Whether partial periods are prorated by day.", False),
-                _c("unit_price", PRICE, "FLAT: amount per period; PER_UNIT: price per unit; otherwise see properties."),
-                _c("included_quantity", PRICE, "Allowance included per full period before the charge applies (prorated by days)."),
+                _c("unit_price", MONEY, "FLAT: amount per period; PER_UNIT: price per unit; otherwise see properties."),
+                _c("included_quantity", MONEY, "Allowance included per full period before the charge applies (prorated by days)."),
                 _c("tiers", "VARCHAR", 'JSON list of tiers [{"up_to": "100" | null, "unit_amount": "0.01", "flat_amount": "0"}].'),
                 _c("properties", "VARCHAR", "JSON object of model-specific parameters (docs/rating.md)."),
                 _c("proration_days", "INTEGER", "Fixed proration denominator (e.g. 30); NULL = actual days of the period."),
@@ -194,7 +192,7 @@ ENTITIES: dict[str, Entity] = {
                 _c("bundle_id", "BIGINT", "Bundle the item was sold in, if any."),
                 _c("subscription_id", "BIGINT", "Service created (NEW_SERVICE), changed (CHANGE) or ended (DISCONNECT)."),
                 _c("quantity", "INTEGER", "Quantity ordered.", False),
-                _c("unit_price", PRICE, "Agreed unit price for ONE_TIME items (devices, activation fees)."),
+                _c("unit_price", MONEY, "Agreed unit price for ONE_TIME items (devices, activation fees)."),
             ),
             "Order lines: subscriptions to start, change or end, and one-time items.",
         ),
@@ -218,7 +216,7 @@ ENTITIES: dict[str, Entity] = {
                 _c("event_id", "VARCHAR", "Mediation event id (unique per event).", False),
                 _c("subscription_id", "BIGINT", "Service the usage belongs to.", False),
                 _c("metric", "VARCHAR", "What was used: data_mb, voice_min, sms, ...", False),
-                _c("quantity", PRICE, "Amount used, in unit.", False),
+                _c("quantity", MONEY, "Amount used, in unit.", False),
                 _c("unit", "VARCHAR", "Unit of quantity (MB, MIN, EVENT).", False),
                 _c("event_time", "TIMESTAMP", "When the usage happened (UTC).", False),
                 _c("zone", "VARCHAR", "Destination or roaming zone (matrix pricing)."),

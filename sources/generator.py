@@ -41,11 +41,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from domain.periods import add_months
 from sources.entities import ENTITIES
 
 __all__ = ["generate_landing_zone", "main"]
 
 EPOCH = datetime(1970, 1, 1)
+MINUTE, HOUR, DAY = 60_000_000, 3_600_000_000, 86_400_000_000  # in microseconds, the unit of every timestamp here
 UNAVAILABLE = "__debezium_unavailable_value"
 CURRENCIES = ("USD", "GBP", "EUR")
 REDELIVERY_DELAY_S = 60  # the redelivered copy lands this much after its original (modification time)
@@ -148,11 +150,6 @@ def _days(d: date) -> int:
     return (d - date(1970, 1, 1)).days
 
 
-def _month_start(start: date, k: int) -> date:
-    idx = start.year * 12 + start.month - 1 + k
-    return date(idx // 12, idx % 12 + 1, 1)
-
-
 # ---------------------------------------------------------------------------------------------
 # Change events
 
@@ -182,14 +179,14 @@ class _Ctx:
     n_blocks: int = 1
 
     def month_bounds(self, k: int) -> tuple[int, int]:
-        return _us(datetime.combine(_month_start(self.start, k), datetime.min.time())), \
-            _us(datetime.combine(_month_start(self.start, k + 1), datetime.min.time()))
+        return _us(datetime.combine(add_months(self.start, k), datetime.min.time())), \
+            _us(datetime.combine(add_months(self.start, k + 1), datetime.min.time()))
 
     def batch_date(self, k: int) -> date:
         """Batch k (0-based month) is extracted on the month's last day; k = -1 is the snapshot."""
         if k < 0:
             return self.start
-        return _month_start(self.start, k + 1) - timedelta(days=1)
+        return add_months(self.start, k + 1) - timedelta(days=1)
 
     def month_of(self, ts: int) -> int:
         for k in range(self.months):
@@ -391,7 +388,7 @@ def _usage_charges(pid: int, cur: str) -> list[dict]:
 
 def _catalog(ctx: _Ctx) -> dict[int, list[_Change]]:
     """Catalog changes by batch (-1 = snapshot)."""
-    snap_ts = ctx.month_bounds(0)[0] - 3_600_000_000  # the snapshot is read an hour before the start
+    snap_ts = ctx.month_bounds(0)[0] - HOUR  # the snapshot is read an hour before the start
     since = _us(datetime(2024, 1, 1))
     out: dict[int, list[_Change]] = defaultdict(list)
 
@@ -420,7 +417,7 @@ def _catalog(ctx: _Ctx) -> dict[int, list[_Change]]:
                            effective_to=None, **ch)
                 add(-1, snap_ts, "plan_charges", "r", "price_id", None, row)
                 if ch["charge_code"] == "monthly_fee" and (pid, cur) in PRICE_CHANGE and change_batch is not None:
-                    ts = ctx.month_bounds(0)[0] + 19 * 86_400_000_000 + 9 * 3_600_000_000  # day 20, 09:00
+                    ts = ctx.month_bounds(0)[0] + 19 * DAY + 9 * HOUR  # day 20, 09:00
                     add(0, ts, "plan_charges", "u", "price_id", row, {**row, "effective_to": m2})
                     add(0, ts + 1_000_000, "plan_charges", "c", "price_id", None, {
                         **row, "price_id": 9000 + pid * 10 + CURRENCIES.index(cur),
@@ -436,8 +433,8 @@ def _catalog(ctx: _Ctx) -> dict[int, list[_Change]]:
                    effective_from=since_d, effective_to=None)
         add(-1, snap_ts, "tax_rates", "r", "tax_rate_id", None, row)
         if tid == TAX_CHANGE[0] and change_batch is not None:
-            ts = ctx.month_bounds(0)[0] + 14 * 86_400_000_000 + 10 * 3_600_000_000  # day 15, 10:00
-            m2d = _days(_month_start(ctx.start, 1))
+            ts = ctx.month_bounds(0)[0] + 14 * DAY + 10 * HOUR  # day 15, 10:00
+            m2d = _days(add_months(ctx.start, 1))
             add(0, ts, "tax_rates", "u", "tax_rate_id", row, {**row, "effective_to": m2d})
             add(0, ts + 1_000_000, "tax_rates", "c", "tax_rate_id", None,
                 {**row, "tax_rate_id": 9, "rate": TAX_CHANGE[1], "effective_from": m2d})
@@ -456,195 +453,288 @@ class _Seg:
     end: int | None  # exclusive, None = open
 
 
-def _simulate_block(ctx: _Ctx, block: int, first: int, count: int, n_total: int):
-    """Customers first..first+count-1 → changes by (batch, entity) and mobile usage segments."""
-    rng = ctx.rng(1, block)
-    changes: dict[tuple[int, str], list[_Change]] = defaultdict(list)
-    segs: list[_Seg] = []
-    day = 86_400_000_000
+# A block's subscriptions that generate usage, as arrays: sub_id, start, end (µs), intensity, usage kind.
+UsageSegments = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
-    def emit(ts, entity, op, key_col, before, after, unavailable=()):
-        k = ctx.month_of(ts)
+
+@dataclass
+class _Block:
+    """The changes and usage segments of one block of customers, as they are simulated."""
+
+    ctx: _Ctx
+    changes: dict[tuple[int, str], list[_Change]] = field(default_factory=lambda: defaultdict(list))
+    segs: list[_Seg] = field(default_factory=list)
+    orders_placed: int = 0  # numbers the block's order ids
+
+    def emit(self, ts, entity, op, key_col, before, after, unavailable=()):
+        """Record a change in its month's batch (a change outside the simulated months is dropped)."""
+        k = self.ctx.month_of(ts)
         if k < 0:
             return
         img = after if after is not None else before
-        changes[(k, entity)].append(_Change(ts, entity, op, {key_col: img[key_col]}, before, after, tuple(unavailable)))
+        self.changes[(k, entity)].append(_Change(ts, entity, op, {key_col: img[key_col]}, before, after, tuple(unavailable)))
 
-    # vectorised draws for the block
-    idx = np.arange(first, first + count)
-    country = rng.choice(["US", "GB", "DE"], size=count, p=[0.85, 0.08, 0.07])
-    state = rng.choice(US_STATES, size=count, p=US_STATE_P)
-    business = rng.random(count) < 0.10
-    join_month = np.where(rng.random(count) < 0.55, 0, rng.integers(0, ctx.months, size=count))
-    join_offset = rng.random(count)
-    first_n = rng.integers(0, len(FIRST), size=count)
-    last_n = rng.integers(0, len(LAST), size=count)
-    pkg_w = np.array([w for w, _ in PACKAGES])
-    pkg = rng.choice(len(PACKAGES), size=count, p=pkg_w / pkg_w.sum())
-    u = rng.random((count, 12))
-    order_seq = 0
 
+@dataclass
+class _Customer:
+    """One simulated customer: its draws, its current rows and its services."""
+
+    n: int  # customer number (0-based) in the run
+    join_month: int
+    joined: int  # µs
+    r: np.ndarray  # 12 uniform draws deciding its account, orders and devices
+    package: list[tuple[int, int | None]]  # (product, bundle) of its NEW_SERVICE order
+    currency: str
+    is_biz: bool
+    first_name: str
+    last_name: str
+    postal_prefix: str
+    customer: dict  # the customers row as last changed
+    account: dict  # the billing_accounts row as created
+    subs: list[list] = field(default_factory=list)  # [subscription_id, product_id, bundle_id]
+    open_segs: dict[int, _Seg] = field(default_factory=dict)  # subscription_id → usage segment still open
+    activated: int = 0  # day (µs) its services take effect
+    closed: bool = False
+
+
+@dataclass
+class _BlockDraws:
+    """Vectorised draws for the customers of a block, in the order the random stream gives them."""
+
+    country: np.ndarray
+    state: np.ndarray
+    business: np.ndarray
+    join_month: np.ndarray
+    join_offset: np.ndarray
+    first_n: np.ndarray
+    last_n: np.ndarray
+    pkg: np.ndarray
+    u: np.ndarray  # (count, 12) uniform draws: _Customer.r
+
+    @classmethod
+    def draw(cls, ctx: _Ctx, block: int, count: int) -> _BlockDraws:
+        rng = ctx.rng(1, block)
+        pkg_w = np.array([w for w, _ in PACKAGES])
+        return cls(
+            country=rng.choice(["US", "GB", "DE"], size=count, p=[0.85, 0.08, 0.07]),
+            state=rng.choice(US_STATES, size=count, p=US_STATE_P),
+            business=rng.random(count) < 0.10,
+            join_month=np.where(rng.random(count) < 0.55, 0, rng.integers(0, ctx.months, size=count)),
+            join_offset=rng.random(count),
+            first_n=rng.integers(0, len(FIRST), size=count),
+            last_n=rng.integers(0, len(LAST), size=count),
+            pkg=rng.choice(len(PACKAGES), size=count, p=pkg_w / pkg_w.sum()),
+            u=rng.random((count, 12)),
+        )
+
+
+def _simulate_block(ctx: _Ctx, block: int, first: int, count: int, n_total: int):
+    """Customers first..first+count-1 → changes by (batch, entity) and mobile usage segments."""
+    draws = _BlockDraws.draw(ctx, block, count)
+    b = _Block(ctx)
     for i in range(count):
-        n = int(idx[i])
-        cust_id, acct_id = CUSTOMER_BASE + n + 1, ACCOUNT_BASE + n + 1
-        lo, hi = ctx.month_bounds(int(join_month[i]))
-        joined = lo + int(join_offset[i] * (hi - lo - day)) // 1_000_000 * 1_000_000
-        ctry = str(country[i])
-        st = str(state[i]) if ctry == "US" else None
-        city, pc = CITIES[st or ctry]
-        cur = {"US": "USD", "GB": "GBP", "DE": "EUR"}[ctry]
-        fn, ln = FIRST[first_n[i]], LAST[last_n[i]]
-        is_biz = bool(business[i])
-        name = f"{ln} {'Inc' if ctry == 'US' else 'Ltd' if ctry == 'GB' else 'GmbH'}" if is_biz else f"{fn} {ln}"
-        cust = dict(customer_id=cust_id, name=name, email=f"{fn}.{ln}.{n + 1}@example.com".lower(),
-                    phone=f"+1555{n + 1:07d}" if ctry == "US" else f"+44 20 7{n + 1:07d}" if ctry == "GB" else f"+49 30 {n + 1:08d}",
-                    address_line=f"{(n * 7) % 990 + 10} {STREETS[n % len(STREETS)]}", city=city,
-                    state=st, postal_code=f"{pc}{(n % 89) + 10:02d}", country=ctry,
-                    customer_type="BUSINESS" if is_biz else "INDIVIDUAL", status="ACTIVE", created_at=joined)
-        emit(joined, "customers", "c", "customer_id", None, cust)
-        r = u[i]
-        cycle = "QUARTERLY" if r[0] < 0.04 else "MONTHLY"
-        bcd = 1 if (cycle == "QUARTERLY" or r[1] < 0.80) else 15 if r[1] < 0.92 else int(28 + (r[2] * 4) // 1)
-        method = "INVOICE" if is_biz else ("CARD", "DIRECT_DEBIT", "BANK_TRANSFER")[int(r[3] * 3) % 3]
-        acct = dict(account_id=acct_id, customer_id=cust_id, account_number=f"AC-{n + 1:08d}", billing_cycle=cycle,
-                    bill_cycle_day=bcd, payment_method=method, payment_terms_days=30 if is_biz else 14,
-                    credit_limit="5000.0000" if is_biz else "500.0000", currency=cur, status="ACTIVE",
-                    created_at=joined + 60_000_000)
-        emit(joined + 60_000_000, "billing_accounts", "c", "account_id", None, acct)
+        c = _new_customer(b, draws, i, first + i)
+        _first_orders(b, c)
+        _life(b, c)
+        _payments(b, c)
+    _mistaken_customers(b, block, count, n_total)
+    ctx.summary["customers"] += count
+    return b.changes, b.segs
 
-        def order(ts, otype, items, final_status, effective_ts):
-            nonlocal order_seq
-            order_seq += 1
-            oid = ORDER_BASE + n * 20 + order_seq
-            o = dict(order_id=oid, order_number=f"ORD-{oid}", account_id=acct_id, order_type=otype, status="CREATED",
-                     effective_date=(effective_ts // day), created_at=ts)
-            emit(ts, "orders", "c", "order_id", None, o)
-            for j, it in enumerate(items):
-                row = dict(order_item_id=ITEM_BASE + (oid - ORDER_BASE) * 10 + j + 1, order_id=oid, **it)
-                emit(ts + (j + 1) * 1000, "order_items", "c", "order_item_id", None, row)
-            emit(ts + 40 * 60_000_000 + int(r[4] * 3_600_000_000), "orders", "u", "order_id", o, {**o, "status": final_status})
-            return oid
 
-        def new_items(sub_ids, with_prices, extra=()):
-            items = []
-            for (pid, bundle), sid in [*zip(PACKAGES[pkg[i]][1], sub_ids), *extra]:
-                items.append(dict(product_id=pid, plan_id=_plan_id(pid, cur), bundle_id=bundle, subscription_id=sid,
-                                  quantity=1, unit_price=None))
-            if with_prices:
-                if any(p in MOBILE for p, _ in PACKAGES[pkg[i]][1]) and r[5] < 0.25:
-                    items.append(dict(product_id=DEVICE, plan_id=None, bundle_id=None, subscription_id=None, quantity=1,
-                                      unit_price=dict(PRODUCTS[DEVICE - 1][5])[cur]))
-                items.append(dict(product_id=ACTIVATION, plan_id=None, bundle_id=None, subscription_id=None, quantity=1,
-                                  unit_price=dict(PRODUCTS[ACTIVATION - 1][5])[cur]))
-            return items
+def _new_customer(b: _Block, d: _BlockDraws, i: int, n: int) -> _Customer:
+    """Customer ``n`` (the block's ``i``-th) and its billing account, created when it joins."""
+    lo, hi = b.ctx.month_bounds(int(d.join_month[i]))
+    joined = lo + int(d.join_offset[i] * (hi - lo - DAY)) // 1_000_000 * 1_000_000
+    ctry = str(d.country[i])
+    st = str(d.state[i]) if ctry == "US" else None
+    city, pc = CITIES[st or ctry]
+    cur = {"US": "USD", "GB": "GBP", "DE": "EUR"}[ctry]
+    fn, ln = FIRST[d.first_n[i]], LAST[d.last_n[i]]
+    is_biz = bool(d.business[i])
+    name = f"{ln} {'Inc' if ctry == 'US' else 'Ltd' if ctry == 'GB' else 'GmbH'}" if is_biz else f"{fn} {ln}"
+    cust = dict(customer_id=CUSTOMER_BASE + n + 1, name=name, email=f"{fn}.{ln}.{n + 1}@example.com".lower(),
+                phone=f"+1555{n + 1:07d}" if ctry == "US" else f"+44 20 7{n + 1:07d}" if ctry == "GB" else f"+49 30 {n + 1:08d}",
+                address_line=f"{(n * 7) % 990 + 10} {STREETS[n % len(STREETS)]}", city=city,
+                state=st, postal_code=f"{pc}{(n % 89) + 10:02d}", country=ctry,
+                customer_type="BUSINESS" if is_biz else "INDIVIDUAL", status="ACTIVE", created_at=joined)
+    b.emit(joined, "customers", "c", "customer_id", None, cust)
+    r = d.u[i]
+    cycle = "QUARTERLY" if r[0] < 0.04 else "MONTHLY"
+    bcd = 1 if (cycle == "QUARTERLY" or r[1] < 0.80) else 15 if r[1] < 0.92 else int(28 + (r[2] * 4) // 1)
+    method = "INVOICE" if is_biz else ("CARD", "DIRECT_DEBIT", "BANK_TRANSFER")[int(r[3] * 3) % 3]
+    acct = dict(account_id=ACCOUNT_BASE + n + 1, customer_id=cust["customer_id"], account_number=f"AC-{n + 1:08d}",
+                billing_cycle=cycle, bill_cycle_day=bcd, payment_method=method, payment_terms_days=30 if is_biz else 14,
+                credit_limit="5000.0000" if is_biz else "500.0000", currency=cur, status="ACTIVE",
+                created_at=joined + MINUTE)
+    b.emit(joined + MINUTE, "billing_accounts", "c", "account_id", None, acct)
+    return _Customer(n=n, join_month=int(d.join_month[i]), joined=joined, r=r, package=PACKAGES[d.pkg[i]][1], currency=cur,
+                     is_biz=is_biz, first_name=fn, last_name=ln, postal_prefix=pc, customer=cust, account=acct)
 
-        t_order = joined + 5 * 60_000_000
-        sub_no = 0
-        if r[6] < 0.10:  # a failed attempt first: never creates services
-            status = ("PAYMENT_FAILED", "FAILED", "CANCELLED")[int(r[7] * 3) % 3]
-            ghost = [SUB_BASE + n * 20 + 15 + j for j in range(len(PACKAGES[pkg[i]][1]))]
-            order(t_order, "NEW_SERVICE", new_items(ghost, True), status, t_order)
-            t_order += 3 * 3_600_000_000
-        subs = []
-        for pid, bundle in PACKAGES[pkg[i]][1]:
-            sub_no += 1
-            subs.append([SUB_BASE + n * 20 + sub_no, pid, bundle])
-        # business customers take Business Connect; some customers an IoT Connect SIM (trackers, meters)
-        extra = [pid for pid, yes in ((BUSINESS, is_biz), (IOT, r[9] < (0.6 if is_biz else 0.03))) if yes]
-        extra_subs = [[SUB_BASE + n * 20 + 10 + j, pid, None] for j, pid in enumerate(extra)]
-        eff = t_order + int(r[8] * 2) * day  # takes effect the same or the next day
-        eff_day = eff // day * day
-        order(t_order, "NEW_SERVICE", new_items([s[0] for s in subs], True, [((s[1], None), s[0]) for s in extra_subs]),
-              "CONFIRMED", eff_day)
-        subs += extra_subs
-        open_segs = {s[0]: _Seg(s[0], s[1], eff_day, None) for s in subs}
 
-        # monthly life: plan changes, disconnects, profile updates, closing
-        crng = ctx.rng(2, n)
-        closed = False
-        for k in range(int(join_month[i]), ctx.months):
-            mlo, mhi = ctx.month_bounds(k)
-            when = max(mlo, eff_day + day) + int(crng.random() * max(day, mhi - max(mlo, eff_day + day) - 2 * day))
-            when = when // 1_000_000 * 1_000_000
-            if when >= mhi:
-                continue
-            x = crng.random(6)
-            if x[0] < 0.06:  # profile update: new e-mail, address unchanged (TOASTed → unavailable)
-                new = {**cust, "email": f"{fn}.{ln}.{n + 1}@mail.example.org".lower()}
-                emit(when, "customers", "u", "customer_id", cust, new, unavailable=("address_line",))
-                cust = new
-            elif x[0] < 0.09:  # moved: new address
-                new = {**cust, "address_line": f"{(n * 13) % 990 + 10} {STREETS[(n + 3) % len(STREETS)]}",
-                       "postal_code": f"{pc}{(n % 83) + 11:02d}"}
-                emit(when, "customers", "u", "customer_id", cust, new)
-                cust = new
-            mob = [s for s in subs if s[1] in MOBILE and s[2] is None and s[0] in open_segs]
-            if x[1] < 0.08 and mob:  # mid-month plan change on a non-bundled mobile line
-                s = mob[int(x[2] * len(mob)) % len(mob)]
-                new_pid = s[1] + 1 if s[1] < 3 and (x[3] < 0.6 or s[1] == 1) else s[1] - 1
-                t = when + 2 * 3_600_000_000
-                status = "CONFIRMED" if x[4] < 0.9 else "CANCELLED"
-                eff_c = (t // day + 1) * day
-                if eff_c < mhi:
-                    order(t, "CHANGE", [dict(product_id=new_pid, plan_id=_plan_id(new_pid, cur), bundle_id=None,
-                                             subscription_id=s[0], quantity=1, unit_price=None)], status, eff_c)
-                    if status == "CONFIRMED":
-                        s[1] = new_pid  # product changes; usage segment continues (same subscription)
-            if not closed and x[5] < 0.03 and k >= int(join_month[i]):  # the customer leaves
-                t = when + 4 * 3_600_000_000
-                eff_d = (t // day + 1) * day
-                if eff_d < mhi and open_segs:
-                    items = [dict(product_id=s[1], plan_id=_plan_id(s[1], cur), bundle_id=s[2], subscription_id=s[0],
-                                  quantity=1, unit_price=None) for s in subs if s[0] in open_segs]
-                    order(t, "DISCONNECT", items, "CONFIRMED", eff_d)
-                    for seg in open_segs.values():
-                        seg.end = eff_d
-                        segs.append(seg)
-                    open_segs = {}
-                    emit(eff_d + 3_600_000_000, "customers", "u", "customer_id", cust, {**cust, "status": "CLOSED"})
-                    emit(eff_d + 3_600_000_000 + 1000, "billing_accounts", "u", "account_id", acct, {**acct, "status": "CLOSED"})
-                    closed = True
-        segs.extend(open_segs.values())
+def _place_order(b: _Block, c: _Customer, ts: int, otype: str, items: list[dict], final_status: str, effective_ts: int) -> None:
+    """An order CREATED at ``ts`` with its items, then moved to ``final_status`` 40 to 100 minutes later."""
+    b.orders_placed += 1
+    oid = ORDER_BASE + c.n * 20 + b.orders_placed
+    o = dict(order_id=oid, order_number=f"ORD-{oid}", account_id=c.account["account_id"], order_type=otype, status="CREATED",
+             effective_date=(effective_ts // DAY), created_at=ts)
+    b.emit(ts, "orders", "c", "order_id", None, o)
+    for j, it in enumerate(items):
+        row = dict(order_item_id=ITEM_BASE + (oid - ORDER_BASE) * 10 + j + 1, order_id=oid, **it)
+        b.emit(ts + (j + 1) * 1000, "order_items", "c", "order_item_id", None, row)
+    b.emit(ts + 40 * MINUTE + int(c.r[4] * HOUR), "orders", "u", "order_id", o, {**o, "status": final_status})
 
-        # payments: for every month the account was billed, received early in the next month
-        prng = ctx.rng(3, n)
-        monthly = sum(Decimal(dict(PRODUCTS[s[1] - 1][5])[cur]) for s in subs)
-        for k in range(int(join_month[i]) + 1, ctx.months):
-            if closed and k > int(join_month[i]) + 2:
-                break
-            mlo, _ = ctx.month_bounds(k)
-            y = prng.random(4)
-            amount = monthly * (Decimal("1.07") if ctry == "US" else Decimal("1.2"))
-            status, when = "SUCCEEDED", mlo + int((2 + y[1] * 8) * day)
-            if y[0] < 0.05:  # late
-                when = mlo + int((20 + y[1] * 7) * day)
-            elif y[0] < 0.09:  # partial
-                amount *= Decimal(50 + int(y[2] * 40)) / 100
-            elif y[0] < 0.13:  # failed
-                status = "FAILED"
-            elif y[0] < 0.15:  # over-payment
-                amount += 10 + int(y[2] * 10)
-            pay_id = PAYMENT_BASE + n * 20 + k
-            emit(when // 1_000_000 * 1_000_000, "payments", "c", "payment_id", None, dict(
-                payment_id=pay_id, account_id=acct_id, invoice_number=None, amount=str(amount.quantize(Decimal("0.01"))), currency=cur,
-                status=status, method=("CARD" if method in ("CARD", "INVOICE") else method),
-                received_at=when // 1_000_000 * 1_000_000))
-            ctx.summary["payments"] += 1
 
-    # a few customers created by mistake: created, deleted, then the tombstone
-    n_junk = max(1, count // 500)
-    for j in range(n_junk):
+def _service_item(product_id: int, currency: str, subscription_id: int, bundle_id: int | None = None) -> dict:
+    return dict(product_id=product_id, plan_id=_plan_id(product_id, currency), bundle_id=bundle_id,
+                subscription_id=subscription_id, quantity=1, unit_price=None)
+
+
+def _one_time_item(product_id: int, currency: str) -> dict:
+    return dict(product_id=product_id, plan_id=None, bundle_id=None, subscription_id=None, quantity=1,
+                unit_price=dict(PRODUCTS[product_id - 1][5])[currency])
+
+
+def _new_service_items(c: _Customer, sub_ids: list[int], extra=()) -> list[dict]:
+    """The package's services (and ``extra`` ((product, bundle), subscription) ones), a phone for a
+    quarter of mobile packages, and the activation fee."""
+    items = [_service_item(pid, c.currency, sid, bundle) for (pid, bundle), sid in [*zip(c.package, sub_ids), *extra]]
+    if any(p in MOBILE for p, _ in c.package) and c.r[5] < 0.25:
+        items.append(_one_time_item(DEVICE, c.currency))
+    items.append(_one_time_item(ACTIVATION, c.currency))
+    return items
+
+
+def _first_orders(b: _Block, c: _Customer) -> None:
+    """A failed attempt for one customer in ten, then the confirmed NEW_SERVICE order."""
+    t_order = c.joined + 5 * MINUTE
+    if c.r[6] < 0.10:  # a failed attempt first: never creates services
+        status = ("PAYMENT_FAILED", "FAILED", "CANCELLED")[int(c.r[7] * 3) % 3]
+        ghost = [SUB_BASE + c.n * 20 + 15 + j for j in range(len(c.package))]
+        _place_order(b, c, t_order, "NEW_SERVICE", _new_service_items(c, ghost), status, t_order)
+        t_order += 3 * HOUR
+    subs = [[SUB_BASE + c.n * 20 + no, pid, bundle] for no, (pid, bundle) in enumerate(c.package, start=1)]
+    # business customers take Business Connect; some customers an IoT Connect SIM (trackers, meters)
+    extra = [pid for pid, yes in ((BUSINESS, c.is_biz), (IOT, c.r[9] < (0.6 if c.is_biz else 0.03))) if yes]
+    extra_subs = [[SUB_BASE + c.n * 20 + 10 + j, pid, None] for j, pid in enumerate(extra)]
+    eff = t_order + int(c.r[8] * 2) * DAY  # takes effect the same or the next day
+    c.activated = eff // DAY * DAY
+    _place_order(b, c, t_order, "NEW_SERVICE", _new_service_items(c, [s[0] for s in subs], [((s[1], None), s[0]) for s in extra_subs]),
+                 "CONFIRMED", c.activated)
+    c.subs = subs + extra_subs
+    c.open_segs = {s[0]: _Seg(s[0], s[1], c.activated, None) for s in c.subs}
+
+
+def _life(b: _Block, c: _Customer) -> None:
+    """One moment a month after activation: maybe a profile update, a plan change, the customer leaving."""
+    ctx = b.ctx
+    crng = ctx.rng(2, c.n)
+    for k in range(c.join_month, ctx.months):
+        mlo, mhi = ctx.month_bounds(k)
+        earliest = max(mlo, c.activated + DAY)
+        when = (earliest + int(crng.random() * max(DAY, mhi - earliest - 2 * DAY))) // 1_000_000 * 1_000_000
+        if when >= mhi:
+            continue
+        x = crng.random(6)
+        _profile_update(b, c, when, x[0])
+        if x[1] < 0.08:
+            _plan_change(b, c, when, mhi, x)
+        if not c.closed and x[5] < 0.03:
+            _leave(b, c, when, mhi)
+    b.segs.extend(c.open_segs.values())
+
+
+def _profile_update(b: _Block, c: _Customer, when: int, x: float) -> None:
+    """6 %: a new e-mail, address unchanged (TOASTed → unavailable); 3 %: a move to a new address."""
+    n, cust = c.n, c.customer
+    if x < 0.06:
+        new = {**cust, "email": f"{c.first_name}.{c.last_name}.{n + 1}@mail.example.org".lower()}
+        b.emit(when, "customers", "u", "customer_id", cust, new, unavailable=("address_line",))
+        c.customer = new
+    elif x < 0.09:
+        new = {**cust, "address_line": f"{(n * 13) % 990 + 10} {STREETS[(n + 3) % len(STREETS)]}",
+               "postal_code": f"{c.postal_prefix}{(n % 83) + 11:02d}"}
+        b.emit(when, "customers", "u", "customer_id", cust, new)
+        c.customer = new
+
+
+def _plan_change(b: _Block, c: _Customer, when: int, month_end: int, x: np.ndarray) -> None:
+    """A mid-month plan change on a non-bundled mobile line (one in ten cancelled), effective the next day."""
+    mob = [s for s in c.subs if s[1] in MOBILE and s[2] is None and s[0] in c.open_segs]
+    if not mob:
+        return
+    s = mob[int(x[2] * len(mob)) % len(mob)]
+    new_pid = s[1] + 1 if s[1] < 3 and (x[3] < 0.6 or s[1] == 1) else s[1] - 1
+    t = when + 2 * HOUR
+    status = "CONFIRMED" if x[4] < 0.9 else "CANCELLED"
+    effective = (t // DAY + 1) * DAY
+    if effective < month_end:
+        _place_order(b, c, t, "CHANGE", [_service_item(new_pid, c.currency, s[0])], status, effective)
+        if status == "CONFIRMED":
+            s[1] = new_pid  # product changes; usage segment continues (same subscription)
+
+
+def _leave(b: _Block, c: _Customer, when: int, month_end: int) -> None:
+    """The customer leaves: every open service disconnected the next day, customer and account closed."""
+    t = when + 4 * HOUR
+    effective = (t // DAY + 1) * DAY
+    if effective >= month_end or not c.open_segs:
+        return
+    items = [_service_item(s[1], c.currency, s[0], s[2]) for s in c.subs if s[0] in c.open_segs]
+    _place_order(b, c, t, "DISCONNECT", items, "CONFIRMED", effective)
+    for seg in c.open_segs.values():
+        seg.end = effective
+        b.segs.append(seg)
+    c.open_segs = {}
+    b.emit(effective + HOUR, "customers", "u", "customer_id", c.customer, {**c.customer, "status": "CLOSED"})
+    b.emit(effective + HOUR + 1000, "billing_accounts", "u", "account_id", c.account, {**c.account, "status": "CLOSED"})
+    c.closed = True
+
+
+def _payments(b: _Block, c: _Customer) -> None:
+    """For every month the account was billed, a payment early in the next month: some late,
+    partial, failed or over-paid."""
+    ctx, cur = b.ctx, c.currency
+    prng = ctx.rng(3, c.n)
+    monthly = sum(Decimal(dict(PRODUCTS[s[1] - 1][5])[cur]) for s in c.subs)
+    method = c.account["payment_method"]
+    for k in range(c.join_month + 1, ctx.months):
+        if c.closed and k > c.join_month + 2:
+            break
+        mlo, _ = ctx.month_bounds(k)
+        y = prng.random(4)
+        amount = monthly * (Decimal("1.07") if c.customer["country"] == "US" else Decimal("1.2"))
+        status, when = "SUCCEEDED", mlo + int((2 + y[1] * 8) * DAY)
+        if y[0] < 0.05:  # late
+            when = mlo + int((20 + y[1] * 7) * DAY)
+        elif y[0] < 0.09:  # partial
+            amount *= Decimal(50 + int(y[2] * 40)) / 100
+        elif y[0] < 0.13:  # failed
+            status = "FAILED"
+        elif y[0] < 0.15:  # over-payment
+            amount += 10 + int(y[2] * 10)
+        pay_id = PAYMENT_BASE + c.n * 20 + k
+        b.emit(when // 1_000_000 * 1_000_000, "payments", "c", "payment_id", None, dict(
+            payment_id=pay_id, account_id=c.account["account_id"], invoice_number=None,
+            amount=str(amount.quantize(Decimal("0.01"))), currency=cur,
+            status=status, method=("CARD" if method in ("CARD", "INVOICE") else method),
+            received_at=when // 1_000_000 * 1_000_000))
+        ctx.summary["payments"] += 1
+
+
+def _mistaken_customers(b: _Block, block: int, count: int, n_total: int) -> None:
+    """A few customers created by mistake: created, deleted, then the tombstone."""
+    ctx = b.ctx
+    for j in range(max(1, count // 500)):
         cid = CUSTOMER_BASE + n_total + block * 1000 + j + 1
         lo, hi = ctx.month_bounds(0 if ctx.months == 1 else 1)
-        t = lo + (j + 2) * day
+        t = lo + (j + 2) * DAY
         c = dict(customer_id=cid, name=f"Duplicate entry {cid}", email=None, phone=None, address_line=None, city=None,
                  state=None, postal_code=None, country="US", customer_type="INDIVIDUAL", status="ACTIVE", created_at=t)
-        emit(t, "customers", "c", "customer_id", None, c)
-        emit(t + 3_600_000_000, "customers", "d", "customer_id", c, None)
-        emit(t + 3_600_000_000 + 1, "customers", "t", "customer_id", c, None)
+        b.emit(t, "customers", "c", "customer_id", None, c)
+        b.emit(t + HOUR, "customers", "d", "customer_id", c, None)
+        b.emit(t + HOUR + 1, "customers", "t", "customer_id", c, None)
         ctx.summary["deleted_customers"] += 1
-    ctx.summary["customers"] += count
-    return changes, segs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -696,7 +786,7 @@ def _usage_frame(rng, sub, lo, hi, n_events, events: int, kind) -> pl.DataFrame:
         "zone_i": zone_i.astype(np.int8),
         "aux": aux,
     })
-    hour = ((pl.col("event_time") // 3_600_000_000) % 24)
+    hour = (pl.col("event_time") // HOUR) % 24
     m = pl.col("metric_i")
     band = pl.when(hour.is_between(8, 19)).then(pl.lit('{"time_band":"PEAK"}')).otherwise(pl.lit('{"time_band":"OFFPEAK"}'))
     price = pl.col("aux") % len(CONTENT_PRICES)
@@ -725,68 +815,78 @@ def _usage_frame(rng, sub, lo, hi, n_events, events: int, kind) -> pl.DataFrame:
 def _write_usage(ctx: _Ctx, batch: int, frame: pl.DataFrame, counter: list[int], fmt: str, faults: bool) -> Path:
     """Assign ids/seq and write one usage file of batch ``batch``."""
     rng = ctx.rng(5, batch + 1, counter[0])
-    n = frame.height
-    seq0 = ctx.usage_seq
-    ctx.usage_seq += n
-    frame = frame.with_columns(
-        pl.lit("I").alias("op"),
-        pl.int_range(seq0 + 1, seq0 + n + 1, dtype=pl.Int64).alias("seq"),
-        (pl.lit(f"ev-{ctx.seed}-") + pl.int_range(seq0 + 1, seq0 + n + 1, dtype=pl.Int64).cast(pl.String).str.zfill(12)).alias("event_id"),
-    )
-    s = ctx.summary
-    if faults and n >= 10:
-        # unknown subscriptions and metrics (rating reports them as unrated)
-        k_sub, k_met = max(1, n // 500), max(1, n // 1000)
-        pick = rng.choice(n, size=k_sub + k_met, replace=False)
-        unk_sub = np.zeros(n, dtype=bool)
-        unk_sub[pick[:k_sub]] = True
-        unk_met = np.zeros(n, dtype=bool)
-        unk_met[pick[k_sub:]] = True
-        frame = frame.with_columns(
-            pl.when(pl.Series(unk_sub)).then(pl.lit(UNKNOWN_SUB_BASE) + pl.col("seq") % 1000).otherwise(pl.col("subscription_id")).alias("subscription_id"),
-            pl.when(pl.Series(unk_met)).then(pl.lit("video_min")).otherwise(pl.col("metric")).alias("metric"),
-            pl.when(pl.Series(unk_met)).then(pl.lit("MIN")).otherwise(pl.col("unit")).alias("unit"),
-        )
-        s["usage_unknown_subscription"] += k_sub
-        s["usage_unknown_metric"] += k_met
-        # duplicate deliveries of some rows (same seq, same content)
-        k_dup = max(1, n // 2000)
-        dup_idx = np.sort(rng.choice(n, size=k_dup, replace=False))
-        order = np.concatenate([np.arange(n), dup_idx])
-        order = order[np.argsort(order, kind="stable")]
-        frame = frame[order]
-        s["usage_duplicate_rows"] += k_dup
-    cols = ["op", "seq"] + ENTITIES["usage_records"].column_names
-    frame = frame.select(cols)
+    frame = _with_event_ids(ctx, frame)
+    if faults and frame.height >= 10:
+        frame = _usage_faults(ctx, frame, rng)
+    frame = frame.select(["op", "seq"] + ENTITIES["usage_records"].column_names)
     counter[0] += 1
     path = ctx.out / "usage" / "usage_records" / f"usage_records-{ctx.batch_date(batch).isoformat()}-{counter[0]:03d}.{fmt}"
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "parquet":
         frame.write_parquet(path, compression="zstd", statistics=True)
     else:
-        text = frame.with_columns(pl.col("event_time").dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ")).cast(pl.String)
-        if faults and text.height >= 10:
-            # malformed rows: a bad op, an unparsable quantity, a missing subscription id
-            bad = text.head(3).with_columns(
-                pl.Series("op", ["X", "I", "I"]),
-                pl.Series("quantity", [text["quantity"][0], "abc", text["quantity"][2]]),
-                pl.Series("subscription_id", [text["subscription_id"][0], text["subscription_id"][1], None], dtype=pl.String),
-                (pl.col("event_id") + pl.lit("-bad")).alias("event_id"),
-            )
-            text = pl.concat([text.head(text.height // 2), bad, text.tail(text.height - text.height // 2)])
-            s["malformed_bad_op"] += 1
-            s["malformed_unparsable_number"] += 1
-            s["malformed_missing_required"] += 1
-            s["malformed_records"] += 3
-        text.write_csv(path)
-        frame = text
+        frame = frame.with_columns(pl.col("event_time").dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ")).cast(pl.String)
+        if faults and frame.height >= 10:
+            frame = _malformed_csv_rows(ctx, frame)
+        frame.write_csv(path)
     ctx.files.append(path)
-    s["usage_rows"] += frame.height
-    s[f"usage_files_{fmt}"] += 1
+    ctx.summary["usage_rows"] += frame.height
+    ctx.summary[f"usage_files_{fmt}"] += 1
     return path
 
 
-def _usage(ctx: _Ctx, segs_by_block: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]):
+def _with_event_ids(ctx: _Ctx, frame: pl.DataFrame) -> pl.DataFrame:
+    """Inserts (``op`` I) numbered by the run's usage sequence, with event ids ``ev-<seed>-<seq>``."""
+    n, seq0 = frame.height, ctx.usage_seq
+    ctx.usage_seq += n
+    return frame.with_columns(
+        pl.lit("I").alias("op"),
+        pl.int_range(seq0 + 1, seq0 + n + 1, dtype=pl.Int64).alias("seq"),
+        (pl.lit(f"ev-{ctx.seed}-") + pl.int_range(seq0 + 1, seq0 + n + 1, dtype=pl.Int64).cast(pl.String).str.zfill(12)).alias("event_id"),
+    )
+
+
+def _usage_faults(ctx: _Ctx, frame: pl.DataFrame, rng) -> pl.DataFrame:
+    """Events for unknown subscriptions and metrics (rating reports them unrated), and duplicate
+    deliveries of some rows (same seq, same content)."""
+    n, s = frame.height, ctx.summary
+    k_sub, k_met = max(1, n // 500), max(1, n // 1000)
+    pick = rng.choice(n, size=k_sub + k_met, replace=False)
+    unk_sub = np.zeros(n, dtype=bool)
+    unk_sub[pick[:k_sub]] = True
+    unk_met = np.zeros(n, dtype=bool)
+    unk_met[pick[k_sub:]] = True
+    frame = frame.with_columns(
+        pl.when(pl.Series(unk_sub)).then(pl.lit(UNKNOWN_SUB_BASE) + pl.col("seq") % 1000).otherwise(pl.col("subscription_id")).alias("subscription_id"),
+        pl.when(pl.Series(unk_met)).then(pl.lit("video_min")).otherwise(pl.col("metric")).alias("metric"),
+        pl.when(pl.Series(unk_met)).then(pl.lit("MIN")).otherwise(pl.col("unit")).alias("unit"),
+    )
+    s["usage_unknown_subscription"] += k_sub
+    s["usage_unknown_metric"] += k_met
+    k_dup = max(1, n // 2000)
+    dup_idx = np.sort(rng.choice(n, size=k_dup, replace=False))
+    order = np.concatenate([np.arange(n), dup_idx])
+    s["usage_duplicate_rows"] += k_dup
+    return frame[order[np.argsort(order, kind="stable")]]
+
+
+def _malformed_csv_rows(ctx: _Ctx, text: pl.DataFrame) -> pl.DataFrame:
+    """Three malformed rows in the middle of a CSV: a bad op, an unparsable quantity, a missing subscription id."""
+    bad = text.head(3).with_columns(
+        pl.Series("op", ["X", "I", "I"]),
+        pl.Series("quantity", [text["quantity"][0], "abc", text["quantity"][2]]),
+        pl.Series("subscription_id", [text["subscription_id"][0], text["subscription_id"][1], None], dtype=pl.String),
+        (pl.col("event_id") + pl.lit("-bad")).alias("event_id"),
+    )
+    s = ctx.summary
+    s["malformed_bad_op"] += 1
+    s["malformed_unparsable_number"] += 1
+    s["malformed_missing_required"] += 1
+    s["malformed_records"] += 3
+    return pl.concat([text.head(text.height // 2), bad, text.tail(text.height - text.height // 2)])
+
+
+def _usage(ctx: _Ctx, segs_by_block: list[UsageSegments]):
     """Usage per month: Parquet chunks (domestic mediation) and a CSV (roaming partners); late events
     of month N are held back and delivered in month N+1's batch."""
     late: pl.DataFrame | None = None
@@ -854,7 +954,20 @@ def generate_landing_zone(out: Path, customers: int = 2000, start_month: str = "
     for system in {e.system for e in ENTITIES.values()}:
         shutil.rmtree(out / system, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
+    _write_catalog(ctx)
+    segs_by_block = _write_customers(ctx, customers, block_customers)
+    if usage_events is not None:
+        ctx.events_per_sub_month = _events_per_sub_month(segs_by_block, usage_events)
+    _usage(ctx, segs_by_block)
+    if redeliver and months >= 1:
+        _redeliver_first_orders(ctx)
+    summary = dict(sorted(ctx.summary.items()))
+    summary["files"] = len(ctx.files)
+    return summary
 
+
+def _write_catalog(ctx: _Ctx) -> None:
+    """The catalog snapshot and its monthly changes, one file per entity and batch."""
     for batch, chs in sorted(_catalog(ctx).items()):
         by_entity = defaultdict(list)
         for ch in chs:
@@ -862,6 +975,9 @@ def generate_landing_zone(out: Path, customers: int = 2000, start_month: str = "
         for entity in sorted(by_entity):
             _write_debezium(ctx, batch, 0, entity, by_entity[entity], faults=False)
 
+
+def _write_customers(ctx: _Ctx, customers: int, block_customers: int) -> list[UsageSegments]:
+    """Simulate the customers block by block, write their changes; return each block's usage segments."""
     segs_by_block = []
     n_blocks = ctx.n_blocks = max(1, -(-customers // block_customers))
     for b in range(n_blocks):
@@ -870,41 +986,46 @@ def generate_landing_zone(out: Path, customers: int = 2000, start_month: str = "
         changes, segs = _simulate_block(ctx, b, first, count, customers)
         for (k, entity) in sorted(changes):
             _write_debezium(ctx, k, b, entity, changes[(k, entity)], faults=True)
-        range_hi = ctx.month_bounds(months - 1)[1]
-        mob = [s for s in segs if s.product_id in USAGE_KIND]  # subscriptions that generate usage
-        irng = ctx.rng(6, b)
-        segs_by_block.append((
-            np.array([s.sub_id for s in mob], dtype=np.int64),
-            np.array([s.start for s in mob], dtype=np.int64),
-            np.array([s.end if s.end is not None else range_hi for s in mob], dtype=np.int64),
-            irng.lognormal(mean=-0.5, sigma=1.0, size=len(mob)),  # heavy-tailed, mean ≈ 1
-            np.array([USAGE_KIND[s.product_id] for s in mob], dtype=np.int64),
-        ))
-        ctx.summary["mobile_subscriptions"] += sum(1 for s in mob if s.product_id in MOBILE)
-        ctx.summary["business_subscriptions"] += sum(1 for s in mob if s.product_id == BUSINESS)
-        ctx.summary["iot_subscriptions"] += sum(1 for s in mob if s.product_id == IOT)
-        ctx.summary["subscriptions"] += len(segs)
+        segs_by_block.append(_usage_segments(ctx, b, segs))
+    return segs_by_block
 
-    if usage_events is not None:
-        sub_months = 0.0
-        for sub, start, end, _, kind in segs_by_block:
-            sub_months += float(((end - start) / (30.4 * 86_400_000_000) * USAGE_RATE[kind] / USAGE_RATE[0]).sum())  # float ok: event volume scaling
-        ctx.events_per_sub_month = max(0.01, usage_events / max(sub_months, 1.0))
-    _usage(ctx, segs_by_block)
 
-    if redeliver and months >= 1:
-        # the orders extract of the first month delivered twice (identical copy, second name)
-        src = sorted((out / "orders" / "orders").glob(f"orders-{ctx.batch_date(0).isoformat()}*.jsonl"))
-        if src:
-            dst = src[0].with_name(src[0].stem + "-redelivery.jsonl")
-            shutil.copyfile(src[0], dst)
-            _deliver_later(src[0], dst)
-            ctx.files.append(dst)
-            ctx.summary["redelivered_files"] += 1
+def _usage_segments(ctx: _Ctx, block: int, segs: list[_Seg]) -> UsageSegments:
+    """Arrays of the block's subscriptions that generate usage, with a heavy-tailed intensity (mean ≈ 1)."""
+    range_hi = ctx.month_bounds(ctx.months - 1)[1]
+    mob = [s for s in segs if s.product_id in USAGE_KIND]
+    irng = ctx.rng(6, block)
+    s = ctx.summary
+    s["mobile_subscriptions"] += sum(1 for x in mob if x.product_id in MOBILE)
+    s["business_subscriptions"] += sum(1 for x in mob if x.product_id == BUSINESS)
+    s["iot_subscriptions"] += sum(1 for x in mob if x.product_id == IOT)
+    s["subscriptions"] += len(segs)
+    return (
+        np.array([x.sub_id for x in mob], dtype=np.int64),
+        np.array([x.start for x in mob], dtype=np.int64),
+        np.array([x.end if x.end is not None else range_hi for x in mob], dtype=np.int64),
+        irng.lognormal(mean=-0.5, sigma=1.0, size=len(mob)),
+        np.array([USAGE_KIND[x.product_id] for x in mob], dtype=np.int64),
+    )
 
-    summary = dict(sorted(ctx.summary.items()))
-    summary["files"] = len(ctx.files)
-    return summary
+
+def _events_per_sub_month(segs_by_block: list[UsageSegments], usage_events: int) -> float:
+    """The consumer events per subscription-month that give about ``usage_events`` events in all."""
+    sub_months = 0.0
+    for sub, start, end, _, kind in segs_by_block:
+        sub_months += float(((end - start) / (30.4 * DAY) * USAGE_RATE[kind] / USAGE_RATE[0]).sum())  # float ok: event volume scaling
+    return max(0.01, usage_events / max(sub_months, 1.0))
+
+
+def _redeliver_first_orders(ctx: _Ctx) -> None:
+    """The orders extract of the first month delivered twice (identical copy, second name)."""
+    src = sorted((ctx.out / "orders" / "orders").glob(f"orders-{ctx.batch_date(0).isoformat()}*.jsonl"))
+    if src:
+        dst = src[0].with_name(src[0].stem + "-redelivery.jsonl")
+        shutil.copyfile(src[0], dst)
+        _deliver_later(src[0], dst)
+        ctx.files.append(dst)
+        ctx.summary["redelivered_files"] += 1
 
 
 def _deliver_later(original: Path, copy: Path, seconds: int = REDELIVERY_DELAY_S) -> None:

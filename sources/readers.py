@@ -237,131 +237,151 @@ def _source_ms(v, window_ms: range, outside: str) -> tuple[int | None, str | Non
     return None, f"source.ts_ms: {n} {outside}"
 
 
+@dataclass(frozen=True)
+class _Decoding:
+    """What decoding a Debezium file of ``entity`` needs, computed once per file."""
+
+    entity: Entity
+    required: frozenset[str]  # NOT NULL columns
+    window_ms: range  # the plausible time window, epoch milliseconds
+    outside: str  # the reason's tail for a source time outside it
+
+    @classmethod
+    def of(cls, entity: Entity, window: tuple[datetime, datetime]) -> _Decoding:
+        epoch, ms = datetime(1970, 1, 1), timedelta(milliseconds=1)
+        return cls(entity, frozenset(c.name for c in entity.columns if not c.nullable),
+                   range((window[0] - epoch) // ms, (window[1] - epoch) // ms), _outside(window))
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    """One Debezium record: its change (entity columns as text, unavailable columns) or why it is rejected."""
+
+    record_no: int
+    payload: str
+    op: str | None = None
+    pos: int | None = None
+    ts: int | None = None
+    image: dict | None = None
+    unavailable: tuple[str, ...] = ()
+    reason: str | None = None
+
+
 def _decode_debezium(data: bytes, entity: Entity, window: tuple[datetime, datetime]) -> tuple[pl.DataFrame, int]:
-    epoch, ms = datetime(1970, 1, 1), timedelta(milliseconds=1)
-    window_ms, outside = range((window[0] - epoch) // ms, (window[1] - epoch) // ms), _outside(window)
-    names = entity.column_names
-    required = {c.name for c in entity.columns if not c.nullable}
-    key = set(entity.key)
-    cols: dict[str, list] = {n: [] for n in names}
-    record_no: list[int] = []
-    ops: list[str | None] = []
-    positions: list[int | None] = []
-    ts_ms: list[int | None] = []
-    unavailable: list[list[str]] = []
-    reasons: list[str | None] = []
-    payloads: list[str] = []
-
-    def emit(no, line, op=None, pos=None, ts=None, image=None, unav=(), reason=None):
-        record_no.append(no)
-        payloads.append(line)
-        ops.append(op)
-        positions.append(pos)
-        ts_ms.append(ts)
-        unavailable.append(list(unav))
-        reasons.append(reason)
-        image = image or {}
-        for n in names:
-            cols[n].append(image.get(n))
-
+    """Debezium JSON lines → the intermediate frame (entity columns as text, meta columns,
+    ``_pre_reason``, ``_raw_payload``) and the number of records (blank lines are not records)."""
+    decoding = _Decoding.of(entity, window)
+    records = []
     for no, raw_line in enumerate(data.split(b"\n"), start=1):
         raw_line = raw_line.rstrip(b"\r")
-        if not raw_line.strip():
-            continue  # blank lines (and the final newline) are not records
-        try:
-            line = raw_line.decode("utf-8")
-        except UnicodeDecodeError as e:
-            emit(no, raw_line.decode("utf-8", errors="replace"), reason=f"invalid UTF-8 at byte {e.start}")
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            emit(no, line, reason=f"invalid JSON: {e.msg.removesuffix(' at')} at char {e.pos}")
-            continue
-        if not isinstance(obj, dict):
-            emit(no, line, reason="invalid record: not a JSON object")
-            continue
-        if "value" in obj or "key" in obj:
-            if "value" not in obj:
-                emit(no, line, reason="invalid record: no value (a tombstone has \"value\": null)")
-                continue
-            rec_key, value = _unwrap(obj.get("key")), _unwrap(obj["value"])
-        else:  # a bare Debezium envelope
-            rec_key, value = None, _unwrap(obj)
-        if rec_key is not None and not isinstance(rec_key, dict):
-            emit(no, line, reason="invalid record: key is not a JSON object")
-            continue
+        if raw_line.strip():
+            records.append(_decode_line(no, raw_line, decoding))
+    return _debezium_frame(records, entity), len(records)
 
-        if value is None:  # tombstone: only the key
-            if not rec_key:
-                emit(no, line, op="t", reason="tombstone without key")
-                continue
-            missing = [k for k in entity.key if rec_key.get(k) is None]
-            if missing:
-                emit(no, line, op="t", reason=f"missing required column {missing[0]}")
-                continue
-            emit(no, line, op="t", image={k: _text(rec_key.get(k)) for k in entity.key})
-            continue
-        if not isinstance(value, dict):
-            emit(no, line, reason="invalid record: value is not a JSON object")
-            continue
-        op = value.get("op")
-        source = value.get("source") if isinstance(value.get("source"), dict) else {}
-        pos, pos_reason = _position(source.get("lsn"))
-        source_ms = source.get("ts_ms") if _as_int(source.get("ts_ms")) is not None else value.get("ts_ms")
-        ts, ts_reason = _source_ms(source_ms, window_ms, outside)
-        if op not in ("c", "u", "d", "r"):
-            emit(no, line, pos=pos, ts=ts, reason="missing op" if op is None else f"unknown op {_text(op)!r}")
-            continue
-        if pos_reason or ts_reason:
-            emit(no, line, op=op, pos=pos, ts=ts, reason=pos_reason or ts_reason)
-            continue
-        side = "before" if op == "d" else "after"
-        image = value.get(side)
-        if image is None and op == "d":
-            image = rec_key  # REPLICA IDENTITY DEFAULT without before image: the key identifies the row
-        if not isinstance(image, dict):
-            emit(no, line, op=op, pos=pos, ts=ts, reason=f"op '{op}' without {side} image")
-            continue
-        if rec_key:
-            for k in entity.key:
-                if image.get(k) is None and rec_key.get(k) is not None:
-                    image = {**image, k: rec_key[k]}
-        row: dict[str, str | None] = {}
-        unav: list[str] = []
-        reason = None
-        for n in names:
-            if n not in image:
-                if op == "u":  # omitted in an update = unchanged (wal2json style)
-                    unav.append(n)
-                elif n in key or (n in required and op in ("c", "r")):
-                    reason = reason or f"missing required column {n}"
-                row[n] = None
-                continue
-            v = image[n]
-            if v == UNAVAILABLE:
-                unav.append(n)
-                row[n] = None
-            else:
-                row[n] = _text(v)
-        emit(no, line, op=op, pos=pos, ts=ts, image=row, unav=unav, reason=reason)
 
-    n_rec = len(record_no)
-    frame = pl.DataFrame(
+def _decode_line(no: int, raw_line: bytes, d: _Decoding) -> _Record:
+    """One line: a Kafka record ``{"key", "value"}`` or a bare envelope; a tombstone or a change."""
+    try:
+        line = raw_line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return _Record(no, raw_line.decode("utf-8", errors="replace"), reason=f"invalid UTF-8 at byte {e.start}")
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        return _Record(no, line, reason=f"invalid JSON: {e.msg.removesuffix(' at')} at char {e.pos}")
+    if not isinstance(obj, dict):
+        return _Record(no, line, reason="invalid record: not a JSON object")
+    if "value" in obj or "key" in obj:
+        if "value" not in obj:
+            return _Record(no, line, reason="invalid record: no value (a tombstone has \"value\": null)")
+        rec_key, value = _unwrap(obj.get("key")), _unwrap(obj["value"])
+    else:  # a bare Debezium envelope
+        rec_key, value = None, _unwrap(obj)
+    if rec_key is not None and not isinstance(rec_key, dict):
+        return _Record(no, line, reason="invalid record: key is not a JSON object")
+    if value is None:
+        return _tombstone(no, line, rec_key, d.entity)
+    if not isinstance(value, dict):
+        return _Record(no, line, reason="invalid record: value is not a JSON object")
+    return _change(no, line, rec_key, value, d)
+
+
+def _tombstone(no: int, line: str, rec_key: dict | None, entity: Entity) -> _Record:
+    """A tombstone: only the key, which must be whole."""
+    if not rec_key:
+        return _Record(no, line, op="t", reason="tombstone without key")
+    missing = [k for k in entity.key if rec_key.get(k) is None]
+    if missing:
+        return _Record(no, line, op="t", reason=f"missing required column {missing[0]}")
+    return _Record(no, line, op="t", image={k: _text(rec_key.get(k)) for k in entity.key})
+
+
+def _change(no: int, line: str, rec_key: dict | None, value: dict, d: _Decoding) -> _Record:
+    """A change envelope: op, position (``source.lsn``), source time, and the row image (the
+    before image of a delete, else the after image), key columns filled from the record key."""
+    op = value.get("op")
+    source = value.get("source") if isinstance(value.get("source"), dict) else {}
+    pos, pos_reason = _position(source.get("lsn"))
+    source_ms = source.get("ts_ms") if _as_int(source.get("ts_ms")) is not None else value.get("ts_ms")
+    ts, ts_reason = _source_ms(source_ms, d.window_ms, d.outside)
+    if op not in ("c", "u", "d", "r"):
+        return _Record(no, line, pos=pos, ts=ts, reason="missing op" if op is None else f"unknown op {_text(op)!r}")
+    if pos_reason or ts_reason:
+        return _Record(no, line, op=op, pos=pos, ts=ts, reason=pos_reason or ts_reason)
+    side = "before" if op == "d" else "after"
+    image = value.get(side)
+    if image is None and op == "d":
+        image = rec_key  # REPLICA IDENTITY DEFAULT without before image: the key identifies the row
+    if not isinstance(image, dict):
+        return _Record(no, line, op=op, pos=pos, ts=ts, reason=f"op '{op}' without {side} image")
+    if rec_key:
+        for k in d.entity.key:
+            if image.get(k) is None and rec_key.get(k) is not None:
+                image = {**image, k: rec_key[k]}
+    row, unavailable, reason = _row_image(image, op, d)
+    return _Record(no, line, op=op, pos=pos, ts=ts, image=row, unavailable=unavailable, reason=reason)
+
+
+def _row_image(image: dict, op: str, d: _Decoding) -> tuple[dict, tuple[str, ...], str | None]:
+    """The entity's columns of a row image as text, the columns marked or left out as unchanged,
+    and the first missing required column (a key column, or a NOT NULL one of a create or read)."""
+    row: dict[str, str | None] = {}
+    unavailable: list[str] = []
+    reason = None
+    for n in d.entity.column_names:
+        if n not in image:
+            if op == "u":  # omitted in an update = unchanged (wal2json style)
+                unavailable.append(n)
+            elif n in d.entity.key or (n in d.required and op in ("c", "r")):
+                reason = reason or f"missing required column {n}"
+            row[n] = None
+            continue
+        v = image[n]
+        if v == UNAVAILABLE:
+            unavailable.append(n)
+            row[n] = None
+        else:
+            row[n] = _text(v)
+    return row, tuple(unavailable), reason
+
+
+def _debezium_frame(records: list[_Record], entity: Entity) -> pl.DataFrame:
+    """The decoded records as the intermediate frame, in file order."""
+    images = [r.image or {} for r in records]
+    return pl.DataFrame(
         {
-            **{n: pl.Series(n, cols[n], dtype=pl.String) for n in names},
-            "_op": pl.Series(ops, dtype=pl.String),
-            "_position": pl.Series(positions, dtype=pl.Int64),
-            "_source_ts": pl.Series(ts_ms, dtype=pl.Int64),
-            "_record_no": pl.Series(record_no, dtype=pl.Int64),
-            "_unavailable": pl.Series(unavailable, dtype=pl.List(pl.String)),
-            "_pre_reason": pl.Series(reasons, dtype=pl.String),
-            "_raw_payload": pl.Series(payloads, dtype=pl.String),
+            **{n: pl.Series(n, [image.get(n) for image in images], dtype=pl.String) for n in entity.column_names},
+            "_op": pl.Series([r.op for r in records], dtype=pl.String),
+            "_position": pl.Series([r.pos for r in records], dtype=pl.Int64),
+            "_source_ts": pl.Series([r.ts for r in records], dtype=pl.Int64),
+            "_record_no": pl.Series([r.record_no for r in records], dtype=pl.Int64),
+            "_unavailable": pl.Series([list(r.unavailable) for r in records], dtype=pl.List(pl.String)),
+            "_pre_reason": pl.Series([r.reason for r in records], dtype=pl.String),
+            "_raw_payload": pl.Series([r.payload for r in records], dtype=pl.String),
         }
     ).with_columns(
         pl.from_epoch(pl.col("_source_ts"), time_unit="ms").cast(pl.Datetime("us")).alias("_source_ts")
     )
-    return frame, n_rec
 
 
 # ---------------------------------------------------------------------------------------------
@@ -698,57 +718,19 @@ def row_hash(frame: pl.DataFrame, entity: Entity) -> pl.Series:
 
 
 def _finish(raw: pl.DataFrame, entity: Entity, rel: str, records_read: int, window: tuple[datetime, datetime]) -> ReadResult:
-    names = entity.column_names
-    schema = raw.schema
-    frame = raw.with_columns(_parse(pl.col(c.name), schema[c.name], c.sql_type, window).alias(c.name) for c in entity.columns)
-    frame = frame.with_columns(
-        pl.coalesce(pl.col("_pre_reason"), *(pl.lit(f"{n}: ") + pl.col(n).struct.field("problem") for n in names)).alias("_reason")
-    ).with_columns(pl.col(n).struct.field("value").alias(n) for n in names)
-    if entity.format == "table":
-        frame = frame.with_columns(pl.col("event_time").alias("_source_ts") if "event_time" in names else pl.col("_source_ts"))
-    frame = frame.with_columns(pl.int_range(0, pl.len(), dtype=pl.UInt32).alias("_i"))
-
-    # pandera: full rows per set of unavailable columns; deletes/tombstones on the key only.
-    ok = frame.filter(pl.col("_reason").is_null())
-    found: list[pl.DataFrame] = []
-    if ok.height:
-        keyonly = ok.filter(pl.col("_op").is_in(["d", "t"]))
-        full = ok.filter(~pl.col("_op").is_in(["d", "t"]))
-        groups: list[tuple[pl.DataFrame, object]] = [(keyonly, key_schema(entity.name))]
-        if full.height:
-            has_unav = full.get_column("_unavailable").list.len() > 0
-            if has_unav.any():
-                groups.append((full.filter(~has_unav), entity_schema(entity.name)))
-                relaxed = full.filter(has_unav).with_columns(pl.col("_unavailable").list.sort().list.join(",").alias("_uk"))
-                for (uk,), part in relaxed.group_by("_uk", maintain_order=True):
-                    groups.append((part.drop("_uk"), entity_schema(entity.name, frozenset(uk.split(",")))))
-            else:
-                groups.append((full, entity_schema(entity.name)))
-        for part, sch in groups:
-            if part.height == 0:
-                continue
-            fr = failure_reasons(sch, part.select(names))
-            if fr.height:
-                idx = part.get_column("_i")
-                found.append(fr.select(idx.gather(fr.get_column("index")).alias("_i"), pl.col("reason").alias("_check_reason")))
-    if found:
-        frame = frame.join(pl.concat(found), on="_i", how="left").with_columns(
+    """Type the intermediate frame, validate it against the contract, route each record to the
+    changes or the rejects."""
+    frame = _typed_frame(raw, entity, window)
+    failures = _contract_failures(frame.filter(pl.col("_reason").is_null()), entity)
+    if failures is not None:
+        frame = frame.join(failures, on="_i", how="left").with_columns(
             pl.coalesce("_reason", "_check_reason").alias("_reason")
         ).drop("_check_reason")
-
     good = frame.filter(pl.col("_reason").is_null())
-    bad = frame.filter(pl.col("_reason").is_not_null())
-    if bad.height and bad.get_column("_raw_payload").null_count():
-        # Table rows: the raw row (as read, before typing) as JSON, computed for rejects only.
-        raw_cols = [c for c in raw.columns if not c.startswith("_")]
-        payload = raw.select(raw_cols).with_row_index("_i").filter(pl.col("_i").is_in(bad.get_column("_i").implode())).select(
-            "_i", pl.struct(raw_cols).struct.json_encode().alias("_payload"))
-        bad = bad.join(payload, on="_i", how="left").with_columns(
-            pl.coalesce("_raw_payload", "_payload").alias("_raw_payload"))
+    bad = _with_raw_payloads(frame.filter(pl.col("_reason").is_not_null()), raw)
     good = good.with_columns(pl.lit(rel, dtype=pl.String).alias("_file"))
     good = good.with_columns(row_hash(good, entity))
-    out_schema = change_log_schema(entity)
-    changes = good.select([pl.col(n).cast(t) for n, t in out_schema.items()])
+    changes = good.select([pl.col(n).cast(t) for n, t in change_log_schema(entity).items()])
     rejects = bad.select(
         pl.lit(rel, dtype=pl.String).alias("_file"),
         pl.col("_record_no").cast(pl.Int64),
@@ -758,3 +740,55 @@ def _finish(raw: pl.DataFrame, entity: Entity, rel: str, records_read: int, wind
     )
     assert changes.height + rejects.height == records_read, (changes.height, rejects.height, records_read)
     return ReadResult(changes=changes, rejects=rejects, records_read=records_read)
+
+
+def _typed_frame(raw: pl.DataFrame, entity: Entity, window: tuple[datetime, datetime]) -> pl.DataFrame:
+    """Entity columns typed per the contract; ``_reason``: the record's first problem (its pre-reason,
+    else the first column that cannot be typed); ``_i``: the row number."""
+    names = entity.column_names
+    schema = raw.schema
+    frame = raw.with_columns(_parse(pl.col(c.name), schema[c.name], c.sql_type, window).alias(c.name) for c in entity.columns)
+    frame = frame.with_columns(
+        pl.coalesce(pl.col("_pre_reason"), *(pl.lit(f"{n}: ") + pl.col(n).struct.field("problem") for n in names)).alias("_reason")
+    ).with_columns(pl.col(n).struct.field("value").alias(n) for n in names)
+    if entity.format == "table":
+        frame = frame.with_columns(pl.col("event_time").alias("_source_ts") if "event_time" in names else pl.col("_source_ts"))
+    return frame.with_columns(pl.int_range(0, pl.len(), dtype=pl.UInt32).alias("_i"))
+
+
+def _contract_failures(ok: pl.DataFrame, entity: Entity) -> pl.DataFrame | None:
+    """``_i``, ``_check_reason`` of the typed records that fail the pandera contract (None if none):
+    full rows per set of unavailable columns (those may be null); deletes and tombstones on the key only."""
+    if ok.height == 0:
+        return None
+    keyonly = ok.filter(pl.col("_op").is_in(["d", "t"]))
+    full = ok.filter(~pl.col("_op").is_in(["d", "t"]))
+    groups: list[tuple[pl.DataFrame, object]] = [(keyonly, key_schema(entity.name))]
+    if full.height:
+        has_unav = full.get_column("_unavailable").list.len() > 0
+        if has_unav.any():
+            groups.append((full.filter(~has_unav), entity_schema(entity.name)))
+            relaxed = full.filter(has_unav).with_columns(pl.col("_unavailable").list.sort().list.join(",").alias("_uk"))
+            for (uk,), part in relaxed.group_by("_uk", maintain_order=True):
+                groups.append((part.drop("_uk"), entity_schema(entity.name, frozenset(uk.split(",")))))
+        else:
+            groups.append((full, entity_schema(entity.name)))
+    found: list[pl.DataFrame] = []
+    for part, sch in groups:
+        if part.height == 0:
+            continue
+        fr = failure_reasons(sch, part.select(entity.column_names))
+        if fr.height:
+            idx = part.get_column("_i")
+            found.append(fr.select(idx.gather(fr.get_column("index")).alias("_i"), pl.col("reason").alias("_check_reason")))
+    return pl.concat(found) if found else None
+
+
+def _with_raw_payloads(bad: pl.DataFrame, raw: pl.DataFrame) -> pl.DataFrame:
+    """Rejects of table extracts carry the raw row (as read, before typing) as JSON, computed for rejects only."""
+    if not bad.height or not bad.get_column("_raw_payload").null_count():
+        return bad
+    raw_cols = [c for c in raw.columns if not c.startswith("_")]
+    payload = raw.select(raw_cols).with_row_index("_i").filter(pl.col("_i").is_in(bad.get_column("_i").implode())).select(
+        "_i", pl.struct(raw_cols).struct.json_encode().alias("_payload"))
+    return bad.join(payload, on="_i", how="left").with_columns(pl.coalesce("_raw_payload", "_payload").alias("_raw_payload"))

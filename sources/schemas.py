@@ -32,7 +32,7 @@ import duckdb
 import pandera.polars as pa
 import polars as pl
 
-from sources.entities import ENTITIES, Entity
+from sources.entities import ENTITIES
 
 _DECIMAL = re.compile(r"^DECIMAL\((\d+),\s*(\d+)\)$")
 # One usage event's quantity stays below this, so rated amounts fit the DECIMAL(18,4) line types.
@@ -158,11 +158,6 @@ def key_schema(entity_name: str) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(columns, name=f"{entity.name}_key", strict=False, coerce=False)
 
 
-def schema_for(entity: Entity | str) -> pa.DataFrameSchema:
-    """The asserted contract of an entity (full rows)."""
-    return entity_schema(entity if isinstance(entity, str) else entity.name)
-
-
 def _shown(case: pl.Expr) -> pl.Expr:
     """A failing value as shown in a reason: numbers bare (trailing decimal zeros dropped), text
     quoted and cut to ``_SHOWN_CHARS`` characters."""
@@ -210,6 +205,3 @@ def failure_reasons(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> pl.DataF
             .collect()
         )
     return empty
-
-
-SCHEMAS: dict[str, pa.DataFrameSchema] = {name: entity_schema(name) for name in ENTITIES}

@@ -1,18 +1,19 @@
 """Engine behaviour: periods and partitions, plan and price changes, proration, lineage, unrated
-reasons, the unrated share, late-usage deltas. Expectations computed by hand in the comments."""
+reasons, the unrated share. Expectations computed by hand in the comments."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from decimal import Decimal as D
 
 import duckdb
 
 from domain import install_macros
-from pipelines.rating import RATED_COLUMNS, UNRATED_COLUMNS, rate_late_usage_deltas, rate_usage, unrated_share
-from pipelines.rating.inputs import create_inputs, rate_example
+from pipelines.rating import RATED_COLUMNS, UNRATED_COLUMNS, rate_usage, unrated_share
+from pipelines.rating.inputs import create_inputs
+from tests.rating_examples import rate_example
 from warehouse.ddl import create_tables
+from warehouse.tables import TABLES
 
 MARCH = dt.date(2025, 3, 1)
 
@@ -37,6 +38,22 @@ def test_columns_match_the_contract():
     missing = con.execute("""SELECT table_name, column_name FROM duckdb_columns()
                              WHERE schema_name = 'billing' AND (comment IS NULL OR comment = '')""").fetchall()
     assert missing == []
+
+
+def test_inputs_are_the_contract_tables():
+    con = install_macros(duckdb.connect())
+    names = create_inputs(con, "example", accounts=[{"account_id": 1}], charges=[{"price_id": 1, "unit_price": "0.1"}],
+                          subscriptions=[{"subscription_id": 10, "account_id": 1, "plan_id": 100, "valid_from": "2025-01-01"}],
+                          usage=[{"subscription_id": 10, "quantity": "0.3333333333", "event_time": "2025-03-05 10:00:00"}])
+    contract = {"accounts": "core.billing_accounts", "subscriptions": "core.subscription_versions",
+                "charges": "core.plan_charges", "usage": "core.usage_events"}
+    for arg, table in contract.items():
+        described = [(c, t) for c, t, *_ in con.execute(f"DESCRIBE {names[arg]}").fetchall()]
+        assert described == [(c.name, c.sql_type) for c in TABLES[table].columns], table
+    # decimals exact, defaults filled in, events numbered
+    assert con.execute(f"SELECT event_id, quantity, unit FROM {names['usage']}").fetchall() == [("e000001", D("0.3333333333"), "EVENT")]
+    assert con.execute(f"SELECT currency, bill_cycle_day FROM {names['accounts']}").fetchall() == [("USD", 1)]
+    assert con.execute(f"SELECT valid_to, change_kind FROM {names['subscriptions']}").fetchall() == [(dt.date(9999, 12, 31), "ACTIVATE")]
 
 
 def test_lineage_of_a_line():
@@ -227,65 +244,3 @@ def test_same_inputs_same_lines_and_ids():
     a, _, _ = rate_example(charges, usage)
     b, _, _ = rate_example(charges, list(reversed(usage)))
     assert a == b
-
-
-# ---------------------------------------------------------------- late usage
-def _billed(con, names, month=MARCH):
-    r = rate_usage(con, month, **names)
-    con.execute(f"INSERT INTO billing.rated_usage BY NAME SELECT * FROM {r.tag}_rated")
-    return r
-
-
-def _add_usage(con, rows):
-    for r in rows:
-        con.execute("INSERT INTO core.usage_events (event_id, subscription_id, metric, quantity, unit, event_time) "
-                    "VALUES (?, ?, ?, CAST(? AS DECIMAL(38,10)), 'EVENT', CAST(? AS TIMESTAMP))",
-                    [r["event_id"], r["subscription_id"], r["metric"], r["quantity"], r["event_time"]])
-
-
-def test_late_usage_graduated_delta_line():
-    tiers = [{"up_to": "10", "unit_amount": "1"}, {"up_to": None, "unit_amount": "0.5"}]
-    con, names = _con_with([per_unit(charge_model="GRADUATED", tiers=tiers, unit_price=None)], [ev(8)])
-    billed = _billed(con, names)
-    assert [r[0] for r in billed.rated.select("amount").fetchall()] == [D(8)]
-    _add_usage(con, [{**ev(4, "2025-03-30 00:00:00"), "event_id": "late1"}])
-    deltas = rate_late_usage_deltas(con, MARCH, billed="billing.rated_usage", **names).fetchall()
-    cols = rate_late_usage_deltas(con, MARCH, **names).columns
-    rows = [dict(zip(cols, d)) for d in deltas]
-    # now 12: 10 x 1 + 2 x 0.5 = 11 ; billed 8 -> delta +3, quantity +4, referencing March's period
-    assert [(r["adjustment_kind"], r["quantity"], r["event_count"], r["amount"]) for r in rows] == [("DELTA", D(4), 1, D(3))]
-    assert rows[0]["original_rated_line_id"] == billed.rated.fetchone()[0]
-    assert (rows[0]["billing_month"], rows[0]["period_start"]) == (MARCH, MARCH)
-
-
-def test_late_usage_volume_repricing_is_reversal_plus_new_line():
-    tiers = [{"up_to": "10", "unit_amount": "1"}, {"up_to": None, "unit_amount": "0.5"}]
-    con, names = _con_with([per_unit(charge_model="VOLUME", tiers=tiers, unit_price=None)], [ev(8)])
-    _billed(con, names)
-    _add_usage(con, [{**ev(4, "2025-03-30 00:00:00"), "event_id": "late1"}])
-    rel = rate_late_usage_deltas(con, MARCH, **names)
-    rows = [dict(zip(rel.columns, d)) for d in rel.fetchall()]
-    # billed: 8 x 1 = 8 (tier 1) ; now 12 -> tier 2: 12 x 0.5 = 6 -> reversal -8, new line 6 (net -2)
-    assert [(r["adjustment_kind"], r["quantity"], r["amount"], json.loads(r["tier_slices"])[0]["tier"]) for r in rows] == [
-        ("REVERSAL", D(-8), D(-8), 1), ("REBILL", D(12), D(6), 2)]
-    assert sum(r["amount"] for r in rows) == D(-2)
-
-
-def test_late_usage_without_change_gives_nothing_and_ids_are_stable():
-    con, names = _con_with([per_unit()], [ev(8)])
-    _billed(con, names)
-    assert rate_late_usage_deltas(con, MARCH, **names).fetchall() == []
-    _add_usage(con, [{**ev(1, "2025-03-30 00:00:00"), "event_id": "late1"}])
-    a = rate_late_usage_deltas(con, MARCH, **names).fetchall()
-    b = rate_late_usage_deltas(con, MARCH, **names).fetchall()
-    assert a == b and len(a) == 1
-
-
-def test_late_usage_that_removes_a_true_up():
-    con, names = _con_with([per_unit(properties={"minimum_amount": "10"})], [ev(4)])
-    _billed(con, names)  # usage 4 + true-up 6
-    _add_usage(con, [{**ev(20, "2025-03-30 00:00:00"), "event_id": "late1"}])
-    rel = rate_late_usage_deltas(con, MARCH, **names)
-    rows = sorted((r[rel.columns.index("line_type")], r[rel.columns.index("amount")]) for r in rel.fetchall())
-    # usage 24 -> +20 ; the true-up 6 is no longer owed -> -6
-    assert rows == [("MINIMUM_TRUE_UP", D(-6)), ("USAGE", D(20))]

@@ -1,6 +1,6 @@
 """Table-driven tests: one table per charge model, expectations computed by hand in the comments.
 
-Defaults (pipelines.rating.inputs.rate_example): account 1 in USD on calendar months,
+Defaults (tests/rating_examples.py): account 1 in USD on calendar months,
 subscription 10 on plan 100 since 2025-01-01, billing month March 2025 = [Mar 1, Apr 1), 31 days.
 """
 
@@ -11,7 +11,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from pipelines.rating.inputs import rate_example
+from tests.rating_examples import rate_example
 
 
 def ev(q, t="2025-03-05 10:00:00", metric="m", sub=10, **kw):

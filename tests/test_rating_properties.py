@@ -13,7 +13,7 @@ from decimal import Decimal as D
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.rating.inputs import rate_example
+from tests.rating_examples import rate_example
 
 SETTINGS = settings(max_examples=30, deadline=None)
 

@@ -20,9 +20,10 @@ import pytest
 
 from domain import install_macros
 from pipelines.rating import rate_usage
-from pipelines.rating.inputs import create_inputs, rate_example
+from pipelines.rating.inputs import create_inputs
 from tests.extracts import DebeziumFile, write_usage
 from tests.pipeline import failed_checks, run_bill_cycle, run_ingest
+from tests.rating_examples import rate_example
 
 MARCH = dt.date(2025, 3, 1)
 Q_MAX = "999999999999"  # the largest whole quantity an event may carry (< 10^12)

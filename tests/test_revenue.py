@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from domain import install_macros
 from domain.periods import add_months
-from pipelines.revenue import deferred_balances, recognize
+from pipelines.revenue import deferred_balances, engine, recognize
 from pipelines.revenue.engine import DEFERRED_BALANCE_COLUMNS, RECOGNITION_COLUMNS
 from warehouse.ddl import create_tables
 
@@ -230,3 +230,112 @@ def test_deferred_balance_detects_inconsistent_rows(con):
     assert (g["recognized_in_month"], g["deferred_revenue"], g["billed_to_date"]) == (D("15.48"), D("14.52"), D("30.00"))
     assert g["billed_to_date"] == g["recognized_to_date"] + g["deferred_revenue"]
     assert b["billed_to_date"] != b["recognized_to_date"] + b["deferred_revenue"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The steps alone, on given rows (pipelines/revenue/engine.py)
+
+MARCH = date(2025, 3, 1)
+
+
+def given(con, name: str, columns: str, *rows: tuple) -> str:
+    """Table ``name`` with ``columns`` (SQL column definitions) holding ``rows``."""
+    con.execute(f"CREATE TABLE {name} ({columns})")
+    con.executemany(f"INSERT INTO {name} VALUES ({', '.join('?' * len(rows[0]))})", list(rows))
+    return name
+
+
+def test_step_obligations(con):
+    """Lines billed up to March; RATABLE only for recurring lines with a non-empty service period."""
+    a = line(con, date(2025, 1, 1), "RECURRING", "100.00", date(2025, 1, 20), date(2025, 4, 20))
+    b = line(con, MARCH, "RECURRING_CREDIT", "-15.00", date(2025, 3, 20), date(2025, 4, 15))
+    c = line(con, MARCH, "RECURRING", "5.00", date(2025, 3, 20), date(2025, 3, 20))   # empty period
+    d = line(con, MARCH, "USAGE", "12.35", date(2025, 3, 1), date(2025, 4, 1))
+    line(con, date(2025, 4, 1), "RECURRING", "9.00", date(2025, 4, 1), date(2025, 5, 1))  # billed after March: not yet
+    got = con.sql(engine.obligations(MARCH, "billing.invoice_lines")).select(
+        "line_id, line_month, obligation_amount, obligation_type, total_days").fetchall()
+    assert sorted(got) == sorted([
+        (a, date(2025, 1, 1), D("100.00"), "RATABLE", 90),     # Jan 20 .. Apr 20 = 12 + 28 + 31 + 19 days
+        (b, MARCH, D("-15.00"), "RATABLE", 26),
+        (c, MARCH, D("5.00"), "POINT_IN_TIME", 0),
+        (d, MARCH, D("12.35"), "POINT_IN_TIME", 31),
+    ])
+
+
+OBLIGATIONS = ("line_id VARCHAR, currency VARCHAR, line_month DATE, obligation_amount DECIMAL(18,4), service_start DATE, "
+               "obligation_type VARCHAR, total_days BIGINT")
+
+
+def test_step_cumulative_recognized(con):
+    obligations = given(con, "obligations", OBLIGATIONS,
+                        ("jan", "USD", date(2025, 1, 1), D("100.00"), date(2025, 1, 20), "RATABLE", 90),
+                        ("mar", "USD", MARCH, D("100.00"), date(2025, 1, 20), "RATABLE", 90),
+                        ("feb_usage", "USD", date(2025, 2, 1), D("12.35"), date(2025, 2, 1), "POINT_IN_TIME", 28),
+                        ("mar_usage", "USD", MARCH, D("12.35"), MARCH, "POINT_IN_TIME", 31),
+                        ("jpy", "JPY", MARCH, D("1000"), date(2025, 3, 31), "RATABLE", 3),
+                        ("future", "USD", MARCH, D("30.00"), date(2025, 5, 1), "RATABLE", 31))
+    got = con.sql(engine.cumulative_recognized(MARCH, obligations)).select(
+        "line_id, cumulative_recognized, cumulative_before_month").fetchall()
+    assert sorted(got) == sorted([
+        ("jan", D("78.89"), D("44.44")),      # through Apr 1: 100 x 71/90 = 78.888 -> 78.89; Mar 1: x 40/90 = 44.444 -> 44.44
+        ("mar", D("78.89"), D("0")),          # billed in March: nothing before its own month, Jan 20 .. Mar 31 caught up
+        ("feb_usage", D("12.35"), D("12.35")),  # point in time: all of it, already in February
+        ("mar_usage", D("12.35"), D("0")),
+        ("jpy", D("333"), D("0")),            # 1 of 3 days: 1000 / 3 = 333.33 -> 333 (no minor unit)
+        ("future", D("0"), D("0")),           # service starts in May: elapsed clamped to 0
+    ])
+
+
+def test_step_recognition_rows(con):
+    cumulative = given(con, "cumulative", "line_id VARCHAR, invoice_id VARCHAR, account_id BIGINT, line_type VARCHAR, "
+                       "obligation_type VARCHAR, currency VARCHAR, line_month DATE, obligation_amount DECIMAL(18,4), "
+                       "cumulative_recognized DECIMAL(18,4), cumulative_before_month DECIMAL(18,4)",
+                       ("L1", "I1", 1, "RECURRING", "RATABLE", "USD", date(2025, 1, 1), D("100.00"), D("78.89"), D("44.44")),
+                       ("L2", "I2", 1, "USAGE", "POINT_IN_TIME", "USD", date(2025, 2, 1), D("12.35"), D("12.35"), D("12.35")),
+                       ("L3", "I3", 2, "RECURRING", "RATABLE", "USD", MARCH, D("30.00"), D("0"), D("0")))
+    rel = con.sql(engine.recognition_rows(MARCH, cumulative))
+    assert rel.columns == RECOGNITION_COLUMNS
+    assert rel.fetchall() == [
+        # recognized = 78.89 - 44.44 = 34.45; deferred = 100.00 - 78.89 = 21.11
+        (MARCH, "L1", "I1", 1, "RECURRING", "RATABLE", "USD", D("100.00"), D("34.45"), D("78.89"), D("21.11")),
+        # L2 was fully recognized in February: omitted; L3 billed in March, nothing yet: shown, all deferred
+        (MARCH, "L3", "I3", 2, "RECURRING", "RATABLE", "USD", D("30.00"), D("0"), D("0"), D("30.00")),
+    ]
+
+
+def test_step_billed_and_recognized_by_currency(con):
+    lines_to_date = given(con, "lines_to_date", "line_id VARCHAR, currency VARCHAR, billing_month DATE, net_amount DECIMAL(18,4)",
+                          ("L1", "USD", date(2025, 1, 1), D("100.00")),
+                          ("L2", "USD", date(2025, 2, 1), D("12.35")),   # fully recognized in February: no March row
+                          ("L3", "USD", MARCH, D("30.00")),
+                          ("L4", "EUR", MARCH, D("9.00")))
+    month_rows = given(con, "month_rows", "line_id VARCHAR, currency VARCHAR, recognized_amount DECIMAL(18,4), "
+                       "cumulative_recognized DECIMAL(18,4), deferred_amount DECIMAL(18,4)",
+                       ("L1", "USD", D("34.45"), D("78.89"), D("21.11")),
+                       ("L3", "USD", D("0"), D("0"), D("30.00")),
+                       ("L4", "EUR", D("9.00"), D("9.00"), D("0")))
+    billed = con.sql(engine.billed_by_currency(MARCH, lines_to_date, month_rows)).order("currency").fetchall()
+    assert billed == [("EUR", D("9.00"), D("9.00"), None),
+                      # in March 30.00; to date 100 + 12.35 + 30 = 142.35; recognized before: L2's 12.35
+                      ("USD", D("30.00"), D("142.35"), D("12.35"))]
+    recognized = con.sql(engine.recognized_by_currency(month_rows)).order("currency").fetchall()
+    assert recognized == [("EUR", D("9.00"), D("9.00"), D("0")), ("USD", D("34.45"), D("78.89"), D("51.11"))]
+
+
+def test_step_balance_rows(con):
+    lines_to_date = given(con, "lines_to_date", "line_id VARCHAR, currency VARCHAR", ("L1", "USD"), ("L4", "EUR"))
+    month_rows = given(con, "month_rows", "line_id VARCHAR, currency VARCHAR", ("L9", "JPY"))
+    billed = given(con, "billed", "currency VARCHAR, billed_in_month DECIMAL(38,4), billed_to_date DECIMAL(38,4), "
+                   "recognized_before DECIMAL(38,4)",
+                   ("USD", D("30.00"), D("142.35"), D("12.35")), ("EUR", D("9.00"), D("9.00"), None))
+    recognized = given(con, "recognized", "currency VARCHAR, recognized_in_month DECIMAL(38,4), recognized_open DECIMAL(38,4), "
+                       "deferred_revenue DECIMAL(38,4)",
+                       ("USD", D("34.45"), D("78.89"), D("51.11")), ("JPY", D("5"), D("5"), D("0")))
+    rel = con.sql(engine.balance_rows(MARCH, lines_to_date, month_rows, billed, recognized))
+    assert rel.columns == DEFERRED_BALANCE_COLUMNS
+    assert rel.fetchall() == [
+        (MARCH, "EUR", D("9.00"), D("0"), D("9.00"), D("0"), D("0")),      # no row this month: nothing recognized
+        (MARCH, "JPY", D("0"), D("5"), D("0"), D("5"), D("0")),            # a row without a line: still listed
+        # recognized to date = 12.35 before + 78.89 open = 91.24; 142.35 = 91.24 + 51.11
+        (MARCH, "USD", D("30.00"), D("34.45"), D("142.35"), D("91.24"), D("51.11")),
+    ]

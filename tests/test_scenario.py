@@ -17,9 +17,12 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal as D
 
+import dagster as dg
 import duckdb
 import pytest
+from dagster._utils.test.data_versions import get_stale_status_resolver  # Dagster's own helper: the UI's stale status
 
+from pipelines.definitions import defs
 from tests.extracts import DebeziumFile, write_usage
 from tests.pipeline import failed_checks, run_bill_cycle, run_ingest
 
@@ -331,3 +334,60 @@ def test_rerunning_ingest_and_a_month_changes_nothing(billed):
     assert run_bill_cycle(billed.warehouse, billed.landing, FEB).success
     assert [billed.execute(q).fetchall() for q in SNAPSHOT_SQL] == before
     assert billed.execute("SELECT count(*) FROM audit.ingested_files").fetchone() == files
+
+
+BILL_CYCLE = [["billing", "rated_usage"], ["billing", "unrated_usage"], ["billing", "invoice_lines"], ["billing", "invoices"],
+              ["revenue", "recognition"], ["revenue", "deferred_balances"], ["warehouse_snapshot"]]
+
+
+@pytest.fixture(scope="module")
+def rerun(tmp_path_factory):
+    """Both batches landed; January and February billed one month at a time, then January again, then both
+    as one range run (kept: its result); one Dagster instance throughout (it records what is stale)."""
+    tmp = tmp_path_factory.mktemp("rerun")
+    landing, warehouse = tmp / "landing", tmp / "warehouse.duckdb"
+    land_batch_1(landing)
+    land_batch_2(landing)
+    with dg.instance_for_test() as instance:
+        runs = [run_ingest(warehouse, landing, instance=instance), run_bill_cycle(warehouse, landing, JAN, instance=instance),
+                run_bill_cycle(warehouse, landing, FEB, instance=instance)]
+        before = _stale(instance)
+        runs.append(run_bill_cycle(warehouse, landing, JAN, instance=instance))
+        after = _stale(instance)
+        runs.append(ranged := run_bill_cycle(warehouse, landing, JAN, FEB, instance=instance))
+    for r in runs:
+        assert r.success and failed_checks(r) == []
+    return Billed(warehouse, landing), ranged, before, after
+
+
+def _stale(instance) -> set[tuple[str, str]]:
+    """The (asset, month) of the bill cycle that Dagster shows as stale."""
+    resolver = get_stale_status_resolver(instance, list(defs.assets))
+    return {("/".join(key), f"{month:%Y-%m}") for key in BILL_CYCLE for month in (JAN, FEB)
+            if resolver.get_status(dg.AssetKey(key), month.isoformat()).value == "STALE"}
+
+
+def test_rerunning_a_month_marks_the_next_month_stale(rerun):
+    _, _, before, after = rerun
+    assert before == set()
+    # January was billed again: February's invoicing (which credits and settles what January billed) and February's
+    # revenue (which rolls January's balances forward) are stale; nothing of January is (its steps ran together).
+    assert after == {("billing/invoices", "2025-02"), ("revenue/deferred_balances", "2025-02")}
+
+
+def _metadata(result, key, name):
+    return {e.partition: e.materialization.metadata[name].value for e in result.get_asset_materialization_events()
+            if e.asset_key.path == key}
+
+
+def test_each_partition_of_a_range_run_reports_its_own_month(rerun):
+    billed, ranged, _, _ = rerun
+    lines = dict(billed.execute("SELECT CAST(billing_month AS VARCHAR), count(*) FROM billing.invoice_lines GROUP BY 1").fetchall())
+    invoices = dict(billed.execute("SELECT CAST(billing_month AS VARCHAR), count(*) FROM billing.invoices GROUP BY 1").fetchall())
+    rated = dict(billed.execute("SELECT CAST(billing_month AS VARCHAR), count(*) FROM billing.rated_usage GROUP BY 1").fetchall())
+    assert lines["2025-01-01"] != lines["2025-02-01"]  # else a range total reported on both would pass too
+    assert _metadata(ranged, ["billing", "invoice_lines"], "lines") == lines
+    assert _metadata(ranged, ["billing", "invoices"], "invoices") == invoices
+    assert _metadata(ranged, ["billing", "rated_usage"], "rated_lines") == rated
+    recognized = dict(billed.execute("SELECT CAST(billing_month AS VARCHAR), count(*) FROM revenue.recognition GROUP BY 1").fetchall())
+    assert _metadata(ranged, ["revenue", "recognition"], "rows") == recognized

@@ -1,7 +1,8 @@
-"""Subscriptions from confirmed orders (pipelines/state/subscriptions.py).
+"""Subscriptions from confirmed orders (pipelines/state/subscriptions.py, ``build_services``).
 
 In-memory DuckDB; the current-state inputs (entities.py columns + is_deleted) are small
-hand-written tables; every expected row is written out by hand.
+hand-written tables; every expected row is written out by hand. The steps of the chain are
+tested one by one in tests/test_services_steps.py.
 """
 
 from __future__ import annotations
@@ -87,16 +88,17 @@ class World:
         return dict(orders="cur_orders", order_items="cur_order_items", products="cur_products",
                     plan_charges="cur_plan_charges", accounts="cur_billing_accounts", plans="cur_price_plans")
 
+    def services(self) -> subs.Services:
+        return subs.build_services(self.con, **self._kw())
+
     def versions(self):
-        rel = subs.subscription_versions(self.con, **self._kw())
-        return rel.order("subscription_id, valid_from").fetchall()
+        return self.services().versions.order("subscription_id, valid_from").fetchall()
 
     def subscriptions(self):
-        return subs.subscriptions(self.con, **self._kw()).order("subscription_id").fetchall()
+        return self.services().subscriptions.order("subscription_id").fetchall()
 
     def exceptions(self):
-        rel = subs.order_exceptions(self.con, **self._kw())
-        return rel.select("order_item_id, reason").order("order_item_id").fetchall()
+        return self.services().exceptions.select("order_item_id, reason").order("order_item_id").fetchall()
 
 
 @pytest.fixture
@@ -121,11 +123,11 @@ def disc(sub, product=10):
 
 def test_columns(world):
     world.build()
-    kw = world._kw()
-    assert subs.subscription_versions(world.con, **kw).columns == list(subs.VERSION_COLUMNS)
-    assert subs.subscriptions(world.con, **kw).columns == list(subs.SUBSCRIPTION_COLUMNS)
-    assert subs.order_exceptions(world.con, **kw).columns == list(subs.EXCEPTION_COLUMNS)
-    types = [str(t) for t in subs.subscription_versions(world.con, **kw).types]
+    services = world.services()
+    assert services.versions.columns == list(subs.VERSION_COLUMNS)
+    assert services.subscriptions.columns == list(subs.SUBSCRIPTION_COLUMNS)
+    assert services.exceptions.columns == list(subs.EXCEPTION_COLUMNS)
+    types = [str(t) for t in services.versions.types]
     assert types == ["BIGINT"] * 5 + ["INTEGER", "DATE", "DATE", "BIGINT", "VARCHAR"]
 
 
@@ -302,7 +304,7 @@ def test_every_exception_reason(world):
         (1000, 1, 10, None, D(2025, 3, 5), D(2025, 4, 1), "ENDED", 1, 11),
         (1007, 1, 10, None, D(2025, 3, 2), OPEN, "ACTIVE", 7, None),
     ]
-    full = subs.order_exceptions(world.con, **world._kw()).filter("order_item_id = 121").fetchall()
+    full = world.services().exceptions.filter("order_item_id = 121").fetchall()
     assert full == [(12, 121, 1000, "CHANGE", D(2025, 4, 2), "SUBSCRIPTION_ENDED")]
 
 
@@ -319,12 +321,32 @@ def test_ddl_comments_every_column_and_accepts_the_relations(world):
         missing = con.sql(f"""SELECT column_name FROM duckdb_columns()
                              WHERE schema_name = 'core' AND table_name = '{table}' AND coalesce(comment, '') = ''""").fetchall()
         assert missing == []
-    kw = world._kw()
-    for table, rel in [("subscriptions", subs.subscriptions(con, **kw)),
-                       ("subscription_versions", subs.subscription_versions(con, **kw)),
-                       ("order_exceptions", subs.order_exceptions(con, **kw))]:
+    services = world.services()
+    for table, rel in [("subscriptions", services.subscriptions),
+                       ("subscription_versions", services.versions),
+                       ("order_exceptions", services.exceptions)]:
         cols = con.sql(f"SELECT * FROM core.{table}").columns
         assert rel.columns == cols
         con.execute(f"INSERT INTO core.{table} BY NAME {rel.sql_query()}")
     assert con.sql("SELECT count(*) FROM core.subscription_versions").fetchone()[0] == 2
     assert con.sql("SELECT reason FROM core.order_exceptions").fetchall() == [("SUBSCRIPTION_NOT_FOUND",)]
+
+
+def test_the_chain_is_computed_once_per_run(world):
+    """build_services stores the chain in temp tables: its outputs no longer read the inputs, and
+    a later run on the same connection (here without the disconnect) leaves them as they were;
+    each run keeps only its three output tables."""
+    world.order(1, "NEW_SERVICE", D(2025, 3, 5), [new(1000)])
+    world.order(2, "DISCONNECT", D(2025, 5, 10), [disc(1000)]).build()
+    first = world.services()
+    world.con.execute("DELETE FROM cur_order_items WHERE order_id = 2")
+    second = world.services()
+    world.con.execute("DROP TABLE cur_orders")
+    world.con.execute("DROP TABLE cur_order_items")
+    assert first.subscriptions.fetchall() == [(1000, 1, 10, None, D(2025, 3, 5), D(2025, 5, 10), "ENDED", 1, 2)]
+    assert first.versions.fetchall() == [(1000, 1, 10, 100, None, 1, D(2025, 3, 5), D(2025, 5, 10), 1, "ACTIVATE")]
+    assert second.subscriptions.fetchall() == [(1000, 1, 10, None, D(2025, 3, 5), OPEN, "ACTIVE", 1, None)]
+    assert second.versions.fetchall() == [(1000, 1, 10, 100, None, 1, D(2025, 3, 5), OPEN, 1, "ACTIVATE")]
+    assert first.exceptions.fetchall() == second.exceptions.fetchall() == []
+    temp = world.con.sql("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchone()[0]
+    assert temp == 2 * 3

@@ -1,28 +1,29 @@
-"""Ingestion assets: landing zone → raw change logs, quarantine, file ledger."""
-
+"""Ingestion: landing zone → raw change logs, quarantine, file ledger."""
 
 from pathlib import Path
 
 import dagster as dg
 
+from pipelines.assets.policy import WAREHOUSE_STEP, table_key
 from pipelines.ingest.engine import accounting_violations, ingest_landing_zone
 from pipelines.resources import LandingZone, Warehouse
 from sources.entities import ENTITIES
 
-RAW_KEYS = {name: dg.AssetKey(["raw", name]) for name in ENTITIES}
-LEDGER = dg.AssetKey(["audit", "ingested_files"])
-QUARANTINE = dg.AssetKey(["audit", "quarantine"])
+RAW_KEYS = {name: table_key(f"raw.{name}") for name in ENTITIES}
+LEDGER = table_key("audit.ingested_files")
+QUARANTINE = table_key("audit.quarantine")
+READS_WITH_POLARS = {"polars"}  # the extract readers (sources/readers.py) parse landed files into Polars frames
 
 
 @dg.multi_asset(
     name="ingest_landing_zone",
     specs=[
-        dg.AssetSpec(key, description=f"Append-only change log of {name}: {ENTITIES[name].description}", group_name="ingest")
+        dg.AssetSpec(key, description=f"Append-only change log of {name}: {ENTITIES[name].description}", kinds=READS_WITH_POLARS)
         for name, key in RAW_KEYS.items()
     ]
     + [
-        dg.AssetSpec(LEDGER, description="Every landed file seen, with its checksum and record accounting.", group_name="ingest"),
-        dg.AssetSpec(QUARANTINE, description="Rejected records with file, position, reason and raw payload.", group_name="ingest"),
+        dg.AssetSpec(LEDGER, description="Every landed file seen, with its checksum and record accounting.", kinds=READS_WITH_POLARS),
+        dg.AssetSpec(QUARANTINE, description="Rejected records with file, position, reason and raw payload.", kinds=READS_WITH_POLARS),
     ],
     check_specs=[
         dg.AssetCheckSpec(
@@ -31,7 +32,7 @@ QUARANTINE = dg.AssetKey(["audit", "quarantine"])
                          "hold exactly the sums over its LOADED deliveries."),
         )
     ],
-    pool="duckdb_writer",
+    **WAREHOUSE_STEP,
 )
 def ingest_landing_zone_asset(context: dg.AssetExecutionContext, warehouse: Warehouse, landing: LandingZone):
     """Load every new delivery of a landed CDC extract once (by name and checksum) into raw.*; reject bad records to audit.quarantine."""
@@ -67,3 +68,6 @@ def ingest_landing_zone_asset(context: dg.AssetExecutionContext, warehouse: Ware
         check_name="records_accounted_for", asset_key=LEDGER, passed=not violations,
         metadata={"files_not_adding_up": len(violations), "first": str(violations[:5])},
     )
+
+
+defs = dg.Definitions(assets=[ingest_landing_zone_asset])

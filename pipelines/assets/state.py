@@ -1,35 +1,34 @@
-"""State assets: raw change logs → current state + SCD2 history; services from confirmed orders."""
-
+"""State: raw change logs → current state + SCD2 history; services from confirmed orders."""
 
 import dagster as dg
 
-from pipelines.assets.ingest import RAW_KEYS
+from pipelines.assets.policy import WAREHOUSE_STEP, table_key
 from pipelines.resources import Warehouse
 from pipelines.state import cdc
-from pipelines.state.subscriptions import order_exceptions, subscription_versions, subscriptions
+from pipelines.state.subscriptions import build_services
 from sources.entities import ENTITIES
 from warehouse.writer import write
 
 CDC_ENTITIES = [e for e in ENTITIES.values() if e.name != "usage_records"]
-STATE_KEYS = {e.name: dg.AssetKey(["core", e.name]) for e in CDC_ENTITIES}
-USAGE_EVENTS = dg.AssetKey(["core", "usage_events"])
-VERSIONS = dg.AssetKey(["core", "subscription_versions"])
-SUBSCRIPTIONS = dg.AssetKey(["core", "subscriptions"])
-ORDER_EXCEPTIONS = dg.AssetKey(["core", "order_exceptions"])
+STATE_KEYS = {e.name: table_key(f"core.{e.name}") for e in CDC_ENTITIES}
+USAGE_EVENTS = table_key("core.usage_events")
+VERSIONS = table_key("core.subscription_versions")
+SUBSCRIPTIONS = table_key("core.subscriptions")
+ORDER_EXCEPTIONS = table_key("core.order_exceptions")
 
 
 @dg.multi_asset(
     name="core_state",
     specs=[
         dg.AssetSpec(
-            key, deps=[RAW_KEYS[name]], group_name="state",
+            key, deps=[table_key(f"raw.{name}")],
             description=f"Current state of {name} (core.{name}) and its SCD2 history (core.{name}_history).",
         )
         for name, key in STATE_KEYS.items()
     ]
-    + [dg.AssetSpec(USAGE_EVENTS, deps=[RAW_KEYS["usage_records"]], group_name="state",
+    + [dg.AssetSpec(USAGE_EVENTS, deps=[table_key("raw.usage_records")],
                     description="Usage events as of their latest change, deduplicated and ordered by sequence.")],
-    pool="duckdb_writer",
+    **WAREHOUSE_STEP,
 )
 def core_state(context: dg.AssetExecutionContext, warehouse: Warehouse):
     """Rebuild current state and SCD2 history of every entity from its deduplicated change log, ordered by source position."""
@@ -53,20 +52,24 @@ def core_state(context: dg.AssetExecutionContext, warehouse: Warehouse):
 @dg.multi_asset(
     name="services",
     specs=[
-        dg.AssetSpec(VERSIONS, group_name="state", deps=[STATE_KEYS[n] for n in ("orders", "order_items", "products", "price_plans", "plan_charges", "billing_accounts")],
+        dg.AssetSpec(VERSIONS, deps=[STATE_KEYS[n] for n in ("orders", "order_items", "products", "price_plans", "plan_charges", "billing_accounts")],
                      description="Plan in force per subscription over time, from confirmed orders (upgrades now, downgrades at period end)."),
-        dg.AssetSpec(SUBSCRIPTIONS, group_name="state", deps=[VERSIONS], description="One row per service: start, end, status."),
-        dg.AssetSpec(ORDER_EXCEPTIONS, group_name="state", deps=[STATE_KEYS["orders"], STATE_KEYS["order_items"]],
+        dg.AssetSpec(SUBSCRIPTIONS, deps=[VERSIONS], description="One row per service: start, end, status."),
+        dg.AssetSpec(ORDER_EXCEPTIONS, deps=[STATE_KEYS["orders"], STATE_KEYS["order_items"]],
                      description="Confirmed order items that could not be applied to a service, with the reason."),
     ],
-    pool="duckdb_writer",
+    **WAREHOUSE_STEP,
 )
 def services(context: dg.AssetExecutionContext, warehouse: Warehouse):
     """Derive subscriptions and their plan versions from CONFIRMED orders; report order items that cannot apply."""
     with warehouse.connection() as con:
-        counts = write(con, [("core.subscription_versions", subscription_versions(con), "true")])
-        counts |= write(con, [("core.subscriptions", subscriptions(con), "true"),
-                              ("core.order_exceptions", order_exceptions(con), "true")])
+        built = build_services(con)  # the chain is computed once, for the three tables
+        counts = write(con, [("core.subscription_versions", built.versions, "true"),
+                             ("core.subscriptions", built.subscriptions, "true"),
+                             ("core.order_exceptions", built.exceptions, "true")])
     yield dg.MaterializeResult(asset_key=VERSIONS, metadata={"versions": counts["core.subscription_versions"]})
     yield dg.MaterializeResult(asset_key=SUBSCRIPTIONS, metadata={"subscriptions": counts["core.subscriptions"]})
     yield dg.MaterializeResult(asset_key=ORDER_EXCEPTIONS, metadata={"exceptions": counts["core.order_exceptions"]})
+
+
+defs = dg.Definitions(assets=[core_state, services])

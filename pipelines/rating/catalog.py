@@ -9,7 +9,21 @@ A service segment is the intersection of the billing period, a subscription vers
 (consecutive versions on the same plan are merged) and a price version's
 ``[effective_from, effective_to)``. A plan change or a price change therefore splits the
 period; each part carries its own proration factor (segment days / period days, or
-/ ``proration_days``) for allowances, free units and commitments.
+/ ``proration_days``) for allowances, free units and commitments (``prorated``, domain/money.py).
+
+:func:`build_catalog` runs the steps in order; each creates one temp table ``{tag}_<name>``
+from the tables before it and can be run alone on given rows (tests/test_rating_steps.py):
+
+1. :func:`build_accounts`: ``accounts``, each with the period it bills in the month;
+2. :func:`build_islands`: ``islands``, the subscription version islands;
+3. :func:`build_subscriptions`: ``subscriptions``, each known subscription's account, period and
+   event window;
+4. :func:`build_charges`: ``charges``, the USAGE price versions, normalised;
+5. :func:`build_tiers`: ``tiers``, parsed once per price version, each tier's first problem;
+6. :func:`build_prices`: ``prices``, the parameters parsed once, the first problem in
+   ``config_error``, the codes the per-event expressions read; :func:`add_band_masks` adds the
+   time bands as a mask;
+7. :func:`build_slots`: ``slots``, with proration.
 """
 
 from __future__ import annotations
@@ -18,6 +32,9 @@ import datetime as dt
 
 import duckdb
 
+from domain.money import MONEY
+from domain.periods import OPEN_END_DATE, OPEN_END_TIMESTAMP, month_literal
+from domain.sql import live
 from pipelines.rating.limits import (
     AMOUNT,
     DECIMAL_PROPERTIES,
@@ -33,40 +50,214 @@ from pipelines.rating.limits import (
     value_error,
 )
 
-DEC = "DECIMAL(38,10)"
-OPEN_TS = "TIMESTAMP '9999-12-31'"
-OPEN_DATE = "DATE '9999-12-31'"
-
 USAGE_MODELS = ("PER_UNIT", "GRADUATED", "VOLUME", "PACKAGE", "PERCENTAGE", "GRADUATED_PERCENTAGE", "MATRIX", "DYNAMIC")
 AGGREGATIONS = ("SUM", "COUNT", "MAX", "UNIQUE_COUNT", "LATEST", "TIME_WEIGHTED_SUM")
 TIERED_MODELS = ("GRADUATED", "VOLUME", "GRADUATED_PERCENTAGE")
 
+# Where a MATRIX dimension's value comes from, per event (``prices.dim{k}_source``).
+ZONE_COLUMN, TIME_BAND_BY_HOUR, EVENT_ATTRIBUTE = 1, 2, 3
+
 _BANDS_TYPE = '[{"band":"VARCHAR","from_hour":"INTEGER","to_hour":"INTEGER"}]'
 _JSON_LIST = '["JSON"]'
+_VALID = "config_error IS NULL"
 
 
-def columns_of(con: duckdb.DuckDBPyConnection, relation: str) -> set[str]:
-    """Lower-cased column names of a relation (table, view or table function)."""
-    return {c.lower() for c in con.sql(f"SELECT * FROM {relation} LIMIT 0").columns}
+def build_catalog(
+    con: duckdb.DuckDBPyConnection,
+    billing_month: dt.date,
+    tag: str,
+    *,
+    subscriptions: str,
+    accounts: str,
+    charges: str,
+) -> None:
+    """Create the catalog temp tables ``{tag}_accounts`` ... ``{tag}_slots`` (module docstring) on
+    ``con`` from the live rows of the three relations."""
+    bm = month_literal(billing_month)
+    subscriptions = live(con, subscriptions)
+    build_accounts(con, tag, bm, live(con, accounts))
+    build_islands(con, tag, subscriptions)
+    build_subscriptions(con, tag, bm, subscriptions)
+    build_charges(con, tag, live(con, charges))
+    build_tiers(con, tag)
+    build_prices(con, tag)
+    add_band_masks(con, tag)
+    build_slots(con, tag)
 
 
-def live_filter(cols: set[str]) -> str:
-    """Predicate keeping non-deleted rows when the relation has ``is_deleted``."""
-    return "NOT coalesce(is_deleted, false)" if "is_deleted" in cols else "true"
+def build_accounts(con: duckdb.DuckDBPyConnection, tag: str, bm: str, accounts: str) -> None:
+    """``{tag}_accounts``: each account and the period it bills in the month ``bm`` (a SQL date);
+    NULL period: none ends this month (e.g. a quarterly account off-quarter)."""
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {tag}_accounts AS
+    SELECT account_id, currency, bill_cycle_day, billing_cycle, period_end,
+           CASE WHEN period_end IS NOT NULL THEN period_start_for(period_end, bill_cycle_day, billing_cycle) END AS period_start
+    FROM (SELECT account_id, upper(currency) AS currency, bill_cycle_day, upper(billing_cycle) AS billing_cycle,
+                 period_end_in({bm}, bill_cycle_day, upper(billing_cycle)) AS period_end
+          FROM {accounts})
+    """)
 
 
-def month_literal(billing_month: dt.date) -> str:
-    if billing_month.day != 1:
-        raise ValueError(f"billing_month must be the first day of a month, got {billing_month}")
-    return f"DATE '{billing_month.isoformat()}'"
+def build_islands(con: duckdb.DuckDBPyConnection, tag: str, subscriptions: str) -> None:
+    """``{tag}_islands``: subscription versions merged into islands (consecutive versions on the
+    same plan are one island), ``[valid_from, valid_to)`` dates."""
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {tag}_islands AS
+    WITH versions AS (
+        SELECT subscription_id, plan_id, CAST(valid_from AS DATE) AS starts_on,
+               CAST(coalesce(valid_to, {OPEN_END_DATE}) AS DATE) AS ends_on
+        FROM {subscriptions} WHERE valid_from < coalesce(valid_to, {OPEN_END_DATE})
+    ), island_starts AS (
+        SELECT *, CASE WHEN lag(plan_id) OVER w IS NOT DISTINCT FROM plan_id AND lag(ends_on) OVER w = starts_on
+                       THEN 0 ELSE 1 END AS starts_island
+        FROM versions WINDOW w AS (PARTITION BY subscription_id ORDER BY starts_on, ends_on)
+    ), numbered AS (
+        SELECT *, sum(starts_island) OVER (PARTITION BY subscription_id ORDER BY starts_on, ends_on
+                                           ROWS UNBOUNDED PRECEDING) AS island
+        FROM island_starts
+    )
+    SELECT subscription_id, plan_id, min(starts_on) AS valid_from, max(ends_on) AS valid_to
+    FROM numbered GROUP BY subscription_id, island, plan_id
+    """)
 
 
-def _prop_text(name: str) -> str:
+def build_subscriptions(con: duckdb.DuckDBPyConnection, tag: str, bm: str, subscriptions: str) -> None:
+    """``{tag}_subscriptions``: every known subscription, its account (that of its latest version),
+    the account's period and the event window that belongs to this partition (unknown account:
+    the calendar month, all unrated)."""
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {tag}_subscriptions AS
+    SELECT s.subscription_id, s.account_id, a.currency, a.period_start, a.period_end,
+           CASE WHEN a.account_id IS NULL THEN 'unknown billing account' END AS problem,
+           CAST(CASE WHEN a.account_id IS NULL THEN {bm} ELSE a.period_start END AS TIMESTAMP) AS window_start,
+           CAST(CASE WHEN a.account_id IS NULL THEN {bm} + INTERVAL 1 MONTH ELSE a.period_end END AS TIMESTAMP) AS window_end
+    FROM (SELECT subscription_id, arg_max(account_id, valid_from) AS account_id
+          FROM {subscriptions} GROUP BY subscription_id) s
+    LEFT JOIN {tag}_accounts a USING (account_id)
+    """)
+
+
+def build_charges(con: duckdb.DuckDBPyConnection, tag: str, charges: str) -> None:
+    """``{tag}_charges``: the USAGE price versions, normalised (codes upper-cased, defaults filled,
+    ``properties`` kept only when a JSON object, else its problem in ``properties_error``)."""
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {tag}_charges AS
+    SELECT price_id, plan_id, charge_code, metric,
+           upper(coalesce(aggregation, 'SUM')) AS aggregation, upper(charge_model) AS charge_model,
+           upper(coalesce(billing_timing, 'IN_ARREARS')) AS billing_timing, coalesce(prorate, true) AS prorate,
+           CAST(unit_price AS {MONEY}) AS unit_price, CAST(coalesce(included_quantity, 0) AS {MONEY}) AS included_quantity,
+           tiers, proration_days,
+           -- properties only when a JSON object (else a catalog error), so reading a key never fails
+           CASE WHEN json_valid(properties) AND json_type(properties) = 'OBJECT' THEN properties END AS properties,
+           CASE WHEN properties IS NULL THEN NULL WHEN NOT json_valid(properties) THEN 'properties is not valid JSON'
+                WHEN json_type(properties) <> 'OBJECT' THEN 'properties is not a JSON object' END AS properties_error,
+           CAST(effective_from AS TIMESTAMP) AS effective_from,
+           CAST(coalesce(effective_to, {OPEN_END_TIMESTAMP}) AS TIMESTAMP) AS effective_to
+    FROM {charges}
+    WHERE upper(charge_type) = 'USAGE'
+    """)
+
+
+def build_tiers(con: duckdb.DuckDBPyConnection, tag: str) -> None:
+    """``{tag}_tiers``: the tiers of the tiered price versions, parsed once: tier k covers
+    ``(lower, upper]``, ``upper`` NULL = open; each tier's first problem (not an object, unknown
+    key, a number outside the contract) in ``tier_error``."""
+    label = "'tiers: tier ' || tier"
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {tag}_tiers AS
+    WITH tier_lists AS (
+        SELECT price_id, charge_model, from_json(tiers, '{_JSON_LIST}') AS tier_list
+        FROM {tag}_charges
+        WHERE charge_model IN {TIERED_MODELS} AND json_valid(tiers) AND json_type(tiers) = 'ARRAY'
+    ), tier_items AS (
+        SELECT price_id, charge_model, unnest(tier_list) AS item, unnest(range(1, len(tier_list) + 1)) AS tier
+        FROM tier_lists
+    ), tier_texts AS (
+        SELECT price_id, CAST(tier AS INTEGER) AS tier, coalesce(json_type(item), '') = 'OBJECT' AS is_object,
+               json_extract_string(item, '$.up_to') AS up_to,
+               CASE WHEN json_extract_string(item, '$.unit_amount') IS NOT NULL THEN 'unit_amount' ELSE 'rate' END AS unit_key,
+               coalesce(json_extract_string(item, '$.unit_amount'), json_extract_string(item, '$.rate')) AS unit,
+               json_extract_string(item, '$.flat_amount') AS flat,
+               charge_model = 'GRADUATED_PERCENTAGE' AS is_rate, item
+        FROM tier_items
+    )
+    SELECT price_id, tier, up_to IS NULL AS is_open,
+           TRY_CAST(up_to AS {MONEY}) AS upper,
+           TRY_CAST(coalesce(unit, '0') AS {MONEY}) AS unit_amount,
+           TRY_CAST(coalesce(flat, '0') AS {MONEY}) AS flat_amount,
+           CASE WHEN NOT is_object THEN {label} || ' is not a JSON object'
+                ELSE coalesce({unknown_key_error(label, 'item', TIER_KEYS)},
+                              {decimal_error(label + " || ' up_to'", 'up_to', PLAN_QUANTITY)},
+                              CASE WHEN is_rate THEN {decimal_error(label + " || ' ' || unit_key", 'unit', RATE)}
+                                   ELSE {decimal_error(label + " || ' ' || unit_key", 'unit', PRICE)} END,
+                              {decimal_error(label + " || ' flat_amount'", 'flat', AMOUNT)}) END AS tier_error,
+           coalesce(lag(TRY_CAST(up_to AS {MONEY})) OVER (PARTITION BY price_id ORDER BY tier), CAST(0 AS {MONEY})) AS lower,
+           count(*) OVER (PARTITION BY price_id) AS n_tiers
+    FROM tier_texts
+    """)
+
+
+def build_prices(con: duckdb.DuckDBPyConnection, tag: str) -> None:
+    """``{tag}_prices``: each price version with its parameters parsed once (properties, tiers
+    check, matrix bands), the first problem in ``config_error``, and what the per-event
+    expressions read (:func:`_per_event_columns`). The per-event parameters of a misconfigured
+    version are NULL/false, so its events read nothing of it (they are unrated with the error)."""
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {tag}_prices AS
+    WITH tier_checks AS ({_tier_checks(tag)}
+    ), parameters AS (
+        SELECT c.*, {_parameter_columns()},
+               CASE WHEN charge_model IN {TIERED_MODELS} AND tiers IS NOT NULL AND NOT json_valid(tiers) THEN 'tiers is not valid JSON'
+                    WHEN charge_model IN {TIERED_MODELS} AND tiers IS NOT NULL AND json_type(tiers) <> 'ARRAY'
+                      THEN 'tiers is not a JSON array'
+                    ELSE t.tier_error END AS tier_error,
+               coalesce(t.n_tiers, 0) AS n_tiers
+        FROM {tag}_charges c LEFT JOIN tier_checks t USING (price_id)
+    ), with_bands AS (
+        SELECT *, coalesce(json_array_length(time_bands), 0) > 0 AS has_bands FROM parameters
+    ), checked AS (
+        SELECT *, {_config_error()} AS config_error FROM with_bands
+    )
+    SELECT *, {_per_event_columns()}
+    FROM checked
+    """)
+
+
+def _tier_checks(tag: str) -> str:
+    """SQL: per tiered price version, its number of tiers and the first problem of its tiers."""
+    return f"""
+        SELECT price_id, count(*) AS n_tiers,
+               CASE WHEN bool_or(tier_error IS NOT NULL) THEN arg_min(tier_error, tier) FILTER (WHERE tier_error IS NOT NULL)
+                    WHEN bool_or(is_open AND tier < n_tiers) THEN 'tiers: only the last tier may be open'
+                    WHEN bool_or(tier = n_tiers AND NOT is_open) THEN 'tiers: the last tier must be open (up_to null)'
+                    WHEN bool_or(tier > 1 AND upper <= lower) OR bool_or(tier = 1 AND upper <= 0)
+                         THEN 'tiers: up_to must increase' END AS tier_error
+        FROM {tag}_tiers GROUP BY price_id"""
+
+
+def _property_text(name: str) -> str:
     return f"json_extract_string(properties, '$.{name}')"
 
 
-def _prop_dec(name: str) -> str:
-    return f"TRY_CAST({_prop_text(name)} AS {DEC})"
+def _property_decimal(name: str) -> str:
+    return f"TRY_CAST({_property_text(name)} AS {MONEY})"
+
+
+def _parameter_columns() -> str:
+    """SQL: the ``properties`` parameters as columns, and the first value outside the contract."""
+    decimals = ("rate", "fixed_fee", "per_event_min", "per_event_max", "package_size", "minimum_amount",
+                "maximum_amount", "default_unit_price")
+    cols = [f"{_property_decimal(k)} AS {k}" for k in decimals] + [
+        f"coalesce({_property_decimal('free_units')}, 0) AS free_units",
+        f"coalesce(TRY_CAST({_property_text('free_events')} AS BIGINT), 0) AS free_events",
+        f"{_property_text('unique_attribute')} AS unique_attribute",
+        f"coalesce({_property_text('price_attribute')}, 'unit_price') AS price_attribute",
+        "from_json(json_extract(properties, '$.dimensions'), '[\"VARCHAR\"]') AS dims",
+        "json_extract(properties, '$.time_bands') AS time_bands",
+        "json_extract(properties, '$.prices') AS matrix_prices",
+        f"{_value_errors()} AS value_error",
+    ]
+    return ", ".join(cols)
 
 
 def _first_error(errors: str) -> str:
@@ -81,10 +272,36 @@ def _value_errors() -> str:
         value_error("'unit_price'", "unit_price", PRICE),
         value_error("'included_quantity'", "included_quantity", PLAN_QUANTITY),
         value_error("'proration_days'", "proration_days", PRORATION_DAYS),
-        *(decimal_error(f"'properties.{k}'", _prop_text(k), b) for k, b in DECIMAL_PROPERTIES.items()),
-        *(name_error(f"'properties.{k}'", _prop_text(k)) for k in ("price_attribute", "unique_attribute")),
+        *(decimal_error(f"'properties.{k}'", _property_text(k), b) for k, b in DECIMAL_PROPERTIES.items()),
+        *(name_error(f"'properties.{k}'", _property_text(k)) for k in ("price_attribute", "unique_attribute")),
     ]
     return f"coalesce({', '.join(checks)})"
+
+
+def _config_error() -> str:
+    """SQL: the first problem of a price version (NULL: it can rate), over the parsed parameters."""
+    return f"""CASE
+             WHEN properties_error IS NOT NULL THEN properties_error
+             WHEN charge_model = 'FLAT' THEN 'FLAT is a RECURRING charge model (billed by invoicing)'
+             WHEN charge_model IS NULL OR charge_model NOT IN {USAGE_MODELS} THEN 'unknown charge model ' || coalesce(charge_model, 'NULL')
+             WHEN aggregation NOT IN {AGGREGATIONS} THEN 'unknown aggregation ' || aggregation
+             WHEN value_error IS NOT NULL THEN value_error
+             WHEN per_event_min > per_event_max THEN 'properties.per_event_min must not exceed properties.per_event_max'
+             WHEN minimum_amount > maximum_amount THEN 'properties.minimum_amount must not exceed properties.maximum_amount'
+             WHEN charge_model IN ('PER_UNIT', 'PACKAGE') AND unit_price IS NULL THEN charge_model || ' needs unit_price'
+             WHEN charge_model = 'PACKAGE' AND coalesce(package_size, 0) <= 0 THEN 'PACKAGE needs package_size > 0'
+             WHEN charge_model IN {TIERED_MODELS} AND tier_error IS NOT NULL THEN tier_error
+             WHEN charge_model IN {TIERED_MODELS} AND n_tiers = 0 THEN charge_model || ' needs tiers'
+             WHEN charge_model = 'PERCENTAGE' AND rate IS NULL THEN 'PERCENTAGE needs properties.rate'
+             WHEN charge_model = 'MATRIX' AND (dims IS NULL OR len(dims) = 0 OR len(dims) > 3)
+               THEN 'MATRIX needs 1 to 3 properties.dimensions'
+             WHEN charge_model = 'MATRIX' AND aggregation IN ('UNIQUE_COUNT', 'TIME_WEIGHTED_SUM')
+               THEN 'MATRIX supports SUM, COUNT, MAX and LATEST aggregations'
+             WHEN charge_model = 'MATRIX' THEN {_matrix_errors()}
+             WHEN aggregation = 'UNIQUE_COUNT' AND unique_attribute IS NULL THEN 'UNIQUE_COUNT needs properties.unique_attribute'
+             WHEN aggregation = 'TIME_WEIGHTED_SUM' AND charge_model IN ('PERCENTAGE', 'DYNAMIC')
+               THEN charge_model || ' cannot use TIME_WEIGHTED_SUM'
+           END"""
 
 
 def _matrix_errors() -> str:
@@ -113,269 +330,34 @@ def _matrix_errors() -> str:
     return f"coalesce({dims}, {bands}, {cells})"
 
 
-def build_catalog(
-    con: duckdb.DuckDBPyConnection,
-    billing_month: dt.date,
-    tag: str,
-    *,
-    subscriptions: str,
-    accounts: str,
-    charges: str,
-) -> None:
-    """Create the temp tables ``{tag}_acct``, ``{tag}_ver``, ``{tag}_subs``, ``{tag}_chg``,
-    ``{tag}_tiers`` and ``{tag}_slots`` on ``con``."""
-    bm = month_literal(billing_month)
-    a_live = live_filter(columns_of(con, accounts))
-    s_live = live_filter(columns_of(con, subscriptions))
-    c_live = live_filter(columns_of(con, charges))
+def _dimension_source(k: int) -> str:
+    """SQL: where MATRIX dimension ``k``'s value comes from per event (:data:`ZONE_COLUMN`,
+    :data:`TIME_BAND_BY_HOUR` or :data:`EVENT_ATTRIBUTE`), NULL when the price has no such dimension."""
+    return (f"CAST(CASE WHEN charge_model <> 'MATRIX' OR dims[{k}] IS NULL THEN NULL WHEN dims[{k}] = 'zone' THEN {ZONE_COLUMN} "
+            f"WHEN dims[{k}] = 'time_band' AND has_bands THEN {TIME_BAND_BY_HOUR} ELSE {EVENT_ATTRIBUTE} END AS TINYINT)")
 
-    # Accounts and the period each bills in this month (NULL period: none ends this month).
-    con.execute(f"""
-    CREATE OR REPLACE TEMP TABLE {tag}_acct AS
-    SELECT account_id, currency, bill_cycle_day, billing_cycle, pe AS period_end,
-           CASE WHEN pe IS NOT NULL THEN period_start_for(pe, bill_cycle_day, billing_cycle) END AS period_start
-    FROM (SELECT account_id, upper(currency) AS currency, bill_cycle_day, upper(billing_cycle) AS billing_cycle,
-                 period_end_in({bm}, bill_cycle_day, upper(billing_cycle)) AS pe
-          FROM {accounts} WHERE {a_live})
-    """)
 
-    # Subscription version islands: consecutive versions on the same plan are one island.
-    con.execute(f"""
-    CREATE OR REPLACE TEMP TABLE {tag}_ver AS
-    WITH v AS (
-        SELECT subscription_id, plan_id, CAST(valid_from AS DATE) AS vf,
-               CAST(coalesce(valid_to, {OPEN_DATE}) AS DATE) AS vt
-        FROM {subscriptions} WHERE {s_live} AND valid_from < coalesce(valid_to, {OPEN_DATE})
-    ), f AS (
-        SELECT *, CASE WHEN lag(plan_id) OVER w IS NOT DISTINCT FROM plan_id AND lag(vt) OVER w = vf
-                       THEN 0 ELSE 1 END AS brk
-        FROM v WINDOW w AS (PARTITION BY subscription_id ORDER BY vf, vt)
-    ), g AS (
-        SELECT *, sum(brk) OVER (PARTITION BY subscription_id ORDER BY vf, vt ROWS UNBOUNDED PRECEDING) AS island FROM f
-    )
-    SELECT subscription_id, plan_id, min(vf) AS valid_from, max(vt) AS valid_to
-    FROM g GROUP BY subscription_id, island, plan_id
-    """)
-
-    # Every known subscription: its account, the account's period and the event window that
-    # belongs to this partition (unknown account: the calendar month, all unrated).
-    con.execute(f"""
-    CREATE OR REPLACE TEMP TABLE {tag}_subs AS
-    SELECT s.subscription_id, s.account_id, a.currency, a.period_start, a.period_end,
-           CASE WHEN a.account_id IS NULL THEN 'unknown billing account' END AS problem,
-           CAST(CASE WHEN a.account_id IS NULL THEN {bm} ELSE a.period_start END AS TIMESTAMP) AS win_start,
-           CAST(CASE WHEN a.account_id IS NULL THEN {bm} + INTERVAL 1 MONTH ELSE a.period_end END AS TIMESTAMP) AS win_end
-    FROM (SELECT subscription_id, arg_max(account_id, valid_from) AS account_id
-          FROM {subscriptions} WHERE {s_live} GROUP BY subscription_id) s
-    LEFT JOIN {tag}_acct a USING (account_id)
-    """)
-
-    # USAGE price versions, normalised.
-    con.execute(f"""
-    CREATE OR REPLACE TEMP TABLE {tag}_chg AS
-    SELECT price_id, plan_id, charge_code, metric,
-           upper(coalesce(aggregation, 'SUM')) AS aggregation, upper(charge_model) AS charge_model,
-           upper(coalesce(billing_timing, 'IN_ARREARS')) AS billing_timing, coalesce(prorate, true) AS prorate,
-           CAST(unit_price AS {DEC}) AS unit_price, CAST(coalesce(included_quantity, 0) AS {DEC}) AS included_quantity,
-           tiers, proration_days,
-           -- properties only when a JSON object (else a catalog error), so reading a key never fails
-           CASE WHEN json_valid(properties) AND json_type(properties) = 'OBJECT' THEN properties END AS properties,
-           CASE WHEN properties IS NULL THEN NULL WHEN NOT json_valid(properties) THEN 'properties is not valid JSON'
-                WHEN json_type(properties) <> 'OBJECT' THEN 'properties is not a JSON object' END AS properties_error,
-           CAST(effective_from AS TIMESTAMP) AS effective_from,
-           CAST(coalesce(effective_to, {OPEN_TS}) AS TIMESTAMP) AS effective_to
-    FROM {charges}
-    WHERE {c_live} AND upper(charge_type) = 'USAGE'
-    """)
-
-    # Tiers, parsed once per price version: tier k covers (lower, upper], upper NULL = open; each
-    # tier's first problem (not an object, unknown key, a number outside the contract) in tier_error.
-    tier_label = "'tiers: tier ' || tier"
-    con.execute(f"""
-    CREATE OR REPLACE TEMP TABLE {tag}_tiers AS
-    WITH p AS (
-        SELECT price_id, charge_model, from_json(tiers, '{_JSON_LIST}') AS arr
-        FROM {tag}_chg
-        WHERE charge_model IN {TIERED_MODELS} AND json_valid(tiers) AND json_type(tiers) = 'ARRAY'
-    ), u AS (
-        SELECT price_id, charge_model, unnest(arr) AS t, unnest(range(1, len(arr) + 1)) AS tier FROM p
-    ), v AS (
-        SELECT price_id, CAST(tier AS INTEGER) AS tier, coalesce(json_type(t), '') = 'OBJECT' AS is_object,
-               json_extract_string(t, '$.up_to') AS up_to,
-               CASE WHEN json_extract_string(t, '$.unit_amount') IS NOT NULL THEN 'unit_amount' ELSE 'rate' END AS unit_key,
-               coalesce(json_extract_string(t, '$.unit_amount'), json_extract_string(t, '$.rate')) AS unit,
-               json_extract_string(t, '$.flat_amount') AS flat,
-               charge_model = 'GRADUATED_PERCENTAGE' AS is_rate, t
-        FROM u
-    )
-    SELECT price_id, tier, up_to IS NULL AS is_open,
-           TRY_CAST(up_to AS {DEC}) AS upper,
-           TRY_CAST(coalesce(unit, '0') AS {DEC}) AS unit_amount,
-           TRY_CAST(coalesce(flat, '0') AS {DEC}) AS flat_amount,
-           CASE WHEN NOT is_object THEN {tier_label} || ' is not a JSON object'
-                ELSE coalesce({unknown_key_error(tier_label, 't', TIER_KEYS)},
-                              {decimal_error(tier_label + " || ' up_to'", 'up_to', PLAN_QUANTITY)},
-                              CASE WHEN is_rate THEN {decimal_error(tier_label + " || ' ' || unit_key", 'unit', RATE)}
-                                   ELSE {decimal_error(tier_label + " || ' ' || unit_key", 'unit', PRICE)} END,
-                              {decimal_error(tier_label + " || ' flat_amount'", 'flat', AMOUNT)}) END AS tier_error,
-           coalesce(lag(TRY_CAST(up_to AS {DEC})) OVER (PARTITION BY price_id ORDER BY tier), CAST(0 AS {DEC})) AS lower,
-           count(*) OVER (PARTITION BY price_id) AS n_tiers
-    FROM v
-    """)
-
-    # Price versions with their parameters parsed once (properties, tiers check, matrix bands), the
-    # first problem in config_error; the per-event parameters of a misconfigured version are left
-    # NULL/false, so its events read nothing of it (they are unrated with the error).
-    dims = "from_json(json_extract(properties, '$.dimensions'), '[\"VARCHAR\"]')"
+def _per_event_columns() -> str:
+    """SQL: what the per-event expressions read of a valid price version (scan.py): dimension
+    sources and JSON paths, the time band of each hour, attribute paths and the model flags."""
     pct_ordered = ("charge_model = 'PERCENTAGE' AND (free_events > 0 OR ((free_units > 0 OR included_quantity > 0) "
                    "AND (per_event_min IS NOT NULL OR per_event_max IS NOT NULL)))")
-    ok = "config_error IS NULL"
-    con.execute(f"""
-    CREATE OR REPLACE TEMP TABLE {tag}_prices AS
-    WITH tier_check AS (
-        SELECT price_id, count(*) AS n_tiers,
-               CASE WHEN bool_or(tier_error IS NOT NULL) THEN arg_min(tier_error, tier) FILTER (WHERE tier_error IS NOT NULL)
-                    WHEN bool_or(is_open AND tier < n_tiers) THEN 'tiers: only the last tier may be open'
-                    WHEN bool_or(tier = n_tiers AND NOT is_open) THEN 'tiers: the last tier must be open (up_to null)'
-                    WHEN bool_or(tier > 1 AND upper <= lower) OR bool_or(tier = 1 AND upper <= 0)
-                         THEN 'tiers: up_to must increase' END AS tier_error
-        FROM {tag}_tiers GROUP BY price_id
-    ), p AS (
-        SELECT c.*,
-               {_prop_dec('rate')} AS rate,
-               {_prop_dec('fixed_fee')} AS fixed_fee,
-               {_prop_dec('per_event_min')} AS per_event_min,
-               {_prop_dec('per_event_max')} AS per_event_max,
-               coalesce({_prop_dec('free_units')}, 0) AS free_units,
-               coalesce(TRY_CAST({_prop_text('free_events')} AS BIGINT), 0) AS free_events,
-               {_prop_dec('package_size')} AS package_size,
-               {_prop_dec('minimum_amount')} AS minimum_amount,
-               {_prop_dec('maximum_amount')} AS maximum_amount,
-               {_prop_dec('default_unit_price')} AS default_unit_price,
-               {_prop_text('unique_attribute')} AS unique_attribute,
-               coalesce({_prop_text('price_attribute')}, 'unit_price') AS price_attribute,
-               {dims} AS dims,
-               json_extract(properties, '$.time_bands') AS time_bands,
-               json_extract(properties, '$.prices') AS matrix_prices,
-               {_value_errors()} AS value_error,
-               CASE WHEN charge_model IN {TIERED_MODELS} AND tiers IS NOT NULL AND NOT json_valid(tiers) THEN 'tiers is not valid JSON'
-                    WHEN charge_model IN {TIERED_MODELS} AND tiers IS NOT NULL AND json_type(tiers) <> 'ARRAY'
-                      THEN 'tiers is not a JSON array'
-                    ELSE tc.tier_error END AS tier_error,
-               coalesce(tc.n_tiers, 0) AS n_tiers
-        FROM {tag}_chg c LEFT JOIN tier_check tc USING (price_id)
-    ), q AS (
-        SELECT p.*, coalesce(json_array_length(time_bands), 0) > 0 AS has_bands FROM p
-    ), e AS (
-        SELECT q.*, CASE
-             WHEN properties_error IS NOT NULL THEN properties_error
-             WHEN charge_model = 'FLAT' THEN 'FLAT is a RECURRING charge model (billed by invoicing)'
-             WHEN charge_model IS NULL OR charge_model NOT IN {USAGE_MODELS} THEN 'unknown charge model ' || coalesce(charge_model, 'NULL')
-             WHEN aggregation NOT IN {AGGREGATIONS} THEN 'unknown aggregation ' || aggregation
-             WHEN value_error IS NOT NULL THEN value_error
-             WHEN per_event_min > per_event_max THEN 'properties.per_event_min must not exceed properties.per_event_max'
-             WHEN minimum_amount > maximum_amount THEN 'properties.minimum_amount must not exceed properties.maximum_amount'
-             WHEN charge_model IN ('PER_UNIT', 'PACKAGE') AND unit_price IS NULL THEN charge_model || ' needs unit_price'
-             WHEN charge_model = 'PACKAGE' AND coalesce(package_size, 0) <= 0 THEN 'PACKAGE needs package_size > 0'
-             WHEN charge_model IN {TIERED_MODELS} AND tier_error IS NOT NULL THEN tier_error
-             WHEN charge_model IN {TIERED_MODELS} AND n_tiers = 0 THEN charge_model || ' needs tiers'
-             WHEN charge_model = 'PERCENTAGE' AND rate IS NULL THEN 'PERCENTAGE needs properties.rate'
-             WHEN charge_model = 'MATRIX' AND (dims IS NULL OR len(dims) = 0 OR len(dims) > 3)
-               THEN 'MATRIX needs 1 to 3 properties.dimensions'
-             WHEN charge_model = 'MATRIX' AND aggregation IN ('UNIQUE_COUNT', 'TIME_WEIGHTED_SUM')
-               THEN 'MATRIX supports SUM, COUNT, MAX and LATEST aggregations'
-             WHEN charge_model = 'MATRIX' THEN {_matrix_errors()}
-             WHEN aggregation = 'UNIQUE_COUNT' AND unique_attribute IS NULL THEN 'UNIQUE_COUNT needs properties.unique_attribute'
-             WHEN aggregation = 'TIME_WEIGHTED_SUM' AND charge_model IN ('PERCENTAGE', 'DYNAMIC')
-               THEN charge_model || ' cannot use TIME_WEIGHTED_SUM'
-           END AS config_error
-        FROM q
-    )
-    SELECT e.*,
-           CASE WHEN {ok} THEN {_kind_code(1)} END AS kc1, CASE WHEN {ok} THEN {_kind_code(2)} END AS kc2,
-           CASE WHEN {ok} THEN {_kind_code(3)} END AS kc3,
-           '$."' || dims[1] || '"' AS path1, '$."' || dims[2] || '"' AS path2, '$."' || dims[3] || '"' AS path3,
-           CASE WHEN has_bands AND {ok} THEN list_transform(range(24), hh -> {band_of_hour('hh', 'time_bands')}) END AS hour_bands,
-           CASE WHEN has_bands AND {ok} THEN list_transform(from_json(time_bands, '{_BANDS_TYPE}'), b -> b.band) END AS band_names,
-           '$."' || unique_attribute || '"' AS unique_path,
-           '$."' || price_attribute || '"' AS price_path,
-           {ok} AND charge_model = 'DYNAMIC' AS is_dynamic,
-           {ok} AND aggregation = 'UNIQUE_COUNT' AS is_unique,
-           {ok} AND aggregation = 'LATEST' AS is_latest,
-           {ok} AND aggregation = 'TIME_WEIGHTED_SUM' AS is_tws,
-           {ok} AND {pct_ordered} AS pct_ordered,
-           {ok} AND NOT ({pct_ordered}) AND charge_model = 'PERCENTAGE'
-             AND (per_event_min IS NOT NULL OR per_event_max IS NOT NULL) AS pct_clamped
-    FROM e
-    """)
-    # Time bands as a 24 x 4-bit mask: the band index (1-based in time_bands) of each hour, 0 = none.
-    con.execute(f"""
-    ALTER TABLE {tag}_prices ADD COLUMN band_mask HUGEINT;
-    UPDATE {tag}_prices SET band_mask = list_sum(list_transform(range(24), hh ->
-        CAST(coalesce(list_position(band_names, hour_bands[hh + 1]), 0) AS HUGEINT) << (4 * hh)))
-    WHERE has_bands AND {ok};
-    """)
-
-    # Slots: (subscription, segment, price version) over the period; narrow (parameters by price_id).
-    # Proration is exact HUGEINT arithmetic (``prorate``/``div_round``), so it is computed once per
-    # distinct (price, segment days, proration days) -- a few hundred combinations -- and joined
-    # back, not once per slot.
-    con.execute(f"""
-    CREATE OR REPLACE TEMP TABLE {tag}_slots AS
-    WITH sv AS (
-        SELECT s.subscription_id, s.account_id, s.currency, s.period_start, s.period_end, v.plan_id,
-               CAST(greatest(v.valid_from, s.period_start) AS TIMESTAMP) AS vs,
-               CAST(least(v.valid_to, s.period_end) AS TIMESTAMP) AS ve
-        FROM {tag}_subs s JOIN {tag}_ver v USING (subscription_id)
-        WHERE s.problem IS NULL AND s.period_start IS NOT NULL
-          AND v.valid_from < s.period_end AND v.valid_to > s.period_start
-    ), j AS (
-        SELECT sv.subscription_id, sv.account_id, sv.currency, sv.period_start, sv.period_end, sv.plan_id,
-               c.price_id, c.metric,
-               greatest(sv.vs, c.effective_from) AS seg_start, least(sv.ve, c.effective_to) AS seg_end
-        FROM sv JOIN {tag}_prices c ON c.plan_id = sv.plan_id AND c.effective_from < sv.ve AND c.effective_to > sv.vs
-    ), p AS (
-        SELECT j.*,
-               date_diff('day', period_start, period_end) AS period_days,
-               date_diff('day', CAST(seg_start AS DATE), CAST(seg_end AS DATE)) AS seg_days,
-               seg_start = CAST(period_start AS TIMESTAMP) AND seg_end = CAST(period_end AS TIMESTAMP) AS whole_period
-        FROM j
-    ), shapes AS (  -- the distinct proration cases
-        SELECT DISTINCT price_id, seg_days, period_days, whole_period FROM p
-    ), f AS (
-        SELECT x.price_id, x.seg_days, x.period_days, x.whole_period,
-               NOT c.prorate OR x.whole_period AS whole,
-               coalesce(c.proration_days, x.period_days) AS denominator,
-               c.charge_model, c.included_quantity + c.free_units AS allowance_full,
-               c.minimum_amount, c.maximum_amount
-        FROM shapes x JOIN {tag}_prices c USING (price_id)
-        WHERE c.config_error IS NULL  -- a misconfigured version's values may be anything: not prorated
-    ), r AS (
-        SELECT price_id, seg_days, period_days, whole_period,
-               CASE WHEN whole THEN CAST(1 AS {DEC})
-                    ELSE least(CAST(1 AS {DEC}), div_round(seg_days, denominator, 10)) END AS proration_factor,
-               CASE WHEN charge_model IN ('MATRIX', 'DYNAMIC') THEN CAST(0 AS {DEC})
-                    WHEN whole THEN allowance_full
-                    ELSE least(allowance_full, prorate(allowance_full, seg_days, denominator)) END AS allowance,
-               CASE WHEN minimum_amount IS NULL OR whole THEN minimum_amount
-                    ELSE least(minimum_amount, prorate(minimum_amount, seg_days, denominator)) END AS minimum_prorated,
-               CASE WHEN maximum_amount IS NULL OR whole THEN maximum_amount
-                    ELSE least(maximum_amount, prorate(maximum_amount, seg_days, denominator)) END AS maximum_prorated
-        FROM f
-    )
-    SELECT CAST(row_number() OVER (ORDER BY p.subscription_id, p.metric, p.seg_start, p.price_id) AS INTEGER) AS slot_id,
-           p.subscription_id, p.account_id, p.currency, p.period_start, p.period_end, p.plan_id, p.price_id, p.metric,
-           p.seg_start, p.seg_end, p.period_days, p.seg_days, p.whole_period,
-           r.proration_factor, r.allowance, r.minimum_prorated, r.maximum_prorated
-    FROM p LEFT JOIN r ON r.price_id = p.price_id AND r.seg_days = p.seg_days AND r.period_days = p.period_days
-         AND r.whole_period = p.whole_period
-    """)
-
-
-def _kind_code(k: int) -> str:
-    # per-event dimension source as a small integer: 1 zone column, 2 time band by hour, 3 attribute
-    return (f"CAST(CASE WHEN charge_model <> 'MATRIX' OR dims[{k}] IS NULL THEN NULL WHEN dims[{k}] = 'zone' THEN 1 "
-            f"WHEN dims[{k}] = 'time_band' AND has_bands THEN 2 ELSE 3 END AS TINYINT)")
+    cols = [f"CASE WHEN {_VALID} THEN {_dimension_source(k)} END AS dim{k}_source" for k in (1, 2, 3)]
+    cols += [f"""'$."' || dims[{k}] || '"' AS dim{k}_path""" for k in (1, 2, 3)]
+    cols += [
+        f"CASE WHEN has_bands AND {_VALID} THEN list_transform(range(24), hh -> {band_of_hour('hh', 'time_bands')}) END AS hour_bands",
+        f"CASE WHEN has_bands AND {_VALID} THEN list_transform(from_json(time_bands, '{_BANDS_TYPE}'), b -> b.band) END AS band_names",
+        """'$."' || unique_attribute || '"' AS unique_path""",
+        """'$."' || price_attribute || '"' AS price_path""",
+        f"{_VALID} AND charge_model = 'DYNAMIC' AS is_dynamic",
+        f"{_VALID} AND aggregation = 'UNIQUE_COUNT' AS is_unique",
+        f"{_VALID} AND aggregation = 'LATEST' AS is_latest",
+        f"{_VALID} AND aggregation = 'TIME_WEIGHTED_SUM' AS is_tws",
+        f"{_VALID} AND {pct_ordered} AS pct_ordered",
+        f"{_VALID} AND NOT ({pct_ordered}) AND charge_model = 'PERCENTAGE' "
+        "AND (per_event_min IS NOT NULL OR per_event_max IS NOT NULL) AS pct_clamped",
+    ]
+    return ",\n           ".join(cols)
 
 
 def band_of_hour(hour_expr: str, bands_expr: str) -> str:
@@ -383,3 +365,72 @@ def band_of_hour(hour_expr: str, bands_expr: str) -> str:
     return (f"list_filter(from_json({bands_expr}, '{_BANDS_TYPE}'), b -> "
             f"(b.from_hour <= b.to_hour AND {hour_expr} >= b.from_hour AND {hour_expr} < b.to_hour) OR "
             f"(b.from_hour > b.to_hour AND ({hour_expr} >= b.from_hour OR {hour_expr} < b.to_hour)))[1].band")
+
+
+def add_band_masks(con: duckdb.DuckDBPyConnection, tag: str) -> None:
+    """``{tag}_prices.band_mask``: a MATRIX price's time bands as a 24 x 4-bit mask, the band index
+    (1-based in ``time_bands``) of each UTC hour, 0 = none; so an event's band is one shift."""
+    con.execute(f"""
+    ALTER TABLE {tag}_prices ADD COLUMN band_mask HUGEINT;
+    UPDATE {tag}_prices SET band_mask = list_sum(list_transform(range(24), hh ->
+        CAST(coalesce(list_position(band_names, hour_bands[hh + 1]), 0) AS HUGEINT) << (4 * hh)))
+    WHERE has_bands AND {_VALID};
+    """)
+
+
+def build_slots(con: duckdb.DuckDBPyConnection, tag: str) -> None:
+    """``{tag}_slots``: one row per (subscription, service segment, price version) over the
+    period, narrow (the parameters stay in ``{tag}_prices``), with the proration factor and the
+    prorated allowance, minimum and maximum (:func:`_proration`)."""
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {tag}_slots AS
+    WITH islands_in_period AS (
+        SELECT s.subscription_id, s.account_id, s.currency, s.period_start, s.period_end, i.plan_id,
+               CAST(greatest(i.valid_from, s.period_start) AS TIMESTAMP) AS island_start,
+               CAST(least(i.valid_to, s.period_end) AS TIMESTAMP) AS island_end
+        FROM {tag}_subscriptions s JOIN {tag}_islands i USING (subscription_id)
+        WHERE s.problem IS NULL AND s.period_start IS NOT NULL
+          AND i.valid_from < s.period_end AND i.valid_to > s.period_start
+    ), segments AS (
+        SELECT i.subscription_id, i.account_id, i.currency, i.period_start, i.period_end, i.plan_id,
+               c.price_id, c.metric,
+               greatest(i.island_start, c.effective_from) AS segment_start, least(i.island_end, c.effective_to) AS segment_end
+        FROM islands_in_period i
+        JOIN {tag}_prices c ON c.plan_id = i.plan_id AND c.effective_from < i.island_end AND c.effective_to > i.island_start
+    ), segment_days AS (
+        SELECT *,
+               date_diff('day', period_start, period_end) AS period_days,
+               date_diff('day', CAST(segment_start AS DATE), CAST(segment_end AS DATE)) AS segment_days,
+               segment_start = CAST(period_start AS TIMESTAMP) AND segment_end = CAST(period_end AS TIMESTAMP) AS whole_period
+        FROM segments
+    ), prorated_terms AS ({_proration(tag)}
+    )
+    SELECT CAST(row_number() OVER (ORDER BY d.subscription_id, d.metric, d.segment_start, d.price_id) AS INTEGER) AS slot_id,
+           d.subscription_id, d.account_id, d.currency, d.period_start, d.period_end, d.plan_id, d.price_id, d.metric,
+           d.segment_start, d.segment_end, d.period_days, d.segment_days, d.whole_period,
+           p.proration_factor, p.allowance, p.minimum_prorated, p.maximum_prorated
+    FROM segment_days d LEFT JOIN prorated_terms p ON p.price_id = d.price_id AND p.segment_days = d.segment_days
+         AND p.period_days = d.period_days AND p.whole_period = d.whole_period
+    """)
+
+
+def _proration(tag: str) -> str:
+    """SQL over ``segment_days``: per distinct (price, segment days, period days, whole period) --
+    a few hundred cases, not one per slot -- the factor and the prorated allowance (included
+    quantity + free units; none for MATRIX and DYNAMIC), minimum and maximum, by the proration
+    rule ``prorated`` (whole: the segment is the whole period, or the charge is not prorated;
+    the denominator is ``proration_days`` or the period's days). A misconfigured version's
+    values may be anything: it is not prorated (NULL terms)."""
+    return f"""
+        SELECT price_id, segment_days, period_days, whole_period,
+               prorated(1, segment_days, denominator, whole) AS proration_factor,
+               CASE WHEN charge_model IN ('MATRIX', 'DYNAMIC') THEN CAST(0 AS {MONEY})
+                    ELSE prorated(allowance_full, segment_days, denominator, whole) END AS allowance,
+               prorated(minimum_amount, segment_days, denominator, whole) AS minimum_prorated,
+               prorated(maximum_amount, segment_days, denominator, whole) AS maximum_prorated
+        FROM (SELECT x.price_id, x.segment_days, x.period_days, x.whole_period,
+                     NOT c.prorate OR x.whole_period AS whole, coalesce(c.proration_days, x.period_days) AS denominator,
+                     c.charge_model, c.included_quantity + c.free_units AS allowance_full, c.minimum_amount, c.maximum_amount
+              FROM (SELECT DISTINCT price_id, segment_days, period_days, whole_period FROM segment_days) x
+              JOIN {tag}_prices c USING (price_id)
+              WHERE c.config_error IS NULL)"""

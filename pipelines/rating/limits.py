@@ -16,8 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DEC = "DECIMAL(38,10)"
-_DEC20 = "DECIMAL(38,20)"  # holds every bounded value below 10^18 exactly to 20 decimals
+from domain.money import MONEY
+
+# The exact product of two MONEY values; it also holds every bounded value below 10^18 exactly
+# to 20 decimals (the check that a written decimal has at most 10 places).
+PRODUCT = "DECIMAL(38,20)"
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,13 @@ QUANTITY_OUT_OF_RANGE = "quantity out of range"
 AMOUNT_OUT_OF_RANGE = "amount out of range"
 
 
+def rounded_line_amount(x: str, minor_unit: str = "minor_unit") -> str:
+    """SQL: a line's ``amount``: the precise amount ``x`` rounded to the currency's minor unit
+    (``round_minor``, domain/money.py, with the currency's ``minor_unit`` resolved once per
+    currency), NULL (the line is out of range) unless ``|x| <`` :data:`LINE_AMOUNT_LIMIT`."""
+    return f"CASE WHEN abs({x}) < {LINE_AMOUNT_LIMIT} THEN round_minor({x}, {minor_unit}) END"
+
+
 def within(x: str, b: Bound) -> str:
     """SQL: the decimal ``x`` satisfies ``b`` (NULL when ``x`` is)."""
     hi = f"{x} <= {b.hi}" if b.closed else f"{x} < {b.hi}"
@@ -66,11 +76,11 @@ def within(x: str, b: Bound) -> str:
 def decimal_error(label: str, text: str, b: Bound) -> str:
     """SQL: why the text ``text`` (a JSON value) is not an exact decimal within ``b``, NULL if it is
     or is NULL. ``label`` is SQL text naming it (a literal or an expression)."""
-    x = f"TRY_CAST({text} AS {DEC})"
+    x = f"TRY_CAST({text} AS {MONEY})"
     return (f"CASE WHEN {text} IS NULL THEN NULL "
             f"WHEN {x} IS NULL THEN {label} || ' is not a decimal' "
             f"WHEN NOT {within(x, b)} THEN {label} || ' must be {b.text}' "
-            f"WHEN TRY_CAST({text} AS {_DEC20}) <> {x} THEN {label} || ' has more than 10 decimal places' END")
+            f"WHEN TRY_CAST({text} AS {PRODUCT}) <> {x} THEN {label} || ' has more than 10 decimal places' END")
 
 
 def value_error(label: str, x: str, b: Bound) -> str:
@@ -94,4 +104,4 @@ def unknown_key_error(label: str, obj: str, keys: tuple[str, ...]) -> str:
 def event_price_ok(price: str, text: str) -> str:
     """SQL: a dynamic price read from the event (``price`` = ``TRY_CAST(text AS DECIMAL(38,10))``) is
     exact (at most 10 decimal places); its range is checked apart (:func:`within` ``PRICE``)."""
-    return f"TRY_CAST({text} AS {_DEC20}) = {price}"
+    return f"TRY_CAST({text} AS {PRODUCT}) = {price}"

@@ -1,2 +1,2 @@
 """State engines: raw change logs -> core history / current state (``cdc``), and services
-from confirmed orders (``subscriptions``). Rules: docs/state.md. No Dagster imports."""
+from confirmed orders (``subscriptions.build_services``). Rules: docs/state.md. No Dagster imports."""

@@ -28,28 +28,18 @@ from __future__ import annotations
 
 import duckdb
 
+from domain.periods import OPEN_END_TIMESTAMP
+from domain.sql import quote_ident, quote_literal
 from sources.entities import ENTITIES, Entity
 
-OPEN_END = "TIMESTAMP '9999-12-31'"
 NO_TS = "TIMESTAMP '1970-01-01'"  # valid_from of leading versions without a source timestamp
 
 HISTORY_META = ("valid_from", "valid_to", "is_deleted", "_op", "_position", "_file")
-USAGE_META = ("is_deleted", "_position", "_file")
 
 # Tie-breaks (docs/state.md 1.3, 1.4). Of the deliveries of one image (key, position, row hash)
 # the latest is kept; different images at one position are ordered by delivery, the latest last.
 KEPT_DELIVERY = "_ingested_at DESC NULLS LAST, _file, _record_no"
 SAME_POSITION_ORDER = "_ingested_at ASC NULLS FIRST, _row_hash, _file, _record_no"
-
-
-def _q(name: str) -> str:
-    """Quote an identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _lit(value: str) -> str:
-    """Quote a string literal."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 # Source op codes normalised to Debezium's: table extracts may say I/U/D.
@@ -61,27 +51,22 @@ def history_columns(entity: Entity) -> list[str]:
     return [*entity.column_names, *HISTORY_META]
 
 
-def usage_columns() -> list[str]:
-    """Column names of ``core.usage_events`` in order."""
-    return [*ENTITIES["usage_records"].column_names, *USAGE_META]
-
-
 def history_sql(entity: Entity, raw: str) -> str:
     """SQL of :func:`history` (exposed for EXPLAIN and docs)."""
-    key = ", ".join(_q(k) for k in entity.key)
+    key = ", ".join(quote_ident(k) for k in entity.key)
     order = f"_position ASC NULLS FIRST, {SAME_POSITION_ORDER}"
     cols = []
     for c in entity.columns:
         if c.name in entity.key:
-            expr = _q(c.name)
+            expr = quote_ident(c.name)
         else:
             # struct {'v': col} is NULL only when the column was omitted as unchanged, so
             # IGNORE NULLS skips omissions but keeps a legitimately NULL value.
             expr = (
-                f"(last_value(CASE WHEN list_contains(_unavailable, {_lit(c.name)}) THEN NULL "
-                f"ELSE {{'v': {_q(c.name)}}} END IGNORE NULLS) OVER upto).v"
+                f"(last_value(CASE WHEN list_contains(_unavailable, {quote_literal(c.name)}) THEN NULL "
+                f"ELSE {{'v': {quote_ident(c.name)}}} END IGNORE NULLS) OVER upto).v"
             )
-        cols.append(f"CAST({expr} AS {c.sql_type}) AS {_q(c.name)}")
+        cols.append(f"CAST({expr} AS {c.sql_type}) AS {quote_ident(c.name)}")
     return f"""
 WITH changes AS (
     SELECT * REPLACE ({_OP} AS _op)
@@ -92,7 +77,7 @@ WITH changes AS (
 SELECT
     {", ".join(cols)},
     CAST(coalesce(max(_source_ts) OVER upto, {NO_TS}) AS TIMESTAMP) AS valid_from,
-    CAST(CASE WHEN lead(1) OVER seq IS NULL THEN {OPEN_END}
+    CAST(CASE WHEN lead(1) OVER seq IS NULL THEN {OPEN_END_TIMESTAMP}
               ELSE coalesce(max(_source_ts) OVER upto_next, {NO_TS}) END AS TIMESTAMP) AS valid_to,
     _op = 'd' AS is_deleted,
     CAST(_op AS VARCHAR) AS _op,
@@ -122,8 +107,8 @@ def current(con: duckdb.DuckDBPyConnection, entity: Entity, history: str) -> duc
     Same columns as :func:`history`; exactly one row per key (the last version by position is
     the only one whose ``valid_to`` is open).
     """
-    cols = ", ".join(_q(c) for c in history_columns(entity))
-    return con.sql(f"SELECT {cols} FROM {history} WHERE valid_to = {OPEN_END}")
+    cols = ", ".join(quote_ident(c) for c in history_columns(entity))
+    return con.sql(f"SELECT {cols} FROM {history} WHERE valid_to = {OPEN_END_TIMESTAMP}")
 
 
 def usage_events(con: duckdb.DuckDBPyConnection, raw: str = "raw.usage_records") -> duckdb.DuckDBPyRelation:
@@ -137,7 +122,7 @@ def usage_events(con: duckdb.DuckDBPyConnection, raw: str = "raw.usage_records")
     ``is_deleted, _position, _file``.
     """
     entity = ENTITIES["usage_records"]
-    cols = ", ".join(f"CAST({_q(c.name)} AS {c.sql_type}) AS {_q(c.name)}" for c in entity.columns)
+    cols = ", ".join(f"CAST({quote_ident(c.name)} AS {c.sql_type}) AS {quote_ident(c.name)}" for c in entity.columns)
     return con.sql(f"""
 SELECT {cols},
        {_OP} = 'd' AS is_deleted,
@@ -164,15 +149,15 @@ def anomalies(con: duckdb.DuckDBPyConnection, entity: Entity, raw: str) -> duckd
       (arbitrary).
     * ``MISSING_POSITION``: a non-tombstone change without a position (ordered first).
     """
-    key = ", ".join(_q(k) for k in entity.key)
-    key_json = "CAST(to_json(struct_pack(" + ", ".join(f"{_q(k)} := {_q(k)}" for k in entity.key) + ")) AS VARCHAR)"
-    ent = _lit(entity.name)
+    key = ", ".join(quote_ident(k) for k in entity.key)
+    key_json = "CAST(to_json(struct_pack(" + ", ".join(f"{quote_ident(k)} := {quote_ident(k)}" for k in entity.key) + ")) AS VARCHAR)"
+    ent = quote_literal(entity.name)
     return con.sql(f"""
 WITH log AS (SELECT {key}, lower(_op) AS op, _position, _row_hash, _file, _record_no FROM {raw}),
 deleted AS (SELECT DISTINCT {key} FROM log WHERE op = 'd')
 SELECT {ent} AS entity, {key_json} AS key, 'ORPHAN_TOMBSTONE' AS kind, _position, _file, _record_no
 FROM log t WHERE op = 't' AND NOT EXISTS (
-    SELECT 1 FROM deleted d WHERE {" AND ".join(f"d.{_q(k)} IS NOT DISTINCT FROM t.{_q(k)}" for k in entity.key)})
+    SELECT 1 FROM deleted d WHERE {" AND ".join(f"d.{quote_ident(k)} IS NOT DISTINCT FROM t.{quote_ident(k)}" for k in entity.key)})
 UNION ALL
 SELECT {ent}, {key_json}, 'POSITION_CONFLICT', _position, _file, _record_no
 FROM log WHERE op <> 't'

@@ -30,7 +30,7 @@ TABLES = (
             _c('discount_amount', 'DECIMAL(18,4)', 'Bundle discount on recurring and recurring-credit lines: -round(amount x bundle discount_pct), sign opposite to the line; 0 otherwise.', False),
             _c('net_amount', 'DECIMAL(18,4)', 'amount + discount_amount: the taxable amount and the revenue obligation of the line.', False),
             _c('tax_jurisdiction', 'VARCHAR', "Customer tax jurisdiction: country, or country-state (e.g. US-CA); recorded even when no rate was found. Credits keep the credited line's jurisdiction."),
-            _c('tax_name', 'VARCHAR', 'Name of the tax rate applied; NULL when no rate was in force (tax 0, see billing tax exceptions).'),
+            _c('tax_name', 'VARCHAR', 'Name of the tax rate applied; NULL when no rate was in force (tax 0).'),
             _c('tax_rate', 'DECIMAL(9,6)', "Rate applied as a fraction (0.072500 = 7.25 %): state rate over country rate, in force on the tax point (period end - 1 day); credits reuse the credited line's rate; 0 when none."),
             _c('tax_amount', 'DECIMAL(18,4)', 'round(net_amount x tax_rate) half away from zero to the minor unit, per line.', False),
             _c('total_amount', 'DECIMAL(18,4)', 'net_amount + tax_amount.', False),
