@@ -76,8 +76,29 @@ def drop_stored_macros(con: duckdb.DuckDBPyConnection, tables: Mapping[str, Tabl
 
 
 # Version 1 is the baseline: the contract as it stood when versioning started.
+def steps(*parts: Callable[[duckdb.DuckDBPyConnection, Mapping[str, Table]], None]) -> Callable[[duckdb.DuckDBPyConnection, Mapping[str, Table]], None]:
+    """One migration made of several steps, applied in order (in the migration's transaction)."""
+    def apply(con: duckdb.DuckDBPyConnection, tables: Mapping[str, Table]) -> None:
+        for part in parts:
+            part(con, tables)
+    return apply
+
+
+LEDGER_TABLES = ("ledger.documents", "ledger.document_lines", "ledger.document_numbers", "ledger.finalized_months",
+                 "ledger.voids", "ledger.payment_events", "ledger.payment_applications")
+RECEIVABLES_TABLES = ("billing.settlement_review", "billing.billing_exceptions", "billing.document_status",
+                      "billing.account_balances", "billing.ar_aging")
+DRAFT_LINE_COLUMNS = ("service_month", "discount_pct", "coupon_id", "coupon_amount", "tax_point",
+                      "reference_document_number", "adjustment_reason")
+DRAFT_HEADER_COLUMNS = ("document_type", "coupon_total", "tax_point")
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "SQL macros are installed per connection, no longer stored in the warehouse", drop_stored_macros),
+    Migration(3, "the billing ledger: issued documents, numbers, finalized months, voids, payments; settlement review, "
+                 "exceptions and receivables; draft lines carry service month, discounts, coupons, tax point and corrections",
+              steps(*(add_table(t) for t in LEDGER_TABLES + RECEIVABLES_TABLES),
+                    *(add_column("billing.invoice_lines", c) for c in DRAFT_LINE_COLUMNS),
+                    *(add_column("billing.invoices", c) for c in DRAFT_HEADER_COLUMNS))),
 )
 
 
@@ -129,8 +150,9 @@ def mismatches(con: duckdb.DuckDBPyConnection, tables: Mapping[str, Table] = TAB
     existing = _existing_columns(con)
     problems = []
     for name, t in tables.items():
-        have = [(c, typ) for c, typ, _ in existing.get(name, [])]
-        want = [(c.name, c.sql_type) for c in t.columns]
+        # Compared as sets: a migration appends the columns it adds, and every writer inserts by name.
+        have = sorted((c, typ) for c, typ, _ in existing.get(name, []))
+        want = sorted((c.name, c.sql_type) for c in t.columns)
         if not have:
             problems.append(f"{name}: missing")
         elif have != want:

@@ -7,17 +7,18 @@ its schema's module; to change one, declare the change and add a migration
 """
 
 from warehouse.contract import Table
-from warehouse.tables import audit, billing, core, raw, revenue
+from warehouse.tables import audit, billing, core, ledger, raw, revenue
 
 SCHEMAS = {
     "raw": "Append-only change logs exactly as received from the landing zone (one table per entity).",
     "core": "Current state and SCD2 history of every entity, rebuilt from raw; subscriptions from confirmed orders.",
     "billing": "Bill cycles: rated usage, unrated usage, draft invoices and their lines, per billing month.",
+    "ledger": "What was issued or decided, append-only: finalized invoices and credit notes with their lines, numbers, finalized months, voids, payments processed and applied.",
     "revenue": "Revenue recognition (ASC 606 / IFRS 15): recognition per line and month, deferred balances.",
     "audit": "Ingestion ledger: files ingested with their record accounting, and quarantined records; the schema history.",
 }
 
-TABLES: dict[str, Table] = {t.qualified: t for module in (raw, core, billing, revenue, audit) for t in module.TABLES}
+TABLES: dict[str, Table] = {t.qualified: t for module in (raw, core, billing, ledger, revenue, audit) for t in module.TABLES}
 
 
 def table(qualified: str) -> Table:

@@ -1,0 +1,167 @@
+"""``ledger``: what was issued or decided — finalized invoices and credit notes with their lines, document
+numbers, finalized months, voids, payments processed and their applications (docs/billing.md "The ledger").
+
+Every table here is LEDGER: rows are appended, never updated or deleted, and no migration rebuilds them.
+A document's state (open, paid, void) is never stored on the document: it is derived from the rows
+appended after it (``billing.document_status``).
+"""
+
+from warehouse.contract import LEDGER, Table
+from warehouse.contract import column as _c
+
+AMOUNT, MONEY, RATE = "DECIMAL(18,4)", "DECIMAL(38,10)", "DECIMAL(9,6)"
+
+_DOCUMENT_HEAD = (
+    _c('document_id', 'VARCHAR', 'Document id: the draft id it was finalized from (INV-<account_number>-<period end YYYYMMDD>, CN-... for a credit note).', False),
+    _c('document_number', 'VARCHAR', 'Gapless number per series and issuing year: INV-YYYY-NNNNNN (invoices) or CN-YYYY-NNNNNN (credit notes); kept by a void.', False),
+    _c('document_type', 'VARCHAR', 'INVOICE or CREDIT_NOTE.', False),
+)
+
+TABLES = (
+    Table(
+        'ledger', 'documents', LEDGER, ("document_id",), 'one row per issued invoice or credit note',
+        'Issued documents (docs/billing.md "Finalization"): one row per finalized invoice or credit note, appended when its billing month is finalized and never changed. Totals are sums of the rounded lines: total = net_total + tax_total; net_total = subtotal + discount_total + coupon_total. A credit note carries negative amounts. content_hash is the hash of the document and its lines at issue (the check finalized_documents_unchanged recomputes it).',
+        (
+            *_DOCUMENT_HEAD,
+            _c('series', 'VARCHAR', 'Numbering series: INV or CN.', False),
+            _c('issue_year', 'INTEGER', 'Year of issue_date: numbers restart at 000001 each year per series.', False),
+            _c('sequence_no', 'INTEGER', 'Sequence number within (series, issue_year): 1, 2, 3, ... without gaps.', False),
+            _c('account_id', 'BIGINT', 'Billing account the document is issued to.', False),
+            _c('customer_id', 'BIGINT', 'Customer owning the account.'),
+            _c('billing_month', 'DATE', 'Billing month whose bill run produced the document (first day of the month).', False),
+            _c('period_start', 'DATE', 'Start of the billing period the document is for (inclusive).', False),
+            _c('period_end', 'DATE', 'End of the billing period (exclusive).', False),
+            _c('issue_date', 'DATE', 'Issue date = the period end; the tax point of every line.', False),
+            _c('due_date', 'DATE', "issue_date + the account's payment terms (credit notes: the issue date).", False),
+            _c('currency', 'VARCHAR', 'ISO 4217 currency of the account and every line.', False),
+            _c('line_count', 'INTEGER', 'Number of lines.', False),
+            _c('subtotal', AMOUNT, "Sum of the lines' amount.", False),
+            _c('discount_total', AMOUNT, "Sum of the lines' bundle discount_amount.", False),
+            _c('coupon_total', AMOUNT, "Sum of the lines' coupon_amount.", False),
+            _c('net_total', AMOUNT, "Sum of the lines' net_amount.", False),
+            _c('tax_total', AMOUNT, "Sum of the lines' tax_amount.", False),
+            _c('total', AMOUNT, 'net_total + tax_total: the amount due (negative for a credit note).', False),
+            _c('content_hash', 'VARCHAR', 'sha256 of the canonical text of the header and its lines (pipelines/ledger/finalize.py document_hash).', False),
+            _c('finalized_at', 'TIMESTAMP', 'When the document was finalized (UTC).', False),
+            _c('run_id', 'VARCHAR', 'Dagster run that finalized it (NULL outside Dagster).'),
+        ),
+    ),
+    Table(
+        'ledger', 'document_lines', LEDGER, ("line_id",), 'one row per line of an issued document',
+        'Lines of issued documents, exactly as drafted when the month was finalized (billing.invoice_lines columns), never changed. Corrections of an issued line are later lines referencing it (reference_line_id, reference_document_number).',
+        (
+            _c('line_id', 'VARCHAR', 'Line id (the draft line id).', False),
+            *_DOCUMENT_HEAD,
+            _c('billing_month', 'DATE', 'Billing month of the bill run that produced the line.', False),
+            _c('account_id', 'BIGINT', 'Billing account.', False),
+            _c('subscription_id', 'BIGINT', 'Service the line is for (NULL for one-time items not tied to a service).'),
+            _c('line_type', 'VARCHAR', 'RECURRING, RECURRING_CREDIT, ONE_TIME, ONE_TIME_CREDIT, USAGE (or a rated line type), USAGE_ADJUSTMENT.', False),
+            _c('product_id', 'BIGINT', 'Product charged.'),
+            _c('plan_id', 'BIGINT', 'Price plan of the charge.'),
+            _c('price_id', 'BIGINT', 'Price version of recurring and usage lines.'),
+            _c('charge_code', 'VARCHAR', 'Charge code within the plan (one-time items: the product SKU).'),
+            _c('description', 'VARCHAR', 'Text printed on the document.'),
+            _c('service_start', 'DATE', 'First day of service covered (inclusive).'),
+            _c('service_end', 'DATE', 'End of service covered (exclusive).'),
+            _c('service_month', 'DATE', 'Billing month of the period the service belongs to (differs from billing_month on adjustments of earlier periods).'),
+            _c('quantity', MONEY, 'Quantity charged.'),
+            _c('unit_price', MONEY, 'Unit price (recurring: per charge billing interval).'),
+            _c('days', 'INTEGER', 'Recurring lines: days of service covered.'),
+            _c('period_days', 'INTEGER', 'Recurring lines: proration denominator (days of the charge period).'),
+            _c('amount_precise', MONEY, 'Exact amount before rounding.'),
+            _c('amount', AMOUNT, 'Amount rounded half away from zero to the minor unit.', False),
+            _c('discount_pct', RATE, 'Bundle discount rate applied (NULL when none).'),
+            _c('discount_amount', AMOUNT, 'Bundle discount: -round(amount x discount_pct).', False),
+            _c('coupon_id', 'BIGINT', 'Coupon whose discount is allocated to the line (NULL when none).'),
+            _c('coupon_amount', AMOUNT, "The line's share of the coupon discount (largest remainder).", False),
+            _c('net_amount', AMOUNT, 'amount + discount_amount + coupon_amount: the taxable amount.', False),
+            _c('tax_jurisdiction', 'VARCHAR', 'Customer tax jurisdiction (country or country-state).'),
+            _c('tax_name', 'VARCHAR', 'Name of the tax rate applied.'),
+            _c('tax_rate', RATE, 'Rate applied as a fraction, in force on the tax point (the issue date).'),
+            _c('tax_point', 'DATE', 'Date whose tax rate applies: the issue date (credits: the credited line\'s tax point).'),
+            _c('tax_amount', AMOUNT, 'round(net_amount x tax_rate) per line.', False),
+            _c('total_amount', AMOUNT, 'net_amount + tax_amount.', False),
+            _c('currency', 'VARCHAR', 'ISO 4217 currency.', False),
+            _c('source_ref', 'VARCHAR', 'Lineage: rated_line_id (usage), order_item_id (one-time), subscription_id/price_id (recurring).'),
+            _c('reference_line_id', 'VARCHAR', 'Credits and adjustments: the line they correct.'),
+            _c('reference_document_number', 'VARCHAR', 'Credits and adjustments: the issued document holding the corrected line.'),
+            _c('adjustment_reason', 'VARCHAR', 'Why a line corrects an earlier period: LATE_USAGE, BACKDATED_CHANGE, CATALOG_CHANGE, ORDER_REVERSED, VOIDED; NULL for the current period.'),
+        ),
+    ),
+    Table(
+        'ledger', 'document_numbers', LEDGER, ("series", "issue_year", "sequence_no"), 'one row per number assigned',
+        'Document numbers assigned, per series (INV, CN) and issuing year, in order and without gaps (check document_numbers_gapless). A number is never reused; a voided document keeps it.',
+        (
+            _c('series', 'VARCHAR', 'INV or CN.', False),
+            _c('issue_year', 'INTEGER', 'Issuing year.', False),
+            _c('sequence_no', 'INTEGER', '1, 2, 3, ... within (series, issue_year).', False),
+            _c('document_number', 'VARCHAR', '<series>-<issue_year>-<sequence_no, 6 digits>.', False),
+            _c('document_id', 'VARCHAR', 'Document the number was given to (ledger.documents).', False),
+            _c('assigned_at', 'TIMESTAMP', 'When it was assigned (UTC).', False),
+        ),
+    ),
+    Table(
+        'ledger', 'finalized_months', LEDGER, ("billing_month",), 'one row per finalized billing month',
+        "Billing months finalized (the finalize job): a month is finalized once, only after the month before it. Its drafts became the documents counted here; the bill cycle never rewrites a finalized month's drafts.",
+        (
+            _c('billing_month', 'DATE', 'Billing month finalized (first day).', False),
+            _c('invoices', 'INTEGER', 'Invoices issued.', False),
+            _c('credit_notes', 'INTEGER', 'Credit notes issued.', False),
+            _c('first_number', 'VARCHAR', 'First document number issued (NULL when nothing was).'),
+            _c('last_number', 'VARCHAR', 'Last document number issued.'),
+            _c('drafts_hash', 'VARCHAR', 'sha256 of the content hashes of the documents issued, in number order.', False),
+            _c('finalized_at', 'TIMESTAMP', 'When (UTC).', False),
+            _c('run_id', 'VARCHAR', 'Dagster run that finalized it.'),
+        ),
+    ),
+    Table(
+        'ledger', 'voids', LEDGER, ("document_id",), 'one row per voided document',
+        'Voided documents (the void_document job): the document keeps its number and content; the void removes it from what is owed, reverses what was applied to it (ledger.payment_applications VOID_REVERSAL rows) and lets the next bill run re-bill the service still owed.',
+        (
+            *_DOCUMENT_HEAD,
+            _c('account_id', 'BIGINT', 'Billing account.', False),
+            _c('currency', 'VARCHAR', 'Currency.', False),
+            _c('total', AMOUNT, 'Total of the voided document.', False),
+            _c('reason', 'VARCHAR', 'Why finance voided it (required).', False),
+            _c('voided_on', 'DATE', 'Accounting date of the void.', False),
+            _c('voided_at', 'TIMESTAMP', 'When (UTC).', False),
+            _c('run_id', 'VARCHAR', 'Dagster run that voided it.'),
+        ),
+    ),
+    Table(
+        'ledger', 'payment_events', LEDGER, ("payment_id", "status"), 'one row per payment status processed',
+        'Payments processed from core.payments: one row per (payment, status) the first time Tally sees the payment in that status. SUCCEEDED payments are applied (ledger.payment_applications), FAILED ones apply nothing and are recorded with the reason, REFUNDED ones reverse what the payment had applied; PENDING payments wait.',
+        (
+            _c('payment_id', 'BIGINT', 'Payment (core.payments).', False),
+            _c('status', 'VARCHAR', 'SUCCEEDED, FAILED or REFUNDED.', False),
+            _c('account_id', 'BIGINT', 'Paying account.', False),
+            _c('currency', 'VARCHAR', 'Payment currency.', False),
+            _c('amount', AMOUNT, 'Payment amount.', False),
+            _c('received_at', 'TIMESTAMP', 'When the payment was received.', False),
+            _c('invoice_number', 'VARCHAR', 'Document number the payer referenced, if any.'),
+            _c('outcome', 'VARCHAR', 'APPLIED, FAILED (nothing applied), REFUNDED (reversed), REJECTED (not applicable: see reason).', False),
+            _c('reason', 'VARCHAR', 'Why a payment failed or was rejected (provider status, unknown account, currency differs from the account).'),
+            _c('processed_at', 'TIMESTAMP', 'When Tally processed it (UTC).', False),
+            _c('run_id', 'VARCHAR', 'Dagster run.'),
+        ),
+    ),
+    Table(
+        'ledger', 'payment_applications', LEDGER, ("application_id",), 'one row per amount moved from a payment, credit note or account credit to a document or to account credit',
+        "Applications (docs/billing.md \"Payments and receivables\"): each row moves amount from a source (a payment, a credit note, or the account's credit) to a target (an invoice, or the account's credit). Reversals (refunds, voids) are rows with negative amounts. An invoice's open amount = total - sum of applications to it; account credit = applications to credit - applications from credit.",
+        (
+            _c('application_id', 'VARCHAR', 'md5 of (entry_type, source, target, sequence): stable and unique.', False),
+            _c('entry_type', 'VARCHAR', 'PAYMENT (payment to invoice), OVERPAYMENT (payment to account credit), CREDIT_NOTE (credit note to invoice or to account credit), CREDIT_APPLIED (account credit to invoice), REFUND (reversal of a payment), VOID_REVERSAL (reversal of what was applied to or from a voided document).', False),
+            _c('account_id', 'BIGINT', 'Billing account.', False),
+            _c('currency', 'VARCHAR', 'Currency.', False),
+            _c('payment_id', 'BIGINT', 'Source payment (PAYMENT, OVERPAYMENT, REFUND).'),
+            _c('source_document_id', 'VARCHAR', 'Source credit note (CREDIT_NOTE).'),
+            _c('document_id', 'VARCHAR', 'Target invoice; NULL when the target is account credit.'),
+            _c('document_number', 'VARCHAR', 'Number of the target invoice.'),
+            _c('amount', AMOUNT, 'Amount moved (negative for reversals).', False),
+            _c('to_account_credit', AMOUNT, 'Change of the account credit balance this row makes (+ overpayment or credit note to credit, - credit applied).', False),
+            _c('applied_on', 'DATE', 'Accounting date: the payment received date, or the issue date of the document the credit is applied to.', False),
+            _c('recorded_at', 'TIMESTAMP', 'When (UTC).', False),
+            _c('run_id', 'VARCHAR', 'Dagster run.'),
+        ),
+    ),
+)
