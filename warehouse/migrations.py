@@ -86,7 +86,7 @@ def steps(*parts: Callable[[duckdb.DuckDBPyConnection, Mapping[str, Table]], Non
 
 LEDGER_TABLES = ("ledger.documents", "ledger.document_lines", "ledger.document_numbers", "ledger.finalized_months",
                  "ledger.voids", "ledger.payment_events", "ledger.payment_applications")
-RECEIVABLES_TABLES = ("billing.settlement_review", "billing.billing_exceptions", "billing.document_status",
+RECEIVABLES_TABLES = ("billing.rating_runs", "billing.settlement_review", "billing.billing_exceptions", "billing.document_status",
                       "billing.account_balances", "billing.ar_aging")
 DRAFT_LINE_COLUMNS = ("service_month", "discount_pct", "coupon_id", "coupon_amount", "tax_point",
                       "reference_document_number", "adjustment_reason")
@@ -99,6 +99,13 @@ MIGRATIONS: tuple[Migration, ...] = (
               steps(*(add_table(t) for t in LEDGER_TABLES + RECEIVABLES_TABLES),
                     *(add_column("billing.invoice_lines", c) for c in DRAFT_LINE_COLUMNS),
                     *(add_column("billing.invoices", c) for c in DRAFT_HEADER_COLUMNS))),
+    Migration(4, "coupons and promotions (coupons, coupon_products, coupon_redemptions); plan_charges.billing_interval",
+              steps(*(add_table(f"{schema}.{name}") for name in ("coupons", "coupon_products", "coupon_redemptions")
+                      for schema in ("raw",)),
+                    *(add_table(f"core.{name}{suffix}") for name in ("coupons", "coupon_products", "coupon_redemptions")
+                      for suffix in ("_history", "")),
+                    *(add_column(t, "billing_interval") for t in ("raw.plan_charges", "core.plan_charges_history",
+                                                                    "core.plan_charges")))),
 )
 
 

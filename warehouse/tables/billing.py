@@ -214,4 +214,16 @@ TABLES = (
         ),
         partition="billing_month",
     ),
+    Table(
+        'billing', 'rating_runs', DERIVED, ("billing_month",), 'one row per billing month rated',
+        'When each billing month was last rated and what it saw (docs/rating.md "Late usage"): a later bill run re-rates an earlier month (within the lookback) when usage files ingested after ingested_through carry events of its periods, so settlement bills the late usage as adjustments. Partitioned by billing_month (replaced with the month\'s rating).',
+        (
+            _c('billing_month', 'DATE', 'Billing month rated (first day).', False),
+            _c('rated_at', 'TIMESTAMP', 'When it was rated (UTC).', False),
+            _c('ingested_through', 'TIMESTAMP', 'Latest audit.ingested_files.ingested_at when it was rated: usage ingested later was not seen.'),
+            _c('events_rated', 'BIGINT', 'Usage events rated into the month.', False),
+            _c('rerated_by', 'DATE', 'Bill run (billing month) that re-rated this month for late usage; NULL when rated by its own run.'),
+        ),
+        partition="billing_month",
+    ),
 )
