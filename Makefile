@@ -22,7 +22,8 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	@mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
-## Generate the sample landing zone, run the bill cycle for its months through Dagster, print a summary.
+## Generate the sample extracts, land and bill them month by month through Dagster (ingest, bill_cycle, finalize,
+## apply_payments), print a summary.
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m pipelines.demo
 

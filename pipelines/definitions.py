@@ -12,6 +12,9 @@ from __future__ import annotations
 import dagster as dg
 
 from pipelines.assets import ingest, invoicing, policy, publish, rating, revenue, state
+from pipelines.assets import documents
+from pipelines.assets import ledger
+from pipelines.assets import receivables
 from pipelines.recover import recover_dead_runs_sensor
 from pipelines.resources import default_resources
 
@@ -25,14 +28,32 @@ bill_cycle_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("bill_cycle"),  # partitioned by billing_month, as its assets are
     description="Rate usage, build draft invoices and recognize revenue for a billing month (or a range, in one run).",
 )
+finalize_job = dg.define_asset_job(
+    "finalize",
+    selection=dg.AssetSelection.groups("ledger") - dg.AssetSelection.assets(ledger.VOIDS),  # partitioned by billing_month
+    description="Finalize a billing month: its drafts become numbered ledger invoices and credit notes, then the customers' documents.",
+)
+apply_payments_job = dg.define_asset_job(
+    "apply_payments",
+    selection=dg.AssetSelection.groups("receivables"),
+    description="Apply payments not yet processed, credit notes and account credit to ledger invoices; rebuild status, balances and aging.",
+)
+void_document_job = dg.define_asset_job(
+    "void_document",
+    selection=dg.AssetSelection.assets(ledger.VOIDS) | dg.AssetSelection.groups("receivables"),
+    description="Void one issued document (config: document_number, reason), then rebuild receivables (reversing what was applied to it).",
+)
 
 defs = policy.apply(
     dg.Definitions.merge(
         policy.in_group("ingest", ingest.defs),
         policy.in_group("state", state.defs),
         policy.in_group("bill_cycle", rating.defs, invoicing.defs, revenue.defs, publish.defs),
+        policy.in_group("ledger", documents.defs),
+        policy.in_group("ledger", ledger.defs),
+        policy.in_group("receivables", receivables.defs),
         dg.Definitions(
-            jobs=[ingest_job, bill_cycle_job],
+            jobs=[ingest_job, bill_cycle_job, finalize_job, void_document_job, apply_payments_job],
             sensors=[recover_dead_runs_sensor],
             resources=default_resources(),
             # Every step writes the warehouse, so the writer pool runs them one at a time anyway: one process per

@@ -10,9 +10,11 @@ Layout (``docs/cdc-extracts.md``)::
 
     <out>/<system>/<entity>/<entity>-<YYYY-MM-DD>[-NNN].<ext>
 
-* the snapshot batch, dated the first day of the start month: the catalog as ``op: r``;
+* the snapshot batch, dated the first day of the start month: the catalog as ``op: r`` (plans
+  with monthly, quarterly and yearly recurring charges, bundles, tax rates, coupons);
 * one batch per month, dated the month's last day: every change of that month (Debezium JSON
-  lines for crm / catalog / orders / payments; Parquet + CSV for usage, ``-NNN`` numbered).
+  lines for crm / catalog / orders / payments; Parquet + CSV for usage, ``-NNN`` numbered):
+  customers, orders, coupon redemptions, payments (some refunded), catalog changes, usage.
 
 Scale: customers are simulated in blocks (``block_customers``), usage is generated vectorised in
 chunks of at most ``chunk_rows`` events, one file per chunk, so memory stays bounded for 1M
@@ -23,12 +25,14 @@ Faults real extracts carry, counted in the returned summary: duplicated Debezium
 usage rows, one file redelivered under a second name, out-of-order lines within a file, late
 usage (month N events in month N+1's batch), events for unknown subscriptions and metrics, and
 malformed records of every kind (invalid JSON, missing required field, bad enum, unparsable
-number, bad op, out-of-range value).
+number, bad op, out-of-range value), and per block one plan change to a plan in another currency
+than the account's.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -97,19 +101,36 @@ CONTENT_PRICES = ("0.99", "1.99", "2.99", "4.99")  # premium content, price carr
 # price change at the start of month 2: (product, currency) → new monthly fee
 PRICE_CHANGE = {(2, "USD"): "32.99"}
 BUNDLES = [(1, "Mobile + Broadband", "0.100000", (2, 4)), (2, "Triple Play", "0.150000", (3, 5, 6))]
+BUNDLE_CHANGE = (2, "0.120000")  # Triple Play's discount becomes 12 % on day 15 of month 2
+# Broadband 100 is also sold on a yearly plan: ten monthly fees a year, billed in advance (billing_interval ANNUAL)
+YEARLY_PRODUCT, YEARLY_MONTHS_CHARGED, YEARLY_SHARE = 4, 10, 0.30  # share of stand-alone Broadband 100 sales
+QUARTERLY_CHARGE = ("priority_support", BUSINESS, "30.00")  # Business Connect support, USD per quarter, in advance
+ADDED_PRICE_BASE = 7000  # price ids of the yearly fee and priority support: 7000 + product·10 + currency
+# coupon_id, code, name, discount_type, percent_off, (currency, amount_off), duration, duration_periods, products
+COUPONS = [
+    (1, "WELCOME20", "Welcome offer: 20 % off your first bill", "PERCENT", "0.200000", None, "ONCE", None, ()),
+    (2, "MOBILEM25", "Mobile M: 25 % off for 3 months", "PERCENT", "0.250000", None, "REPEATING", 3, (2,)),
+    (3, "LOYALTY-USD", "Loyalty discount", "FIXED", None, ("USD", "5.00"), "FOREVER", None, ()),
+    (4, "LOYALTY-GBP", "Loyalty discount", "FIXED", None, ("GBP", "4.00"), "FOREVER", None, ()),
+    (5, "LOYALTY-EUR", "Loyalty discount", "FIXED", None, ("EUR", "4.50"), "FOREVER", None, ()),
+]
+WELCOME_COUPON, MOBILE_M_COUPON, LOYALTY_COUPON = 1, 2, {"USD": 3, "GBP": 4, "EUR": 5}
+WELCOME_SHARE, MOBILE_M_SHARE, LOYALTY_MONTHLY = 0.02, 0.03, 0.01  # new customers; new Mobile M lines; customers a month
 # tax_rate_id, country, state, name, rate
 TAX_RATES = [
     (1, "US", "CA", "CA sales tax", "0.072500"), (2, "US", "NY", "NY sales tax", "0.040000"),
     (3, "US", "TX", "TX sales tax", "0.062500"), (4, "US", "WA", "WA sales tax", "0.065000"),
     (5, "US", "FL", "FL sales tax", "0.060000"), (6, "US", "IL", "IL sales tax", "0.062500"),
     (7, "GB", None, "VAT", "0.200000"), (8, "DE", None, "MwSt", "0.190000"),
+    (10, "US", "OR", "OR: no sales tax", "0.000000"),
 ]
 TAX_CHANGE = (4, "0.068000")  # WA rate changes at the start of month 2 (new row id 9)
-US_STATES = ("CA", "NY", "TX", "WA", "FL", "IL")
-US_STATE_P = (0.30, 0.20, 0.20, 0.12, 0.10, 0.08)
+US_STATES = ("CA", "NY", "TX", "WA", "FL", "IL", "OR")
+US_STATE_P = (0.30, 0.20, 0.20, 0.12, 0.10, 0.05, 0.03)
 CITIES = {
     "CA": ("San Francisco", "941"), "NY": ("New York", "100"), "TX": ("Austin", "787"), "WA": ("Seattle", "981"),
-    "FL": ("Miami", "331"), "IL": ("Chicago", "606"), "GB": ("London", "EC1A "), "DE": ("Berlin", "10"),
+    "FL": ("Miami", "331"), "IL": ("Chicago", "606"), "OR": ("Portland", "972"), "GB": ("London", "EC1A "),
+    "DE": ("Berlin", "10"),
 }
 FIRST = ("James", "Mary", "John", "Patricia", "Robert", "Jennifer", "Michael", "Linda", "David", "Elizabeth",
          "Oliver", "Amelia", "Lukas", "Emma", "Noah", "Sofia", "Liam", "Mia", "Jonas", "Hannah")
@@ -128,13 +149,17 @@ PACKAGES = [
 ]
 
 CUSTOMER_BASE, ACCOUNT_BASE, SUB_BASE = 10_000_000, 20_000_000, 30_000_000
-ORDER_BASE, ITEM_BASE, PAYMENT_BASE = 40_000_000, 50_000_000, 60_000_000
+ORDER_BASE, ITEM_BASE, PAYMENT_BASE, REDEMPTION_BASE = 40_000_000, 50_000_000, 60_000_000, 70_000_000
 UNKNOWN_SUB_BASE = 99_000_000
 LSN_BATCH, LSN_BLOCK, LSN_STEP = 1 << 40, 1 << 32, 8
 
 
 def _plan_id(product_id: int, currency: str) -> int:
     return 100 + product_id * 10 + CURRENCIES.index(currency)
+
+
+def _yearly_plan_id(product_id: int, currency: str) -> int:
+    return 300 + product_id * 10 + CURRENCIES.index(currency)
 
 
 def _us(dt: datetime) -> int:
@@ -286,6 +311,7 @@ MALFORMED = {
     "orders": ("missing_required",),
     "order_items": ("bad_op",),
     "payments": ("unparsable_number",),
+    "coupon_redemptions": ("bad_enum",),
 }
 
 
@@ -386,59 +412,116 @@ def _usage_charges(pid: int, cur: str) -> list[dict]:
     return []
 
 
+class _CatalogChanges:
+    """The catalog's changes by batch (-1 = the snapshot, read an hour before the start)."""
+
+    def __init__(self, ctx: _Ctx):
+        self.ctx = ctx
+        self.snap_ts = ctx.month_bounds(0)[0] - HOUR
+        self.by_batch: dict[int, list[_Change]] = defaultdict(list)
+
+    def add(self, batch: int, ts: int, entity: str, op: str, before: dict | None, after: dict | None) -> None:
+        key = ENTITIES[entity].key[0]
+        self.by_batch[batch].append(_Change(ts, entity, op, {key: (after or before)[key]}, before, after))
+
+    def snapshot(self, entity: str, row: dict) -> None:
+        self.add(-1, self.snap_ts, entity, "r", None, row)
+
+
 def _catalog(ctx: _Ctx) -> dict[int, list[_Change]]:
     """Catalog changes by batch (-1 = snapshot)."""
-    snap_ts = ctx.month_bounds(0)[0] - HOUR  # the snapshot is read an hour before the start
-    since = _us(datetime(2024, 1, 1))
-    out: dict[int, list[_Change]] = defaultdict(list)
+    cat = _CatalogChanges(ctx)
+    for pid, sku, name, category, ptype, prices in PRODUCTS:
+        cat.snapshot("products", dict(product_id=pid, sku=sku, name=name, category=category, product_type=ptype,
+                                      base_price=prices["USD"], currency="USD", status="ACTIVE"))
+    _plans(cat)
+    _bundles(cat)
+    _tax_rates(cat)
+    _coupons(cat)
+    return cat.by_batch
 
-    def add(batch, ts, entity, op, key, before, after):
-        out[batch].append(_Change(ts, entity, op, {key: (after or before)[key]}, before, after))
 
-    for pid, sku, name, cat, ptype, prices in PRODUCTS:
-        add(-1, snap_ts, "products", "r", "product_id", None, dict(
-            product_id=pid, sku=sku, name=name, category=cat, product_type=ptype, base_price=prices["USD"],
-            currency="USD", status="ACTIVE"))
-    price_id = 1000
-    change_batch = 0 if ctx.months >= 2 else None
-    m2 = ctx.month_bounds(1)[0] if ctx.months >= 2 else None
-    for pid, sku, name, cat, ptype, prices in SUBSCRIPTION_PRODUCTS:
+def _recurring(code: str, unit_price: str, interval: str) -> dict:
+    """A RECURRING FLAT charge billed in advance, prorated, ``unit_price`` per ``interval``."""
+    return dict(charge_code=code, charge_type="RECURRING", metric=None, aggregation=None, charge_model="FLAT",
+                billing_timing="IN_ADVANCE", prorate=True, unit_price=unit_price, included_quantity=None, tiers=None,
+                properties=None, billing_interval=interval)
+
+
+def _plans(cat: _CatalogChanges) -> None:
+    """One plan per subscription product and currency (monthly fee, usage charges), the Mobile M price
+    change, then the charges added later: the yearly Broadband 100 plans and Business Connect's quarterly
+    priority support (price ids ``ADDED_PRICE_BASE + product·10 + currency``)."""
+    ctx, since = cat.ctx, _us(datetime(2024, 1, 1))
+    price_ids = itertools.count(1001)
+
+    def charge(plan: int, ch: dict, price_id: int) -> dict:
+        row = dict(price_id=price_id, plan_id=plan, proration_days=None, effective_from=since, effective_to=None, **ch)
+        cat.snapshot("plan_charges", row)
+        return row
+
+    for pid, _, name, _, _, prices in SUBSCRIPTION_PRODUCTS:
         for cur in CURRENCIES:
             plan = _plan_id(pid, cur)
-            add(-1, snap_ts, "price_plans", "r", "plan_id", None, dict(
-                plan_id=plan, product_id=pid, name=f"{name} ({cur})", currency=cur, status="ACTIVE"))
-            charges = [dict(charge_code="monthly_fee", charge_type="RECURRING", metric=None, aggregation=None,
-                            charge_model="FLAT", billing_timing="IN_ADVANCE", prorate=True, unit_price=prices[cur],
-                            included_quantity=None, tiers=None, properties=None)]
-            charges += _usage_charges(pid, cur)
-            for ch in charges:
-                price_id += 1
-                row = dict(price_id=price_id, plan_id=plan, proration_days=None, effective_from=since,
-                           effective_to=None, **ch)
-                add(-1, snap_ts, "plan_charges", "r", "price_id", None, row)
-                if ch["charge_code"] == "monthly_fee" and (pid, cur) in PRICE_CHANGE and change_batch is not None:
-                    ts = ctx.month_bounds(0)[0] + 19 * DAY + 9 * HOUR  # day 20, 09:00
-                    add(0, ts, "plan_charges", "u", "price_id", row, {**row, "effective_to": m2})
-                    add(0, ts + 1_000_000, "plan_charges", "c", "price_id", None, {
-                        **row, "price_id": 9000 + pid * 10 + CURRENCIES.index(cur),
-                        "unit_price": PRICE_CHANGE[(pid, cur)], "effective_from": m2, "effective_to": None})
+            cat.snapshot("price_plans", dict(plan_id=plan, product_id=pid, name=f"{name} ({cur})", currency=cur, status="ACTIVE"))
+            fee = charge(plan, _recurring("monthly_fee", prices[cur], "MONTHLY"), next(price_ids))
+            for ch in _usage_charges(pid, cur):
+                charge(plan, ch, next(price_ids))
+            if (pid, cur) in PRICE_CHANGE and ctx.months >= 2:
+                m2 = ctx.month_bounds(1)[0]
+                ts = ctx.month_bounds(0)[0] + 19 * DAY + 9 * HOUR  # day 20, 09:00
+                cat.add(0, ts, "plan_charges", "u", fee, {**fee, "effective_to": m2})
+                cat.add(0, ts + 1_000_000, "plan_charges", "c", None, {
+                    **fee, "price_id": 9000 + pid * 10 + CURRENCIES.index(cur),
+                    "unit_price": PRICE_CHANGE[(pid, cur)], "effective_from": m2, "effective_to": None})
+    for cur in CURRENCIES:
+        name, monthly = PRODUCTS[YEARLY_PRODUCT - 1][2], Decimal(PRODUCTS[YEARLY_PRODUCT - 1][5][cur])
+        plan = _yearly_plan_id(YEARLY_PRODUCT, cur)
+        cat.snapshot("price_plans", dict(plan_id=plan, product_id=YEARLY_PRODUCT, name=f"{name} yearly ({cur})",
+                                         currency=cur, status="ACTIVE"))
+        charge(plan, _recurring("yearly_fee", str(monthly * YEARLY_MONTHS_CHARGED), "ANNUAL"),
+               ADDED_PRICE_BASE + YEARLY_PRODUCT * 10 + CURRENCIES.index(cur))
+    code, pid, usd = QUARTERLY_CHARGE
+    for cur in CURRENCIES:
+        charge(_plan_id(pid, cur), _recurring(code, _px(usd, cur), "QUARTERLY"), ADDED_PRICE_BASE + pid * 10 + CURRENCIES.index(cur))
+
+
+def _bundles(cat: _CatalogChanges) -> None:
+    """The bundles and their members; Triple Play's discount changes on day 15 of month 2 (the history
+    dates it: a line priced before that day keeps the old rate)."""
     for bid, name, pct, members in BUNDLES:
-        add(-1, snap_ts, "bundles", "r", "bundle_id", None, dict(bundle_id=bid, name=name, discount_pct=pct, status="ACTIVE"))
+        row = dict(bundle_id=bid, name=name, discount_pct=pct, status="ACTIVE")
+        cat.snapshot("bundles", row)
         for i, pid in enumerate(members):
-            add(-1, snap_ts, "bundle_members", "r", "bundle_member_id", None,
-                dict(bundle_member_id=bid * 100 + i + 1, bundle_id=bid, product_id=pid))
-    since_d = _days(date(2024, 1, 1))
+            cat.snapshot("bundle_members", dict(bundle_member_id=bid * 100 + i + 1, bundle_id=bid, product_id=pid))
+        if bid == BUNDLE_CHANGE[0] and cat.ctx.months >= 2:
+            cat.add(1, cat.ctx.month_bounds(1)[0] + 14 * DAY, "bundles", "u", row, {**row, "discount_pct": BUNDLE_CHANGE[1]})
+
+
+def _tax_rates(cat: _CatalogChanges) -> None:
+    """A rate for every jurisdiction the sample uses (OR: an explicit 0); WA's changes at the start of month 2."""
+    ctx, since = cat.ctx, _days(date(2024, 1, 1))
     for tid, country, state, name, rate in TAX_RATES:
-        row = dict(tax_rate_id=tid, country=country, state=state, tax_name=name, rate=rate,
-                   effective_from=since_d, effective_to=None)
-        add(-1, snap_ts, "tax_rates", "r", "tax_rate_id", None, row)
-        if tid == TAX_CHANGE[0] and change_batch is not None:
+        row = dict(tax_rate_id=tid, country=country, state=state, tax_name=name, rate=rate, effective_from=since,
+                   effective_to=None)
+        cat.snapshot("tax_rates", row)
+        if tid == TAX_CHANGE[0] and ctx.months >= 2:
             ts = ctx.month_bounds(0)[0] + 14 * DAY + 10 * HOUR  # day 15, 10:00
             m2d = _days(add_months(ctx.start, 1))
-            add(0, ts, "tax_rates", "u", "tax_rate_id", row, {**row, "effective_to": m2d})
-            add(0, ts + 1_000_000, "tax_rates", "c", "tax_rate_id", None,
-                {**row, "tax_rate_id": 9, "rate": TAX_CHANGE[1], "effective_from": m2d})
-    return out
+            cat.add(0, ts, "tax_rates", "u", row, {**row, "effective_to": m2d})
+            cat.add(0, ts + 1_000_000, "tax_rates", "c", None,
+                    {**row, "tax_rate_id": 9, "rate": TAX_CHANGE[1], "effective_from": m2d})
+
+
+def _coupons(cat: _CatalogChanges) -> None:
+    """The coupons (COUPONS) and the products they are limited to."""
+    for coupon_id, code, name, kind, percent, amount, duration, periods, products in COUPONS:
+        currency, amount_off = amount if amount else (None, None)
+        cat.snapshot("coupons", dict(coupon_id=coupon_id, code=code, name=name, discount_type=kind, percent_off=percent,
+                                     amount_off=amount_off, currency=currency, duration=duration, duration_periods=periods,
+                                     status="ACTIVE"))
+        for i, pid in enumerate(products):
+            cat.snapshot("coupon_products", dict(coupon_product_id=coupon_id * 100 + i + 1, coupon_id=coupon_id, product_id=pid))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -465,6 +548,7 @@ class _Block:
     changes: dict[tuple[int, str], list[_Change]] = field(default_factory=lambda: defaultdict(list))
     segs: list[_Seg] = field(default_factory=list)
     orders_placed: int = 0  # numbers the block's order ids
+    currency_mismatch_due: bool = True  # the block's first plan change picks a plan in another currency (a fault)
 
     def emit(self, ts, entity, op, key_col, before, after, unavailable=()):
         """Record a change in its month's batch (a change outside the simulated months is dropped)."""
@@ -491,7 +575,8 @@ class _Customer:
     postal_prefix: str
     customer: dict  # the customers row as last changed
     account: dict  # the billing_accounts row as created
-    subs: list[list] = field(default_factory=list)  # [subscription_id, product_id, bundle_id]
+    subs: list[list] = field(default_factory=list)  # [subscription_id, product_id, bundle_id, plan_id]
+    redemptions: list[dict] = field(default_factory=list)  # coupon_redemptions rows as last changed
     open_segs: dict[int, _Seg] = field(default_factory=dict)  # subscription_id → usage segment still open
     activated: int = 0  # day (µs) its services take effect
     closed: bool = False
@@ -572,8 +657,8 @@ def _new_customer(b: _Block, d: _BlockDraws, i: int, n: int) -> _Customer:
                      is_biz=is_biz, first_name=fn, last_name=ln, postal_prefix=pc, customer=cust, account=acct)
 
 
-def _place_order(b: _Block, c: _Customer, ts: int, otype: str, items: list[dict], final_status: str, effective_ts: int) -> None:
-    """An order CREATED at ``ts`` with its items, then moved to ``final_status`` 40 to 100 minutes later."""
+def _place_order(b: _Block, c: _Customer, ts: int, otype: str, items: list[dict], final_status: str, effective_ts: int) -> int:
+    """An order CREATED at ``ts`` with its items, then moved to ``final_status`` 40 to 100 minutes later; its id."""
     b.orders_placed += 1
     oid = ORDER_BASE + c.n * 20 + b.orders_placed
     o = dict(order_id=oid, order_number=f"ORD-{oid}", account_id=c.account["account_id"], order_type=otype, status="CREATED",
@@ -583,11 +668,14 @@ def _place_order(b: _Block, c: _Customer, ts: int, otype: str, items: list[dict]
         row = dict(order_item_id=ITEM_BASE + (oid - ORDER_BASE) * 10 + j + 1, order_id=oid, **it)
         b.emit(ts + (j + 1) * 1000, "order_items", "c", "order_item_id", None, row)
     b.emit(ts + 40 * MINUTE + int(c.r[4] * HOUR), "orders", "u", "order_id", o, {**o, "status": final_status})
+    return oid
 
 
-def _service_item(product_id: int, currency: str, subscription_id: int, bundle_id: int | None = None) -> dict:
-    return dict(product_id=product_id, plan_id=_plan_id(product_id, currency), bundle_id=bundle_id,
-                subscription_id=subscription_id, quantity=1, unit_price=None)
+def _service_item(sub: list) -> dict:
+    """The order item of a service ``[subscription_id, product_id, bundle_id, plan_id]``."""
+    subscription_id, product_id, bundle_id, plan_id = sub
+    return dict(product_id=product_id, plan_id=plan_id, bundle_id=bundle_id, subscription_id=subscription_id,
+                quantity=1, unit_price=None)
 
 
 def _one_time_item(product_id: int, currency: str) -> dict:
@@ -595,10 +683,19 @@ def _one_time_item(product_id: int, currency: str) -> dict:
                 unit_price=dict(PRODUCTS[product_id - 1][5])[currency])
 
 
-def _new_service_items(c: _Customer, sub_ids: list[int], extra=()) -> list[dict]:
-    """The package's services (and ``extra`` ((product, bundle), subscription) ones), a phone for a
-    quarter of mobile packages, and the activation fee."""
-    items = [_service_item(pid, c.currency, sid, bundle) for (pid, bundle), sid in [*zip(c.package, sub_ids), *extra]]
+def _package_subs(c: _Customer, first_no: int) -> list[list]:
+    """The package's services, numbered from ``first_no``: a stand-alone Broadband 100 is on the
+    yearly plan for ``YEARLY_SHARE`` of the customers, every other service on its monthly plan."""
+    def plan(pid: int, bundle: int | None) -> int:
+        yearly = (pid, bundle) == (YEARLY_PRODUCT, None) and c.r[10] < YEARLY_SHARE
+        return _yearly_plan_id(pid, c.currency) if yearly else _plan_id(pid, c.currency)
+
+    return [[SUB_BASE + c.n * 20 + no, pid, bundle, plan(pid, bundle)] for no, (pid, bundle) in enumerate(c.package, start=first_no)]
+
+
+def _new_service_items(c: _Customer, subs: list[list]) -> list[dict]:
+    """The services' items, a phone for a quarter of mobile packages, and the activation fee."""
+    items = [_service_item(s) for s in subs]
     if any(p in MOBILE for p, _ in c.package) and c.r[5] < 0.25:
         items.append(_one_time_item(DEVICE, c.currency))
     items.append(_one_time_item(ACTIVATION, c.currency))
@@ -610,25 +707,25 @@ def _first_orders(b: _Block, c: _Customer) -> None:
     t_order = c.joined + 5 * MINUTE
     if c.r[6] < 0.10:  # a failed attempt first: never creates services
         status = ("PAYMENT_FAILED", "FAILED", "CANCELLED")[int(c.r[7] * 3) % 3]
-        ghost = [SUB_BASE + c.n * 20 + 15 + j for j in range(len(c.package))]
-        _place_order(b, c, t_order, "NEW_SERVICE", _new_service_items(c, ghost), status, t_order)
+        _place_order(b, c, t_order, "NEW_SERVICE", _new_service_items(c, _package_subs(c, 15)), status, t_order)
         t_order += 3 * HOUR
-    subs = [[SUB_BASE + c.n * 20 + no, pid, bundle] for no, (pid, bundle) in enumerate(c.package, start=1)]
     # business customers take Business Connect; some customers an IoT Connect SIM (trackers, meters)
     extra = [pid for pid, yes in ((BUSINESS, c.is_biz), (IOT, c.r[9] < (0.6 if c.is_biz else 0.03))) if yes]
-    extra_subs = [[SUB_BASE + c.n * 20 + 10 + j, pid, None] for j, pid in enumerate(extra)]
+    subs = _package_subs(c, 1) + [[SUB_BASE + c.n * 20 + 10 + j, pid, None, _plan_id(pid, c.currency)]
+                                  for j, pid in enumerate(extra)]
     eff = t_order + int(c.r[8] * 2) * DAY  # takes effect the same or the next day
     c.activated = eff // DAY * DAY
-    _place_order(b, c, t_order, "NEW_SERVICE", _new_service_items(c, [s[0] for s in subs], [((s[1], None), s[0]) for s in extra_subs]),
-                 "CONFIRMED", c.activated)
-    c.subs = subs + extra_subs
+    order_id = _place_order(b, c, t_order, "NEW_SERVICE", _new_service_items(c, subs), "CONFIRMED", c.activated)
+    c.subs = subs
     c.open_segs = {s[0]: _Seg(s[0], s[1], c.activated, None) for s in c.subs}
+    _welcome_coupon(b, c, t_order + 2 * MINUTE, order_id)
 
 
 def _life(b: _Block, c: _Customer) -> None:
-    """One moment a month after activation: maybe a profile update, a plan change, the customer leaving."""
+    """One moment a month after activation: maybe a profile update, a plan change, a loyalty coupon, the
+    customer leaving (the loyalty draws have a stream of their own)."""
     ctx = b.ctx
-    crng = ctx.rng(2, c.n)
+    crng, loyalty = ctx.rng(2, c.n), ctx.rng(8, c.n)
     for k in range(c.join_month, ctx.months):
         mlo, mhi = ctx.month_bounds(k)
         earliest = max(mlo, c.activated + DAY)
@@ -639,6 +736,8 @@ def _life(b: _Block, c: _Customer) -> None:
         _profile_update(b, c, when, x[0])
         if x[1] < 0.08:
             _plan_change(b, c, when, mhi, x)
+        if loyalty.random() < LOYALTY_MONTHLY and not c.closed and not c.redemptions:
+            _redeem(b, c, when + 3 * HOUR, LOYALTY_COUPON[c.currency], None, None, (when + 3 * HOUR) // DAY + 1)
         if not c.closed and x[5] < 0.03:
             _leave(b, c, when, mhi)
     b.segs.extend(c.open_segs.values())
@@ -659,7 +758,11 @@ def _profile_update(b: _Block, c: _Customer, when: int, x: float) -> None:
 
 
 def _plan_change(b: _Block, c: _Customer, when: int, month_end: int, x: np.ndarray) -> None:
-    """A mid-month plan change on a non-bundled mobile line (one in ten cancelled), effective the next day."""
+    """A mid-month plan change on a non-bundled mobile line (one in ten cancelled), effective the next day.
+
+    The block's first confirmed change picks the new product's plan in another currency than the
+    account's (an order-entry fault): it is an order exception (PLAN_CURRENCY_MISMATCH) and the line
+    stays as it was."""
     mob = [s for s in c.subs if s[1] in MOBILE and s[2] is None and s[0] in c.open_segs]
     if not mob:
         return
@@ -668,10 +771,16 @@ def _plan_change(b: _Block, c: _Customer, when: int, month_end: int, x: np.ndarr
     t = when + 2 * HOUR
     status = "CONFIRMED" if x[4] < 0.9 else "CANCELLED"
     effective = (t // DAY + 1) * DAY
-    if effective < month_end:
-        _place_order(b, c, t, "CHANGE", [_service_item(new_pid, c.currency, s[0])], status, effective)
-        if status == "CONFIRMED":
-            s[1] = new_pid  # product changes; usage segment continues (same subscription)
+    if effective >= month_end:
+        return
+    mismatch = status == "CONFIRMED" and b.currency_mismatch_due
+    currency = CURRENCIES[(CURRENCIES.index(c.currency) + 1) % len(CURRENCIES)] if mismatch else c.currency
+    _place_order(b, c, t, "CHANGE", [_service_item([s[0], new_pid, None, _plan_id(new_pid, currency)])], status, effective)
+    if mismatch:
+        b.currency_mismatch_due = False
+        b.ctx.summary["order_plan_currency_mismatch"] += 1
+    elif status == "CONFIRMED":
+        s[1], s[3] = new_pid, _plan_id(new_pid, c.currency)  # usage segment continues (same subscription)
 
 
 def _leave(b: _Block, c: _Customer, when: int, month_end: int) -> None:
@@ -680,8 +789,12 @@ def _leave(b: _Block, c: _Customer, when: int, month_end: int) -> None:
     effective = (t // DAY + 1) * DAY
     if effective >= month_end or not c.open_segs:
         return
-    items = [_service_item(s[1], c.currency, s[0], s[2]) for s in c.subs if s[0] in c.open_segs]
+    items = [_service_item(s) for s in c.subs if s[0] in c.open_segs]
     _place_order(b, c, t, "DISCONNECT", items, "CONFIRMED", effective)
+    for i, r in enumerate(c.redemptions):  # the coupons of a leaving customer are revoked
+        c.redemptions[i] = {**r, "status": "REVOKED"}
+        b.emit(effective + HOUR + 2000, "coupon_redemptions", "u", "redemption_id", r, c.redemptions[i])
+        b.ctx.summary["coupon_redemptions_revoked"] += 1
     for seg in c.open_segs.values():
         seg.end = effective
         b.segs.append(seg)
@@ -696,14 +809,16 @@ def _payments(b: _Block, c: _Customer) -> None:
     partial, failed or over-paid."""
     ctx, cur = b.ctx, c.currency
     prng = ctx.rng(3, c.n)
-    monthly = sum(Decimal(dict(PRODUCTS[s[1] - 1][5])[cur]) for s in c.subs)
     method = c.account["payment_method"]
     for k in range(c.join_month + 1, ctx.months):
         if c.closed and k > c.join_month + 2:
             break
         mlo, _ = ctx.month_bounds(k)
         y = prng.random(4)
-        amount = monthly * (Decimal("1.07") if c.customer["country"] == "US" else Decimal("1.2"))
+        with_tax = Decimal("1.07") if c.customer["country"] == "US" else Decimal("1.2")
+        amount = _recurring_fees(c, first=k == c.join_month + 1) * with_tax
+        if not amount:  # a yearly plan alone, paid in advance: nothing due this month
+            continue
         status, when = "SUCCEEDED", mlo + int((2 + y[1] * 8) * DAY)
         if y[0] < 0.05:  # late
             when = mlo + int((20 + y[1] * 7) * DAY)
@@ -714,12 +829,47 @@ def _payments(b: _Block, c: _Customer) -> None:
         elif y[0] < 0.15:  # over-payment
             amount += 10 + int(y[2] * 10)
         pay_id = PAYMENT_BASE + c.n * 20 + k
-        b.emit(when // 1_000_000 * 1_000_000, "payments", "c", "payment_id", None, dict(
-            payment_id=pay_id, account_id=c.account["account_id"], invoice_number=None,
-            amount=str(amount.quantize(Decimal("0.01"))), currency=cur,
-            status=status, method=("CARD" if method in ("CARD", "INVOICE") else method),
-            received_at=when // 1_000_000 * 1_000_000))
+        payment = dict(payment_id=pay_id, account_id=c.account["account_id"], invoice_number=None,
+                       amount=str(amount.quantize(Decimal("0.01"))), currency=cur,
+                       status=status, method=("CARD" if method in ("CARD", "INVOICE") else method),
+                       received_at=when // 1_000_000 * 1_000_000)
+        b.emit(payment["received_at"], "payments", "c", "payment_id", None, payment)
         ctx.summary["payments"] += 1
+        if status == "SUCCEEDED" and y[3] < 0.02:  # refunded 3 to 7 days later (a dispute upheld)
+            b.emit(payment["received_at"] + (3 + int(y[3] * 250)) * DAY, "payments", "u", "payment_id", payment,
+                   {**payment, "status": "REFUNDED"})
+            ctx.summary["payments_refunded"] += 1
+
+
+def _recurring_fees(c: _Customer, first: bool) -> Decimal:
+    """What a month's invoice bills the services in recurring fees, roughly: the monthly fees, and the
+    yearly fee on the first invoice."""
+    def fee(sub: list) -> Decimal:
+        monthly = Decimal(PRODUCTS[sub[1] - 1][5][c.currency])
+        if sub[3] == _yearly_plan_id(sub[1], c.currency):
+            return monthly * YEARLY_MONTHS_CHARGED if first else Decimal(0)
+        return monthly
+    return sum((fee(s) for s in c.subs), Decimal(0))
+
+
+def _welcome_coupon(b: _Block, c: _Customer, ts: int, order_id: int) -> None:
+    """Some new customers quote WELCOME20 with their first order; some new Mobile M lines get MOBILEM25."""
+    mobile_m = [s for s in c.subs if s[1] == 2]
+    if c.r[11] < WELCOME_SHARE:
+        _redeem(b, c, ts, WELCOME_COUPON, None, order_id, c.activated // DAY)
+    elif mobile_m and c.r[11] < WELCOME_SHARE + MOBILE_M_SHARE:
+        _redeem(b, c, ts, MOBILE_M_COUPON, mobile_m[0][0], order_id, c.activated // DAY)
+
+
+def _redeem(b: _Block, c: _Customer, ts: int, coupon_id: int, subscription_id: int | None, order_id: int | None,
+            starts_on: int) -> None:
+    """A coupon redemption of the customer's account from day ``starts_on`` (days since the epoch)."""
+    row = dict(redemption_id=REDEMPTION_BASE + c.n * 20 + len(c.redemptions) + 1, coupon_id=coupon_id,
+               account_id=c.account["account_id"], subscription_id=subscription_id, order_id=order_id,
+               starts_on=starts_on, status="ACTIVE")
+    b.emit(ts, "coupon_redemptions", "c", "redemption_id", None, row)
+    c.redemptions.append(row)
+    b.ctx.summary["coupon_redemptions"] += 1
 
 
 def _mistaken_customers(b: _Block, block: int, count: int, n_total: int) -> None:

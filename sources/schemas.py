@@ -4,7 +4,9 @@ One :class:`pandera.polars.DataFrameSchema` per entity: the column dtypes (from 
 nullability, closed value sets (``Column.allowed`` → ``isin``) and a few domain checks
 (bill cycle day 1..31, non-negative prices and quantities, a usage quantity below
 ``MAX_USAGE_QUANTITY``, positive payment amounts, ISO codes, JSON columns that hold the JSON
-object or array the rating engine reads, effective ranges that do not end before they start).
+object or array the rating engine reads, effective ranges that do not end before they start,
+coupons with a percent in (0, 1], a positive amount or number of periods, and the columns their
+kind needs: percent_off for PERCENT, amount_off and currency for FIXED, duration_periods for REPEATING).
 
 Every check carries an ``error`` text that completes a human reason, so a failure case of
 column ``c`` with value ``v`` reads ``"c: v <error>"`` (``status: 'ACTVE' not in (ACTIVE,
@@ -102,6 +104,9 @@ def _domain_checks() -> dict[tuple[str, str], list[pa.Check]]:
         ("order_items", "quantity"): [pa.Check.ge(1, error="is not positive (must be >= 1)")],
         ("order_items", "unit_price"): [pa.Check.ge(zero, error="is negative (must be >= 0)")],
         ("payments", "amount"): [pa.Check.gt(zero, error="is not positive (must be > 0)")],
+        ("coupons", "percent_off"): [pa.Check.in_range(zero, one, include_min=False, error="not in (0..1]")],
+        ("coupons", "amount_off"): [pa.Check.gt(zero, error="is not positive (must be > 0)")],
+        ("coupons", "duration_periods"): [pa.Check.ge(1, error="is not positive (must be >= 1)")],
         ("usage_records", "quantity"): [
             pa.Check.ge(zero, error="is negative (must be >= 0)"),
             pa.Check.lt(MAX_USAGE_QUANTITY, error=f"is too large (must be < {MAX_USAGE_QUANTITY} per event)"),
@@ -122,10 +127,22 @@ def _range_check(start: str, end: str) -> pa.Check:
     return pa.Check(fn, error=f"{end} is not after {start}")
 
 
-_FRAME_CHECKS: dict[str, list[tuple[str, str]]] = {
-    "plan_charges": [("effective_from", "effective_to")],
-    "tax_rates": [("effective_from", "effective_to")],
-}
+def _required_when(column: str, when: str, value: str) -> pa.Check:
+    """Row-level check: ``column`` is present when ``when`` is ``value``."""
+
+    def fn(data):
+        return data.lazyframe.select(pl.col(column).is_not_null() | pl.col(when).ne_missing(pl.lit(value)))
+
+    return pa.Check(fn, error=f"{column} is required when {when} is {value}")
+
+
+def _frame_checks(entity_name: str) -> list[pa.Check]:
+    """Checks across columns of a row: effective ranges, and the columns a coupon's kind needs."""
+    ranges = {"plan_charges": [("effective_from", "effective_to")], "tax_rates": [("effective_from", "effective_to")]}
+    required = {"coupons": [("percent_off", "discount_type", "PERCENT"), ("amount_off", "discount_type", "FIXED"),
+                            ("currency", "discount_type", "FIXED"), ("duration_periods", "duration", "REPEATING")]}
+    return ([_range_check(a, b) for a, b in ranges.get(entity_name, [])]
+            + [_required_when(*r) for r in required.get(entity_name, [])])
 
 
 @lru_cache(maxsize=None)
@@ -143,8 +160,7 @@ def entity_schema(entity_name: str, relax: frozenset[str] = frozenset()) -> pa.D
             polars_dtype(c.sql_type), checks=checks, nullable=c.nullable or c.name in relax,
             description=c.description,
         )
-    frame_checks = [_range_check(a, b) for a, b in _FRAME_CHECKS.get(entity.name, [])]
-    return pa.DataFrameSchema(columns, checks=frame_checks, name=entity.name, strict=False, coerce=False)
+    return pa.DataFrameSchema(columns, checks=_frame_checks(entity.name), name=entity.name, strict=False, coerce=False)
 
 
 @lru_cache(maxsize=None)
@@ -174,8 +190,9 @@ def failure_reasons(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> pl.DataF
     """Validate ``frame`` lazily; return one row per failing row: ``index`` (UInt32), ``reason``.
 
     The first failure of a row (in schema column order, frame-level checks last) becomes its
-    reason. A failure pandera reports without a row index (a missing column, a wrong dtype) is
-    a bug in the reader (it types every column before validating), so it raises.
+    reason; a frame-level check's reason is its error text alone. A failure pandera reports
+    without a row index (a missing column, a wrong dtype) is a bug in the reader (it types every
+    column before validating), so it raises.
     """
     empty = pl.DataFrame(schema={"index": pl.UInt32, "reason": pl.String})
     if frame.height == 0:
@@ -195,7 +212,7 @@ def failure_reasons(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> pl.DataF
             .join(order.lazy(), on="column", how="left")
             .with_columns(
                 pl.col("rank").fill_null(len(order)),
-                reason=pl.when(pl.col("column").is_null()).then(pl.col("check"))
+                reason=pl.when(pl.col("column").is_null() | (pl.col("schema_context") == "DataFrameSchema")).then(pl.col("check"))
                 .when(pl.col("check") == "not_nullable").then(pl.col("column") + pl.lit(": required value is null"))
                 .otherwise(pl.col("column") + pl.lit(": ") + _shown(case) + pl.lit(" ") + pl.col("check")),
             )

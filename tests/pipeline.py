@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.definitions import defs
+from pipelines.definitions import defs, finalize_job, void_document_job
 from pipelines.resources import LandingZone, Warehouse
 
 
@@ -43,3 +43,31 @@ def failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
         e.asset_check_evaluation_data.check_name for e in result.all_events
         if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
     ]
+
+
+def run_finalize(warehouse: Path, landing: Path, month: date,
+                 instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
+    """Materialize what the `finalize` job runs, for one billing month."""
+    return dg.materialize(
+        _assets(), selection=finalize_job.selection, partition_key=month.isoformat(), resources=_resources(warehouse, landing),
+        instance=instance, raise_on_error=False,
+    )
+
+
+def run_void(warehouse: Path, landing: Path, number: str, reason: str,
+             instance: dg.DagsterInstance | None = None, voided_on: date | None = None) -> dg.ExecuteInProcessResult:
+    """Materialize what the `void_document` job runs, voiding document ``number`` for ``reason`` (dated ``voided_on``,
+    default today)."""
+    config = {"document_number": number, "reason": reason} | ({"voided_on": voided_on.isoformat()} if voided_on else {})
+    return dg.materialize(
+        _assets(), selection=void_document_job.selection, resources=_resources(warehouse, landing), instance=instance,
+        raise_on_error=False, run_config={"ops": {"ledger__voids": {"config": config}}},
+    )
+
+
+def run_apply_payments(warehouse: Path, landing: Path, instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
+    """Materialize the receivables group (what the `apply_payments` job runs)."""
+    return dg.materialize(
+        _assets(), selection=dg.AssetSelection.groups("receivables"), resources=_resources(warehouse, landing),
+        instance=instance, raise_on_error=False,
+    )

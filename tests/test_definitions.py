@@ -7,13 +7,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pipelines.assets import ingest, invoicing, policy, publish, rating, revenue, state
+from pipelines.assets import documents, ingest, invoicing, ledger, policy, publish, rating, receivables, revenue, state
 from pipelines.definitions import defs
 from pipelines.resources import default_resources
 from warehouse.tables import TABLES
 
-MODULES = [ingest, state, rating, invoicing, revenue, publish]
-NOT_A_TABLE = {dg.AssetKey(["warehouse_snapshot"])}  # the analysts' copy of the whole warehouse
+MODULES = [ingest, state, rating, invoicing, revenue, publish, ledger, receivables, documents]
+NOT_A_TABLE = {dg.AssetKey(["warehouse_snapshot"]), dg.AssetKey(["customer_documents"])}  # the analysts' copy; the customers' HTML files
 
 
 def _specs():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
@@ -86,7 +87,7 @@ def test_faults_present(zone, read_all):
     for key in ("duplicate_lines", "out_of_order_swaps", "redelivered_files", "usage_late_rows", "usage_duplicate_rows",
                 "usage_unknown_subscription", "usage_unknown_metric", "deleted_customers", "malformed_invalid_json",
                 "malformed_bad_enum", "malformed_missing_required", "malformed_unparsable_number", "malformed_bad_op",
-                "malformed_out_of_range"):
+                "malformed_out_of_range", "order_plan_currency_mismatch", "payments_refunded"):
         assert s[key] > 0, key
     reasons = " | ".join(pl.concat([r.rejects for r in read_all.values()])["reason"].to_list())
     for text in ("invalid JSON", "missing required column", "not in (ACTIVE, SUSPENDED, CLOSED)", "cannot parse",
@@ -126,9 +127,20 @@ def test_usage_chunking_and_positions(zone, read_all):
     assert seqs.n_unique() == seqs.len() - s["usage_duplicate_rows"]
 
 
+def _changes(read_all, entity: str) -> pl.DataFrame:
+    """Every change read for ``entity`` (redeliveries left out)."""
+    return pl.concat([r.changes for rel, r in read_all.items() if f"/{entity}/" in rel and "redelivery" not in rel])
+
+
+def _final(read_all, entity: str) -> pl.DataFrame:
+    """Each key's last image (by position; tombstones dropped)."""
+    key = list(ENTITIES[entity].key)
+    return _changes(read_all, entity).filter(pl.col("_op") != "t").sort("_position").group_by(key).last()
+
+
 def test_business_shape(zone, read_all):
     def changes(entity):
-        return pl.concat([r.changes for rel, r in read_all.items() if f"/{entity}/" in rel and "redelivery" not in rel])
+        return _changes(read_all, entity)
 
     orders = changes("orders")
     final = orders.sort("_position").group_by("order_id").last()
@@ -216,3 +228,69 @@ def test_doc_examples_are_real(tmp_path):
                 ops.add("t" if rec["value"] is None else rec["value"]["op"])
     assert ops == {"c", "u", "d", "r", "t"}
     assert "__debezium_unavailable_value" in text
+
+
+def test_billing_intervals_and_the_catalog_changes(zone, read_all):
+    charges = _final(read_all, "plan_charges")
+    recurring = charges.filter(pl.col("charge_type") == "RECURRING")
+    # every recurring charge states its interval; usage charges have none (rated per account period)
+    assert recurring["billing_interval"].null_count() == 0
+    assert set(recurring["billing_interval"]) == {"MONTHLY", "QUARTERLY", "ANNUAL"}
+    assert charges.filter(pl.col("charge_type") == "USAGE")["billing_interval"].null_count() == \
+        charges.filter(pl.col("charge_type") == "USAGE").height
+    yearly = recurring.filter(pl.col("billing_interval") == "ANNUAL")
+    assert sorted(yearly["plan_id"]) == [340, 341, 342]
+    # ten monthly fees of Broadband 100 a year: 39.99 x 10 = 399.90 USD
+    assert yearly.filter(pl.col("plan_id") == 340)["unit_price"].to_list() == [Decimal("399.90")]
+    items = _final(read_all, "order_items")
+    assert items.filter(pl.col("plan_id").is_in([340, 341, 342])).height > 0  # the yearly plan is sold
+    # Triple Play's discount changes mid-sample (an update of the bundle)
+    bundle_updates = _changes(read_all, "bundles").filter(pl.col("_op") == "u")
+    assert bundle_updates.select("bundle_id", "discount_pct").rows() == [(2, Decimal("0.12"))]
+    # a tax rate for every jurisdiction a customer lives in (OR: an explicit 0)
+    rates = _final(read_all, "tax_rates")
+    customers = _final(read_all, "customers").filter(pl.col("_op") != "d")
+    places = customers.select("country", pl.when(pl.col("country") == "US").then(pl.col("state")).alias("state")).unique()
+    assert places.join(rates, on=["country", "state"], how="anti", nulls_equal=True).height == 0
+    assert rates.filter(pl.col("state") == "OR")["rate"].to_list() == [Decimal(0)]
+
+
+def test_plans_match_their_account_currency_but_the_injected_fault(zone, read_all):
+    _, summary = zone
+    items = _final(read_all, "order_items").filter(pl.col("plan_id").is_not_null())
+    orders = _final(read_all, "orders").filter(pl.col("status") == "CONFIRMED")
+    accounts = _final(read_all, "billing_accounts").select("account_id", pl.col("currency").alias("account_currency"))
+    plans = _final(read_all, "price_plans").select("plan_id", pl.col("currency").alias("plan_currency"))
+    placed = items.join(orders.select("order_id", "account_id", "order_type"), on="order_id") \
+        .join(accounts, on="account_id").join(plans, on="plan_id")
+    mismatched = placed.filter(pl.col("plan_currency") != pl.col("account_currency"))
+    assert mismatched.height == summary["order_plan_currency_mismatch"] == 1  # one per block of customers
+    assert mismatched["order_type"].to_list() == ["CHANGE"]
+
+
+def test_coupons_and_redemptions(zone, read_all):
+    _, summary = zone
+    coupons = _final(read_all, "coupons")
+    assert coupons.select("code", "discount_type", "duration").sort("code").rows() == [
+        ("LOYALTY-EUR", "FIXED", "FOREVER"), ("LOYALTY-GBP", "FIXED", "FOREVER"), ("LOYALTY-USD", "FIXED", "FOREVER"),
+        ("MOBILEM25", "PERCENT", "REPEATING"), ("WELCOME20", "PERCENT", "ONCE")]
+    assert _final(read_all, "coupon_products").select("coupon_id", "product_id").rows() == [(2, 2)]  # Mobile M only
+    redemptions = _final(read_all, "coupon_redemptions")
+    assert redemptions.height == summary["coupon_redemptions"] > 0
+    accounts = _final(read_all, "billing_accounts").select("account_id", "currency")
+    joined = redemptions.join(coupons.select("coupon_id", "discount_type", pl.col("currency").alias("coupon_currency")),
+                              on="coupon_id").join(accounts, on="account_id")
+    assert joined.height == redemptions.height  # every redemption names a known coupon and account
+    fixed = joined.filter(pl.col("discount_type") == "FIXED")
+    assert fixed.height > 0 and (fixed["coupon_currency"] == fixed["currency"]).all()  # in the account's currency
+
+
+def test_a_mobile_m_coupon_names_its_mobile_m_line(tmp_path):
+    out = tmp_path / "zone"
+    generate_landing_zone(out, customers=600, months=1, seed=7, redeliver=False)
+    read = {f.relative_path: read_extract(f.path, f.entity, out) for f in discover(out)
+            if f.entity_name in ("coupon_redemptions", "order_items")}
+    mobile_m = _final(read, "coupon_redemptions").filter(pl.col("coupon_id") == 2)
+    lines = _final(read, "order_items").filter(pl.col("product_id") == 2).select("subscription_id", "order_id")
+    assert mobile_m.height > 0
+    assert mobile_m.join(lines, on=["subscription_id", "order_id"]).height == mobile_m.height

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 import duckdb
@@ -240,8 +240,6 @@ def test_hidden_upload_in_flight_is_neither_ingested_nor_recorded(zone):
 def test_bill_cycle_refuses_to_invoice_when_landed_records_are_unaccounted_for(zone):
     """If raw lost records the ledger says were loaded, the bill cycle would invoice from stale state:
     the blocking check landing_zone_accounted_for stops it before invoicing."""
-    from datetime import date
-
     from sources.generator import generate_landing_zone
     from tests.pipeline import run_bill_cycle
 
@@ -254,3 +252,61 @@ def test_bill_cycle_refuses_to_invoice_when_landed_records_are_unaccounted_for(z
     assert "landing_zone_accounted_for" in failed_checks(result)
     assert query(warehouse, "SELECT count(*) FROM billing.invoices") == [(0,)]
     assert query(warehouse, "SELECT count(*) > 0 FROM billing.rated_usage") == [(True,)]  # rating ran; invoicing did not
+
+
+def test_coupons_and_redemptions_ingest_and_a_bad_coupon_is_quarantined(zone):
+    landing, warehouse = zone
+    welcome = dict(coupon_id=1, code="WELCOME20", name="Welcome", discount_type="PERCENT", percent_off=Decimal("0.2"),
+                   duration="ONCE", status="ACTIVE")
+    loyalty = dict(coupon_id=2, code="LOYALTY-USD", name="Loyalty", discount_type="FIXED", amount_off=Decimal("5.00"),
+                   currency="USD", duration="FOREVER", status="ACTIVE")
+    (DebeziumFile("coupons").snapshot(1, T, welcome).snapshot(2, T, loyalty)
+        .snapshot(3, T, {**loyalty, "coupon_id": 3, "currency": None})                  # FIXED without its currency
+        .update(4, datetime(2025, 1, 20), welcome, {**welcome, "status": "RETIRED"})
+        .write(landing, "coupons-2025-01-05.jsonl"))
+    DebeziumFile("coupon_products").snapshot(1, T, dict(coupon_product_id=11, coupon_id=1, product_id=7)) \
+        .write(landing, "coupon_products-2025-01-05.jsonl")
+    redemption = dict(redemption_id=100, coupon_id=2, account_id=5, starts_on=date(2025, 1, 6), status="ACTIVE")
+    (DebeziumFile("coupon_redemptions").create(10, T, redemption)
+        .update(11, datetime(2025, 2, 1), redemption, {**redemption, "status": "REVOKED"})
+        .create(12, T, {**redemption, "redemption_id": 101, "status": "USED"})           # not an allowed value
+        .write(landing, "coupon_redemptions-2025-01-31.jsonl"))
+    result = run_ingest(warehouse, landing)
+    assert result.success and failed_checks(result) == []
+    assert query(warehouse, "SELECT entity, record_no, reason FROM audit.quarantine ORDER BY entity") == [
+        ("coupon_redemptions", 3, "status: 'USED' not in (ACTIVE, REVOKED)"),
+        ("coupons", 3, "currency is required when discount_type is FIXED"),
+    ]
+    assert query(warehouse, "SELECT coupon_id, code, discount_type, percent_off, amount_off, currency, status "
+                            "FROM core.coupons ORDER BY 1") == [
+        (1, "WELCOME20", "PERCENT", Decimal("0.2"), None, None, "RETIRED"),
+        (2, "LOYALTY-USD", "FIXED", None, Decimal("5"), "USD", "ACTIVE"),
+    ]
+    assert query(warehouse, "SELECT coupon_id, product_id FROM core.coupon_products") == [(1, 7)]
+    assert query(warehouse, "SELECT redemption_id, status, valid_from, valid_to FROM core.coupon_redemptions_history "
+                            "ORDER BY valid_from") == [
+        (100, "ACTIVE", T, datetime(2025, 2, 1)), (100, "REVOKED", datetime(2025, 2, 1), datetime(9999, 12, 31)),
+    ]
+
+
+def test_a_plan_in_another_currency_than_the_account_is_an_order_exception(zone):
+    """A GBP account ordering a USD plan: no service, an order exception with the reason."""
+    landing, warehouse = zone
+    DebeziumFile("billing_accounts").create(1, T, dict(
+        account_id=5, customer_id=1, account_number="A5", billing_cycle="MONTHLY", bill_cycle_day=1,
+        payment_terms_days=14, currency="GBP", status="ACTIVE")).write(landing, "billing_accounts-2025-01-05.jsonl")
+    DebeziumFile("products").snapshot(1, T, dict(product_id=1, sku="MOB", name="Mobile", category="MOBILE",
+                                                 product_type="SUBSCRIPTION", base_price=Decimal("30"), currency="USD",
+                                                 status="ACTIVE")).write(landing, "products-2025-01-05.jsonl")
+    DebeziumFile("price_plans").snapshot(1, T, dict(plan_id=10, product_id=1, name="Mobile (USD)", currency="USD",
+                                                    status="ACTIVE")).write(landing, "price_plans-2025-01-05.jsonl")
+    DebeziumFile("orders").create(1, T, dict(order_id=7, order_number="O7", account_id=5, order_type="NEW_SERVICE",
+                                             status="CONFIRMED", effective_date=date(2025, 1, 6))) \
+        .write(landing, "orders-2025-01-05.jsonl")
+    DebeziumFile("order_items").create(1, T, dict(order_item_id=71, order_id=7, product_id=1, plan_id=10,
+                                                  subscription_id=700, quantity=1)).write(landing, "order_items-2025-01-05.jsonl")
+    result = run_ingest(warehouse, landing)
+    assert result.success and failed_checks(result) == []
+    assert query(warehouse, "SELECT order_item_id, reason FROM core.order_exceptions") == [(71, "PLAN_CURRENCY_MISMATCH")]
+    assert query(warehouse, "SELECT count(*) FROM core.subscriptions") == [(0,)]
+    assert query(warehouse, "SELECT count(*) FROM core.subscription_versions") == [(0,)]

@@ -7,7 +7,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 OURS = ("domain", "sources", "warehouse", "pipelines")
-ENGINES = ("pipelines/ingest", "pipelines/state", "pipelines/rating", "pipelines/invoicing", "pipelines/revenue")
+ENGINES = ("pipelines/ingest", "pipelines/state", "pipelines/rating", "pipelines/invoicing", "pipelines/revenue",
+           "pipelines/ledger", "pipelines/receivables", "pipelines/documents")
 # layer -> the packages (or engine packages) it may import
 ALLOWED = {
     "domain": {"domain"},

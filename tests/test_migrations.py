@@ -84,16 +84,35 @@ def test_a_warehouse_written_before_versioning_is_migrated_with_every_row(v1):
 
 
 def test_a_bill_cycle_on_a_migrated_warehouse_reproduces_its_invoices(v1, tmp_path):
+    """Re-running January and February on the migrated v1 warehouse (written by the code before settlement)
+    drafts the same 75 invoices (ids and draft numbers) with the same totals, except where the rules changed:
+    * the tax point is the issue date (Feb 1 for January's invoices), no longer the day before: the 3 January
+      invoices with US-WA lines take WA's 6.8 % in force from Feb 1 instead of 6.5 %, each line's tax
+      round(net x 0.068) instead of round(net x 0.065). Every line has a rate: no billing exception."""
     from tests.pipeline import failed_checks, run_bill_cycle
 
     def invoices():
         with duckdb.connect(str(v1), read_only=True) as con:
-            return con.execute("SELECT invoice_id, invoice_number, total FROM billing.invoices ORDER BY 1").fetchall()
+            return {i: rest for i, *rest in con.execute(
+                "SELECT invoice_id, invoice_number, total, tax_total FROM billing.invoices ORDER BY 1").fetchall()}
 
     before = invoices()
     result = run_bill_cycle(v1, tmp_path / "no-landing", date(2025, 1, 1), date(2025, 2, 1))
     assert result.success and failed_checks(result) == []
-    assert invoices() == before and len(before) == 75
+    after = invoices()
+    assert len(before) == 75 and after.keys() == before.keys()
+    assert {i: n for i, (n, *_) in after.items()} == {i: n for i, (n, *_) in before.items()}
+    with duckdb.connect(str(v1), read_only=True) as con:
+        wa_tax_change = dict(con.execute(
+            "SELECT invoice_id, sum(round(net_amount * 0.068, 2) - round(net_amount * 0.065, 2)) FROM billing.invoice_lines "
+            "WHERE billing_month = DATE '2025-01-01' AND tax_jurisdiction = 'US-WA' GROUP BY 1").fetchall())
+        exceptions = con.execute("SELECT count(*) FROM billing.billing_exceptions").fetchone()[0]
+    assert len(wa_tax_change) == 3
+    changed = {i for i in before if after[i] != before[i]}
+    assert changed == set(wa_tax_change)
+    for i in changed:
+        assert after[i][2] - before[i][2] == wa_tax_change[i] == after[i][1] - before[i][1] != 0  # tax and total
+    assert exceptions == 0  # every line of the sample has a rate
 
 
 # ------------------------------------------------------------------ a later contract, synthetically

@@ -19,7 +19,10 @@ from decimal import Decimal as D
 import duckdb
 import pytest
 
+from domain import install_macros
+from pipelines.rating.late import late_usage
 from tests.extracts import DebeziumFile, write_usage
+from warehouse.fixtures import create_table_with_rows
 from tests.pipeline import failed_checks, run_bill_cycle, run_ingest
 
 JAN, FEB = date(2025, 1, 1), date(2025, 2, 1)
@@ -59,20 +62,21 @@ def _j(x):
     return None if x is None else json.dumps(x)
 
 
-def land(landing):
+def land_catalog(landing, charges):
+    """The product, plans ``{plan: charges}`` (plan 10 with its monthly fee) and a 10 % tax rate."""
     DebeziumFile("products").snapshot(1, T0, dict(product_id=1, sku="SVC", name="Service", category="MOBILE",
                                                   product_type="SUBSCRIPTION", base_price=D(FEE), currency="USD",
                                                   status="ACTIVE")).write(landing, "products-2024-12-01.jsonl")
-    plans, charges = DebeziumFile("price_plans"), DebeziumFile("plan_charges")
+    plans, charge_file = DebeziumFile("price_plans"), DebeziumFile("plan_charges")
     lsn = 10
-    for plan, rows in CHARGES.items():
+    for plan, rows in charges.items():
         plans.snapshot(lsn, T0, dict(plan_id=plan, product_id=1, name=f"Plan {plan}", currency="USD", status="ACTIVE"))
         lsn += 1
         if plan == 10:
             rows = [(100, "monthly_fee", None, None, "FLAT", FEE, None, None, None), *rows]
         for pid, code, metric, agg, model, price, incl, tiers, props in rows:
             recurring = model == "FLAT"
-            charges.snapshot(lsn, T0, dict(
+            charge_file.snapshot(lsn, T0, dict(
                 price_id=pid, plan_id=plan, charge_code=code, charge_type="RECURRING" if recurring else "USAGE",
                 metric=metric, aggregation=agg, charge_model=model,
                 billing_timing="IN_ADVANCE" if recurring else "IN_ARREARS", prorate=True,
@@ -81,27 +85,36 @@ def land(landing):
                 effective_from=datetime(2024, 1, 1), effective_to=None))
             lsn += 1
     plans.write(landing, "price_plans-2024-12-01.jsonl")
-    charges.write(landing, "plan_charges-2024-12-01.jsonl")
+    charge_file.write(landing, "plan_charges-2024-12-01.jsonl")
     DebeziumFile("tax_rates").snapshot(5, T0, dict(tax_rate_id=1, country="US", state="CA", tax_name="Test tax",
                                                    rate=D("0.10"), effective_from=date(2024, 1, 1))) \
         .write(landing, "tax_rates-2024-12-01.jsonl")
 
+
+def land_accounts(landing, rows):
+    """Per ``(n, plan, bill_cycle_day)``: customer n, account 1000 + n (AC<n>), an order effective Jan 1
+    activating subscription 5000 + n on the plan."""
     customers, accounts = DebeziumFile("customers"), DebeziumFile("billing_accounts")
     orders, items = DebeziumFile("orders"), DebeziumFile("order_items")
-    for n, plan in enumerate(CHARGES):
-        customers.create(100 + n, T0, dict(customer_id=plan, name=f"Customer {plan}", country="US", state="CA",
-                                          customer_type="BUSINESS", status="ACTIVE", created_at=T0))
-        accounts.create(100 + n, T0, dict(account_id=1000 + plan, customer_id=plan, account_number=f"AC{plan}",
-                                         billing_cycle="MONTHLY", bill_cycle_day=1, payment_method="INVOICE",
-                                         payment_terms_days=30, currency="USD", status="ACTIVE", created_at=T0))
-        orders.create(100 + n, T0, dict(order_id=plan, order_number=f"ORD-{plan}", account_id=1000 + plan,
-                                        order_type="NEW_SERVICE", status="CONFIRMED", effective_date=JAN, created_at=T0))
-        items.create(100 + n, T0, dict(order_item_id=plan, order_id=plan, product_id=1, plan_id=plan,
-                                       subscription_id=5000 + plan, quantity=1))
+    for lsn, (n, plan, bcd) in enumerate(rows, 100):
+        customers.create(lsn, T0, dict(customer_id=n, name=f"Customer {n}", country="US", state="CA",
+                                       customer_type="BUSINESS", status="ACTIVE", created_at=T0))
+        accounts.create(lsn, T0, dict(account_id=1000 + n, customer_id=n, account_number=f"AC{n}",
+                                      billing_cycle="MONTHLY", bill_cycle_day=bcd, payment_method="INVOICE",
+                                      payment_terms_days=30, currency="USD", status="ACTIVE", created_at=T0))
+        orders.create(lsn, T0, dict(order_id=n, order_number=f"ORD-{n}", account_id=1000 + n,
+                                    order_type="NEW_SERVICE", status="CONFIRMED", effective_date=JAN, created_at=T0))
+        items.create(lsn, T0, dict(order_item_id=n, order_id=n, product_id=1, plan_id=plan,
+                                   subscription_id=5000 + n, quantity=1))
     customers.write(landing, "customers-2024-12-15.jsonl")
     accounts.write(landing, "billing_accounts-2024-12-15.jsonl")
     orders.write(landing, "orders-2024-12-20.jsonl")
     items.write(landing, "order_items-2024-12-20.jsonl")
+
+
+def land(landing):
+    land_catalog(landing, CHARGES)
+    land_accounts(landing, [(plan, plan, 1) for plan in CHARGES])
 
     ev = []
 
@@ -309,3 +322,184 @@ def test_unrated_share_check_blocks_invoicing(billed):
     assert allowed.success and failed_checks(allowed) == []
     assert "billing/invoice_lines" in _materialized(allowed)
     assert q(w, "SELECT count(*) FROM billing.invoice_lines WHERE billing_month = ?", [FEB])[0][0] > 0
+
+
+# Late usage (docs/rating.md "Late usage"): usage of January's periods landing with February's batch
+# is re-rated into January by February's run. Plan 10 prices api_calls at 0.20 per unit, 10 included
+# (one account, bill cycle day 1: January's period is [Jan 1, Feb 1)); account AC15 (bill cycle day 15,
+# subscription 5015 from Jan 1) bills [Dec 15, Jan 15) in January and [Jan 15, Feb 15) in February.
+LATE_PLAN, MAR = 10, date(2025, 3, 1)
+
+
+def usage_batch(landing, name, events):
+    """Land a usage file: ``events`` = [(subscription_id, units, event_time)], api_calls."""
+    write_usage(landing, name, [dict(op="I", seq=n, event_id=f"{name}-{n}", subscription_id=sub, metric="api_calls",
+                                     quantity=qty, unit="U", event_time=when, zone="DOMESTIC", attributes=None)
+                                for n, (sub, qty, when) in enumerate(events, 1)])
+
+
+@pytest.fixture(scope="module")
+def late(tmp_path_factory):
+    """January billed on batch 1, then batch 2 landed and ingested (nothing re-rated yet)."""
+    tmp = tmp_path_factory.mktemp("late_usage")
+    landing, warehouse = tmp / "landing", tmp / "warehouse.duckdb"
+    land_catalog(landing, {LATE_PLAN: CHARGES[LATE_PLAN]})
+    land_accounts(landing, [(LATE_PLAN, LATE_PLAN, 1), (15, LATE_PLAN, 15)])
+    usage_batch(landing, "usage_records-2025-01-31.parquet", [
+        (5010, "10", datetime(2025, 1, 10)), (5010, "5", datetime(2025, 1, 20)), (5015, "4", datetime(2025, 1, 5))])
+    assert run_ingest(warehouse, landing).success
+    assert run_bill_cycle(warehouse, landing, JAN).success
+    usage_batch(landing, "usage_records-2025-02-28.parquet", [
+        (5010, "7", datetime(2025, 1, 25)),   # late: AC10's January period
+        (5015, "1", datetime(2025, 1, 10)),   # late: AC15's [Dec 15, Jan 15)
+        (5015, "3", datetime(2025, 1, 20)),   # February's: AC15's [Jan 15, Feb 15), not late
+        (5010, "12", datetime(2025, 2, 3)), (5015, "1", datetime(2025, 2, 10))])
+    assert run_ingest(warehouse, landing).success
+    return warehouse, landing
+
+
+def usage_lines(warehouse, month):
+    """{subscription_id: (quantity, amount)} of a month's USAGE lines."""
+    return dict((s, (qty, amt)) for s, qty, amt in q(warehouse, """
+        SELECT subscription_id, quantity, amount FROM billing.rated_usage
+        WHERE billing_month = ? AND line_type = 'USAGE' ORDER BY 1""", [month]))
+
+
+def runs(warehouse):
+    """{billing_month: (rated_at, events_rated, rerated_by)} of billing.rating_runs."""
+    return {m: (at, n, by) for m, at, n, by in q(
+        warehouse, "SELECT billing_month, rated_at, events_rated, rerated_by FROM billing.rating_runs ORDER BY 1")}
+
+
+def rerated_metadata(result):
+    """{partition: metadata} of the run's billing/rated_usage materializations."""
+    return {e.partition: e.materialization.metadata for e in result.get_asset_materialization_events()
+            if e.asset_key.path == ["billing", "rated_usage"]}
+
+
+def stage(warehouse, result):
+    """What a run left: its rated_usage metadata per partition, the USAGE lines of January to March and the rating runs."""
+    return {"meta": rerated_metadata(result), "lines": {m: usage_lines(warehouse, m) for m in (JAN, FEB, MAR)},
+            "runs": runs(warehouse), "success": result.success, "failed": failed_checks(result)}
+
+
+@pytest.fixture(scope="module")
+def narrow(late):
+    """February billed with a lookback of 0 months (January out of reach)."""
+    w, landing = late
+    before = {"lines": usage_lines(w, JAN), "runs": runs(w)}
+    return before, stage(w, run_bill_cycle(w, landing, FEB, run_config={"ops": {"rating": {"config": {"lookback_months": 0}}}}))
+
+
+@pytest.fixture(scope="module")
+def rerated(narrow, late):
+    """February billed again with the default lookback (12 months)."""
+    w, landing = late
+    return stage(w, run_bill_cycle(w, landing, FEB))
+
+
+@pytest.fixture(scope="module")
+def rerun(rerated, late):
+    """February billed once more, nothing landed since."""
+    w, landing = late
+    return stage(w, run_bill_cycle(w, landing, FEB))
+
+
+@pytest.fixture(scope="module")
+def march(rerun, late):
+    """Batch 3 lands after January and February were rated, with nothing of theirs; March billed."""
+    w, landing = late
+    # AC15's Feb 20 is in its [Feb 15, Mar 15) (March's), AC10's Mar 5 in March
+    usage_batch(landing, "usage_records-2025-03-31.parquet",
+                [(5015, "2", datetime(2025, 2, 20)), (5010, "1", datetime(2025, 3, 5))])
+    assert run_ingest(w, landing).success
+    return stage(w, run_bill_cycle(w, landing, MAR))
+
+
+def test_a_rating_records_what_it_saw(narrow):
+    before, _ = narrow
+    # January from batch 1: AC10 10 + 5 = 15 units, 10 included → 5 × 0.20 = 1.00; AC15 4 units on
+    # [Jan 1, Jan 15) (14 of 31 days: 10 × 14/31 = 4.5161290323 included) → 0 billable
+    assert before["lines"] == {5010: (D("15"), D("1.00")), 5015: (D("4"), D("0.00"))}
+    assert before["runs"][JAN][1:] == (3, None)   # 3 events, rated by its own run
+
+
+def test_late_usage_beyond_the_lookback_is_not_rerated(narrow):
+    before, after = narrow
+    assert after["success"] and after["failed"] == []
+    assert after["lines"][JAN] == before["lines"] and after["runs"][JAN] == before["runs"][JAN]
+    assert after["meta"][FEB.isoformat()]["rerated_months"].data == {}
+    assert JAN.isoformat() not in after["meta"]
+
+
+def test_the_next_run_rerates_the_month_late_usage_landed_in(rerated):
+    assert rerated["success"] and rerated["failed"] == []
+    # January with its 2 late events: AC10 15 + 7 = 22 units → 12 × 0.20 = 2.40;
+    # AC15 4 + 1 = 5 units, 5 − 4.5161290323 = 0.4838709677 × 0.20 = 0.0967741935 → 0.10
+    assert rerated["lines"][JAN] == {5010: (D("22"), D("2.40")), 5015: (D("5"), D("0.10"))}
+    assert rerated["runs"][JAN][1:] == (5, FEB)   # 3 + 2 events, re-rated by February's run
+    # February: AC10 12 units → 2 × 0.20 = 0.40; AC15 [Jan 15, Feb 15) 3 (Jan 20, not late) + 1 = 4 units, 10 included → 0
+    assert rerated["lines"][FEB] == {5010: (D("12"), D("0.40")), 5015: (D("4"), D("0.00"))}
+    assert rerated["runs"][FEB][1:] == (3, None)
+    feb, jan = rerated["meta"][FEB.isoformat()], rerated["meta"][JAN.isoformat()]
+    assert feb["rerated_months"].data == {"2025-01": 2} and feb["late_events"].value == 2
+    assert (jan["rerated_by"].value, jan["late_events"].value) == ("2025-02", 2)   # January's partition re-materialized
+
+
+def test_rerunning_with_nothing_landed_rerates_nothing(rerated, rerun):
+    assert rerun["success"]
+    assert rerun["lines"] == rerated["lines"] and rerun["runs"][JAN] == rerated["runs"][JAN]
+    assert rerun["meta"][FEB.isoformat()]["rerated_months"].data == {}
+    assert JAN.isoformat() not in rerun["meta"]
+
+
+def test_new_usage_outside_the_rated_periods_rerates_nothing(rerun, march):
+    assert march["success"]
+    assert march["meta"][MAR.isoformat()]["rerated_months"].data == {}
+    assert march["runs"][JAN] == rerun["runs"][JAN] and march["runs"][FEB] == rerun["runs"][FEB]
+    assert march["lines"][FEB] == rerun["lines"][FEB]
+    # March: AC10 1 unit, AC15 2 units, each within 10 included → 0
+    assert march["lines"][MAR] == {5010: (D("1"), D("0.00")), 5015: (D("2"), D("0.00"))}
+
+
+T1, T2 = datetime(2025, 2, 1, 9), datetime(2025, 4, 1, 9)   # batch 1 ingested (all rated after it), batch 2
+
+
+def late_months(lookback_months):
+    """``late_usage`` for a run of April 2025 over given rows (no Dagster): accounts 1 (monthly) and 2
+    (quarterly, bill cycle day 1: [Jan 1, Apr 1) billed in March), January to March rated after batch 1."""
+    con = install_macros(duckdb.connect())
+    create_table_with_rows(con, "core.billing_accounts", [
+        {"account_id": 1, "bill_cycle_day": 1, "billing_cycle": "MONTHLY", "currency": "USD"},
+        {"account_id": 2, "bill_cycle_day": 1, "billing_cycle": "QUARTERLY", "currency": "USD"}])
+    create_table_with_rows(con, "core.subscription_versions", [
+        {"subscription_id": 10, "account_id": 1, "valid_from": "2024-06-01"},
+        {"subscription_id": 20, "account_id": 2, "valid_from": "2024-06-01"}],
+        defaults={"product_id": 1, "plan_id": 1, "quantity": 1, "valid_to": "9999-12-31", "order_id": 1, "change_kind": "NEW"})
+    create_table_with_rows(con, "audit.ingested_files", [
+        {"file": "usage/batch1.parquet", "ingested_at": T1}, {"file": "usage/batch2.parquet", "ingested_at": T2}],
+        defaults={"sha256": "x", "size_bytes": 1, "status": "LOADED", "records_read": 1, "records_loaded": 1,
+                  "records_quarantined": 0})
+    create_table_with_rows(con, "billing.rating_runs", [
+        {"billing_month": m, "rated_at": T1, "ingested_through": T1, "events_rated": 1} for m in (JAN, FEB, MAR)])
+    batch2 = "usage/batch2.parquet"
+    create_table_with_rows(con, "core.usage_events", [
+        {"event_id": "jan", "subscription_id": 10, "event_time": datetime(2025, 1, 20), "_file": batch2},
+        {"event_id": "feb-deleted", "subscription_id": 10, "event_time": datetime(2025, 2, 5), "_file": batch2,
+         "is_deleted": True},
+        {"event_id": "quarter", "subscription_id": 20, "event_time": datetime(2025, 1, 10), "_file": batch2},
+        {"event_id": "unknown-subscription", "subscription_id": 99, "event_time": datetime(2025, 2, 10), "_file": batch2},
+        {"event_id": "seen", "subscription_id": 10, "event_time": datetime(2025, 1, 15), "_file": "usage/batch1.parquet"},
+        {"event_id": "april", "subscription_id": 10, "event_time": datetime(2025, 4, 3), "_file": batch2},
+        {"event_id": "never-rated", "subscription_id": 10, "event_time": datetime(2024, 11, 2), "_file": batch2}],
+        defaults={"metric": "data_mb", "quantity": 1, "is_deleted": False})
+    return late_usage(con, date(2025, 4, 1), lookback_months)
+
+
+def test_late_usage_finds_each_event_in_the_month_billing_its_period():
+    # January: "jan"; February: "feb-deleted" (a late delete) and "unknown-subscription" (its calendar month);
+    # March: "quarter" (account 2's [Jan 1, Apr 1)). Not late: "seen" (batch 1, seen by January's rating),
+    # "april" (the run's own month), "never-rated" (November 2024 was never rated)
+    assert late_months(12) == [(JAN, 1), (FEB, 2), (MAR, 1)]
+    # a lookback of 1 month reaches March only
+    assert late_months(1) == [(MAR, 1)]

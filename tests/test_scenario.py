@@ -24,7 +24,7 @@ from dagster._utils.test.data_versions import get_stale_status_resolver  # Dagst
 
 from pipelines.definitions import defs
 from tests.extracts import DebeziumFile, write_usage
-from tests.pipeline import failed_checks, run_bill_cycle, run_ingest
+from tests.pipeline import failed_checks, run_bill_cycle, run_finalize, run_ingest
 
 JAN, FEB = date(2025, 1, 1), date(2025, 2, 1)
 T0 = datetime(2024, 12, 1)
@@ -249,6 +249,9 @@ def test_cancellation_credits_prepaid_time(billed):
     # Disconnected Feb 15: credit -(20.00 * 14/28) = -10.00, tax -0.725 -> -0.73; no March fee.
     assert lines(billed, FEB, 1004) == [(RC, d(2025, 2, 15), d(2025, 3, 1), D("-10.00"), D("0"), D("-10.00"), D("-0.73"))]
     assert invoice(billed, FEB, 1004) == (D("-10.00"), D("-0.73"), D("-10.73"))
+    # Only a credit: the draft is a credit note (an invoice never has a negative total), due on its date.
+    assert billed.execute("SELECT invoice_id, document_type, due_date FROM billing.invoices WHERE billing_month = ? "
+                          "AND account_id = 1004", [FEB]).fetchall() == [("CN-AC1004-20250301", "CREDIT_NOTE", d(2025, 3, 1))]
 
 
 def test_bundle_discount_is_on_the_line_and_tax_is_on_the_discounted_amount(billed):
@@ -391,3 +394,98 @@ def test_each_partition_of_a_range_run_reports_its_own_month(rerun):
     assert _metadata(ranged, ["billing", "rated_usage"], "rated_lines") == rated
     recognized = dict(billed.execute("SELECT CAST(billing_month AS VARCHAR), count(*) FROM revenue.recognition GROUP BY 1").fetchall())
     assert _metadata(ranged, ["revenue", "recognition"], "rows") == recognized
+
+
+# the lifecycle: January finalized, then late and backdated changes settle against the ledger ------------------
+
+def land_late_changes(landing):
+    """Landed in February, about January: 400 MB of A's January usage (Jan 25) and E's broadband disconnected
+    effective Jan 20 (order created Feb 12, backdated)."""
+    orders, items = DebeziumFile("orders"), DebeziumFile("order_items")
+    orders.create(2102, datetime(2025, 2, 12), _order(11, 1005, "DISCONNECT", date(2025, 1, 20)))
+    items.create(3102, datetime(2025, 2, 12), _item(14, 11, 3, None, 5006))
+    orders.write(landing, "orders-2025-02-16.jsonl")
+    items.write(landing, "order_items-2025-02-16.jsonl")
+    write_usage(landing, "usage_records-2025-02-27.csv", [_usage(12, "a-3", 5001, "400", datetime(2025, 1, 25))])
+
+
+LEDGER_SQL = ["SELECT * FROM ledger.documents ORDER BY document_id", "SELECT * FROM ledger.document_lines ORDER BY line_id"]
+
+
+@pytest.fixture(scope="module")
+def lifecycle(tmp_path_factory):
+    """Batch 1, January billed and finalized; batch 2 and the late changes land; February billed; then January and
+    February billed again."""
+    tmp = tmp_path_factory.mktemp("lifecycle")
+    landing, warehouse = tmp / "landing", tmp / "warehouse.duckdb"
+    land_batch_1(landing)
+    runs = [run_ingest(warehouse, landing), run_bill_cycle(warehouse, landing, JAN), run_finalize(warehouse, landing, JAN)]
+    state = Billed(warehouse, landing)
+    issued = [state.execute(q).fetchall() for q in LEDGER_SQL]
+    land_batch_2(landing)
+    land_late_changes(landing)
+    runs += [run_ingest(warehouse, landing), run_bill_cycle(warehouse, landing, FEB)]
+    february = state.execute("SELECT * FROM billing.invoice_lines WHERE billing_month = ? ORDER BY line_id", [FEB]).fetchall()
+    runs += [rerun_jan := run_bill_cycle(warehouse, landing, JAN), run_bill_cycle(warehouse, landing, FEB)]
+    for r in runs:
+        assert r.success and failed_checks(r) == []
+    return state, issued, february, rerun_jan
+
+
+def number(con, account):
+    return con.execute("SELECT document_number FROM ledger.documents WHERE account_id = ? AND billing_month = ?",
+                       [account, JAN]).fetchone()[0]
+
+
+def corrections(con, account):
+    return con.execute(
+        """SELECT line_type, service_start, service_end, service_month, amount, discount_amount, net_amount, tax_amount,
+                  adjustment_reason, reference_document_number, invoice_id
+           FROM billing.invoice_lines WHERE billing_month = ? AND account_id = ? AND reference_line_id IS NOT NULL
+           ORDER BY service_start, line_type""", [FEB, account]).fetchall()
+
+
+def test_late_usage_after_finalization_is_an_adjustment_on_the_next_invoice(lifecycle):
+    con, *_ = lifecycle
+    # A's January data re-rated with the late 400 MB: 1901 MB = 1000 * 0.01 + 901 * 0.005 = 14.505 -> 14.51;
+    # issued 12.51 -> +2.00 (LATE_USAGE, service month January) on February's invoice, taxed at its tax point:
+    # 2.00 * 0.0725 = 0.145 -> 0.15; referencing January's usage line and document.
+    assert corrections(con, 1001) == [
+        ("USAGE_ADJUSTMENT", d(2025, 1, 1), d(2025, 2, 1), JAN, D("2.00"), D(0), D("2.00"), D("0.15"), "LATE_USAGE",
+         number(con, 1001), "INV-AC1001-20250301")]
+
+
+def test_backdated_disconnect_after_finalization_is_credited(lifecycle):
+    con, *_ = lifecycle
+    # E's broadband (40.00, bundle 10 %) disconnected effective Jan 20, known in February:
+    #   [Jan 20, Feb 1) 12/31: 40 * 12 / 31 = 15.4838709677 -> -15.48; discount at the credited line's 10 %:
+    #   -round(-1.548) = +1.55; net -13.93; tax -13.93 * 0.0725 = -1.009925 -> -1.01 (BACKDATED_CHANGE, January);
+    #   February, prepaid in January, reversed whole: -40.00 + 4.00 = -36.00, tax -2.61 (the current period).
+    # E's February: March's Mobile S 18.00 + 1.31 tax, the credits -49.93 net: below zero -> a credit note.
+    cn = "CN-AC1005-20250301"
+    assert corrections(con, 1005) == [
+        (RC, d(2025, 1, 20), d(2025, 2, 1), JAN, D("-15.48"), D("1.55"), D("-13.93"), D("-1.01"), "BACKDATED_CHANGE",
+         number(con, 1005), cn),
+        (RC, d(2025, 2, 1), d(2025, 3, 1), FEB, D("-40.00"), D("4.00"), D("-36.00"), D("-2.61"), None, number(con, 1005), cn)]
+    assert con.execute("SELECT document_type, net_total, tax_total, total FROM billing.invoices WHERE billing_month = ? "
+                       "AND account_id = 1005", [FEB]).fetchall() == [("CREDIT_NOTE", D("-31.93"), D("-2.31"), D("-34.24"))]
+
+
+def test_settlement_review_shows_what_february_would_issue(lifecycle):
+    con, *_ = lifecycle
+    assert con.execute(
+        "SELECT account_id, category, reason, service_month, lines, net_amount, document_type FROM billing.settlement_review "
+        "WHERE billing_month = ? AND service_month < ? ORDER BY account_id", [FEB, FEB]).fetchall() == [
+        (1001, "ADJUSTMENT", "LATE_USAGE", JAN, 1, D("2.00"), "INVOICE"),
+        (1005, "CREDIT", "BACKDATED_CHANGE", JAN, 1, D("-13.93"), "CREDIT_NOTE")]
+
+
+def test_finalized_month_is_never_rewritten(lifecycle):
+    con, issued, february, rerun_jan = lifecycle
+    assert [con.execute(q).fetchall() for q in LEDGER_SQL] == issued  # nothing issued changed
+    # re-running February gives the same drafts; re-running January leaves its drafts and says why
+    assert con.execute("SELECT * FROM billing.invoice_lines WHERE billing_month = ? ORDER BY line_id", [FEB]).fetchall() == february
+    assert _metadata(rerun_jan, ["billing", "invoice_lines"], "finalized") == {"2025-01-01": True}
+    assert con.execute("SELECT count(*) FROM billing.invoice_lines l JOIN ledger.document_lines d USING (line_id) "
+                       "WHERE l.billing_month = ? AND l.total_amount = d.total_amount", [JAN]).fetchone()[0] == \
+        con.execute("SELECT count(*) FROM ledger.document_lines").fetchone()[0] > 0

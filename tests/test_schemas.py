@@ -76,3 +76,36 @@ def test_a_long_failing_value_is_cut_in_its_reason():
     value = "x" * 1_000_000  # a 1 MB string
     (reason,) = _reasons("usage_records", [_usage(attributes=value)]).values()
     assert reason == "attributes: '" + "x" * 80 + "…' is not a JSON object"
+
+
+def _coupon(**over) -> dict:
+    return dict(coupon_id=1, code="WELCOME20", name="Welcome", discount_type="PERCENT", percent_off=Decimal("0.2"),
+                amount_off=None, currency=None, duration="ONCE", duration_periods=None, status="ACTIVE") | over
+
+
+def test_a_coupon_carries_what_its_kind_needs():
+    fixed = dict(discount_type="FIXED", percent_off=None, amount_off=Decimal("5"), currency="USD")
+    rows = [_coupon(), _coupon(**fixed), _coupon(duration="REPEATING", duration_periods=3),
+            _coupon(percent_off=None),                           # PERCENT without a percent
+            _coupon(**{**fixed, "amount_off": None}),            # FIXED without an amount
+            _coupon(**{**fixed, "currency": None}),              # FIXED without its currency
+            _coupon(duration="REPEATING"),                       # REPEATING for how many periods?
+            _coupon(percent_off=Decimal("1.5")), _coupon(percent_off=Decimal(0)),
+            _coupon(**{**fixed, "amount_off": Decimal("-5")}), _coupon(duration="REPEATING", duration_periods=0),
+            _coupon(duration="TWICE")]
+    assert _reasons("coupons", rows) == {
+        3: "percent_off is required when discount_type is PERCENT",
+        4: "amount_off is required when discount_type is FIXED",
+        5: "currency is required when discount_type is FIXED",
+        6: "duration_periods is required when duration is REPEATING",
+        7: "percent_off: 1.5 not in (0..1]",
+        8: "percent_off: 0 not in (0..1]",
+        9: "amount_off: -5 is not positive (must be > 0)",
+        10: "duration_periods: 0 is not positive (must be >= 1)",
+        11: "duration: 'TWICE' not in (ONCE, REPEATING, FOREVER)",
+    }
+
+
+def test_an_effective_range_ends_after_it_starts():
+    rows = [_charge(effective_to=datetime(2025, 2, 1)), _charge(effective_to=datetime(2025, 1, 1))]
+    assert _reasons("plan_charges", rows) == {1: "effective_to is not after effective_from"}

@@ -60,33 +60,35 @@ def test_subscription_items_keeps_confirmed_subscription_items_in_sequence(con):
     products = create_table_with_rows(con, "core.products", [
         dict(product_id=10, product_type="SUBSCRIPTION"), dict(product_id=20, product_type="ONE_TIME")])
     accounts = create_table_with_rows(con, "core.billing_accounts", [
-        dict(account_id=1, bill_cycle_day=15, billing_cycle="MONTHLY")])
-    plans = create_table_with_rows(con, "core.price_plans", [dict(plan_id=100, product_id=10)])
+        dict(account_id=1, bill_cycle_day=15, billing_cycle="MONTHLY", currency="GBP")])
+    plans = create_table_with_rows(con, "core.price_plans", [dict(plan_id=100, product_id=10, currency="USD")])
     rel = subs.subscription_items(con, orders, items, products, accounts, plans)
     # sequence: (effective_date, order_id, order_item_id): order 2 and 3 on Mar 5 before order 1 on Mar 9
-    assert rows(rel, "order_item_id, product_type, account_found, bill_cycle_day, plan_found, plan_product_id, sequence_no",
-                "sequence_no") == [
-        (21, "SUBSCRIPTION", True, 15, False, None, 1),   # plan 900 unknown
-        (31, None, False, None, True, 10, 2),             # product 99 unknown (kept: an exception), account 7 unknown
-        (11, "SUBSCRIPTION", True, 15, True, 10, 3),
+    assert rows(rel, "order_item_id, product_type, account_found, bill_cycle_day, account_currency, plan_found, "
+                "plan_product_id, plan_currency, sequence_no", "sequence_no") == [
+        (21, "SUBSCRIPTION", True, 15, "GBP", False, None, None, 1),   # plan 900 unknown
+        (31, None, False, None, None, True, 10, "USD", 2),             # product 99 unknown (kept: an exception), account 7 unknown
+        (11, "SUBSCRIPTION", True, 15, "GBP", True, 10, "USD", 3),
     ]
 
 
 def test_static_checks_give_the_first_failing_check(con):
     cols = ("order_item_id INT, order_type VARCHAR, account_found BOOLEAN, product_type VARCHAR, subscription_id BIGINT, "
-            "plan_found BOOLEAN, plan_product_id BIGINT, product_id BIGINT, quantity INT")
+            "plan_found BOOLEAN, plan_product_id BIGINT, product_id BIGINT, quantity INT, plan_currency VARCHAR, "
+            "account_currency VARCHAR")
     items = given(con, "items", cols,
-                  (1, "NEW_SERVICE", True, "SUBSCRIPTION", 1000, True, 10, 10, 1),
-                  (2, "NEW_SERVICE", False, None, None, False, None, 99, 0),    # every check fails: the first wins
-                  (3, "CHANGE", True, None, 1000, True, 10, 99, 1),
-                  (4, "CHANGE", True, "SUBSCRIPTION", None, True, 10, 10, 1),
-                  (5, "CHANGE", True, "SUBSCRIPTION", 1000, False, None, 10, 1),
-                  (6, "CHANGE", True, "SUBSCRIPTION", 1000, True, 11, 10, 1),
-                  (7, "NEW_SERVICE", True, "SUBSCRIPTION", 1000, True, 10, 10, None),
-                  (8, "DISCONNECT", True, "SUBSCRIPTION", 1000, False, None, 10, None))  # no plan, no quantity: fine
+                  (1, "NEW_SERVICE", True, "SUBSCRIPTION", 1000, True, 10, 10, 1, "USD", "USD"),
+                  (2, "NEW_SERVICE", False, None, None, False, None, 99, 0, None, None),  # every check fails: the first wins
+                  (3, "CHANGE", True, None, 1000, True, 10, 99, 1, "USD", "USD"),
+                  (4, "CHANGE", True, "SUBSCRIPTION", None, True, 10, 10, 1, "USD", "USD"),
+                  (5, "CHANGE", True, "SUBSCRIPTION", 1000, False, None, 10, 1, None, "USD"),
+                  (6, "CHANGE", True, "SUBSCRIPTION", 1000, True, 11, 10, 1, "GBP", "USD"),  # product checked first
+                  (7, "NEW_SERVICE", True, "SUBSCRIPTION", 1000, True, 10, 10, 1, "USD", "GBP"),  # USD plan, GBP account
+                  (8, "NEW_SERVICE", True, "SUBSCRIPTION", 1000, True, 10, 10, None, "USD", "USD"),
+                  (9, "DISCONNECT", True, "SUBSCRIPTION", 1000, False, None, 10, None, None, "USD"))  # no plan, no quantity: fine
     assert rows(subs.static_checks(con, items), "order_item_id, static_reason", "order_item_id") == [
         (1, None), (2, "ACCOUNT_NOT_FOUND"), (3, "UNKNOWN_PRODUCT"), (4, "MISSING_SUBSCRIPTION_ID"),
-        (5, "UNKNOWN_PLAN"), (6, "PLAN_PRODUCT_MISMATCH"), (7, "INVALID_QUANTITY"), (8, None),
+        (5, "UNKNOWN_PLAN"), (6, "PLAN_PRODUCT_MISMATCH"), (7, "PLAN_CURRENCY_MISMATCH"), (8, "INVALID_QUANTITY"), (9, None),
     ]
 
 
@@ -168,12 +170,13 @@ def test_applied_changes_carry_the_plan_they_replace(con):
         (1000, 1, 100, None), (1000, 3, 102, 100), (1000, 4, 101, 102), (1001, 6, 110, None)]
 
 
-def test_priced_changes_sum_the_recurring_prices_in_force(con):
+def test_priced_changes_sum_a_year_of_the_recurring_charges_in_force(con):
     applied = given(con, "applied", "sequence_no BIGINT, plan_id BIGINT, previous_plan_id BIGINT, effective_date DATE",
                     (1, 100, None, D(2025, 3, 5)),
                     (2, 102, 100, D(2025, 5, 31)),
                     (3, 100, 102, D(2025, 6, 1)),
-                    (4, 103, 100, D(2025, 6, 1)))
+                    (4, 103, 100, D(2025, 6, 1)),
+                    (5, 104, 100, D(2025, 6, 1)))
     charges = create_table_with_rows(con, "core.plan_charges", [
         dict(price_id=1, plan_id=100, charge_type="RECURRING", unit_price="20", effective_from=datetime(2020, 1, 1)),
         dict(price_id=2, plan_id=100, charge_type="RECURRING", unit_price="5.5", effective_from=datetime(2020, 1, 1)),
@@ -183,19 +186,24 @@ def test_priced_changes_sum_the_recurring_prices_in_force(con):
         dict(price_id=5, plan_id=102, charge_type="RECURRING", unit_price="50", effective_from=datetime(2025, 6, 1)),
         dict(price_id=6, plan_id=103, charge_type="RECURRING", unit_price="99", effective_from=datetime(2020, 1, 1),
              is_deleted=True),
+        dict(price_id=7, plan_id=104, charge_type="RECURRING", unit_price="250", billing_interval="ANNUAL",
+             effective_from=datetime(2020, 1, 1)),
+        dict(price_id=8, plan_id=104, charge_type="RECURRING", unit_price="15", billing_interval="QUARTERLY",
+             effective_from=datetime(2020, 1, 1)),
     ])
-    assert rows(subs.priced_changes(con, applied, charges), "sequence_no, new_recurring_price, previous_recurring_price",
+    assert rows(subs.priced_changes(con, applied, charges), "sequence_no, new_recurring_per_year, previous_recurring_per_year",
                 "sequence_no") == [
-        (1, Decimal("25.5"), None),              # 20 + 5.5 recurring (usage not counted); no previous plan
-        (2, Decimal("10"), Decimal("25.5")),     # 102 costs 10 until June 1 (exclusive)
-        (3, Decimal("25.5"), Decimal("50")),     # from June 1, 102 costs 50
-        (4, None, Decimal("25.5")),              # 103's only charge is deleted: no price
+        (1, Decimal("306"), None),               # (20 + 5.5) x 12 (monthly; usage not counted); no previous plan
+        (2, Decimal("120"), Decimal("306")),     # 102 costs 10 a month until June 1 (exclusive): 120 a year
+        (3, Decimal("306"), Decimal("600")),     # from June 1, 102 costs 50 a month: 600 a year
+        (4, None, Decimal("306")),               # 103's only charge is deleted: no price
+        (5, Decimal("310"), Decimal("306")),     # 250 a year + 15 a quarter x 4 = 310 > 306: dearer per year
     ]
 
 
-def test_change_kinds_compare_recurring_prices(con):
-    priced = given(con, "priced", "sequence_no BIGINT, order_type VARCHAR, new_recurring_price DECIMAL(38,10), "
-                   "previous_recurring_price DECIMAL(38,10)",
+def test_change_kinds_compare_recurring_charges_per_year(con):
+    priced = given(con, "priced", "sequence_no BIGINT, order_type VARCHAR, new_recurring_per_year DECIMAL(38,10), "
+                   "previous_recurring_per_year DECIMAL(38,10)",
                    (1, "NEW_SERVICE", 20, None),
                    (2, "CHANGE", 40, 20),
                    (3, "CHANGE", 10, 20),

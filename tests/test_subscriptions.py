@@ -68,8 +68,9 @@ class World:
         make_current(con, "billing_accounts", [account(1, 1), account(2, 15), account(3, 1, "QUARTERLY")])
         make_current(con, "products", [product(10), product(11), product(20, "ONE_TIME")])
         make_current(con, "price_plans", [
-            dict(plan_id=p, product_id=prod, name=f"plan{p}", currency="USD", status="ACTIVE")
-            for p, prod in [(100, 10), (101, 10), (102, 10), (103, 10), (110, 11)]
+            dict(plan_id=p, product_id=prod, name=f"plan{p}", currency=cur, status="ACTIVE")
+            for p, prod, cur in [(100, 10, "USD"), (101, 10, "USD"), (102, 10, "USD"), (103, 10, "USD"), (110, 11, "USD"),
+                                 (120, 10, "GBP"), (130, 10, "USD")]
         ])
         make_current(con, "plan_charges", [
             charge(1, 100, "20"),
@@ -79,6 +80,8 @@ class World:
             charge(5, 102, "50", frm=datetime(2025, 6, 1)),
             charge(6, 103, "20"),
             charge(7, 110, "30"),
+            charge(8, 120, "30"),
+            dict(charge(9, 130, "200"), billing_interval="ANNUAL"),  # 200 a year: cheaper than plan 100's 20 a month
         ])
         make_current(con, "orders", self.orders)
         make_current(con, "order_items", self.items)
@@ -156,6 +159,19 @@ def test_downgrade_deferred_to_period_end_calendar_account(world):
     assert world.versions() == [
         (1000, 1, 10, 100, None, 1, D(2025, 3, 5), D(2025, 4, 1), 1, "ACTIVATE"),
         (1000, 1, 10, 102, None, 1, D(2025, 4, 1), OPEN, 2, "DOWNGRADE"),
+    ]
+
+
+def test_a_yearly_plan_cheaper_per_year_is_a_downgrade(world):
+    """Plan 130 costs 200 a year, plan 100 20 a month = 240 a year: 200 < 240, a downgrade at period
+    end (its unit price 200 > 20 is for another interval); and back is an immediate upgrade."""
+    world.order(1, "NEW_SERVICE", D(2025, 3, 5), [new(1000)])
+    world.order(2, "CHANGE", D(2025, 3, 20), [chg(1000, 130)])
+    world.order(3, "CHANGE", D(2025, 5, 10), [chg(1000, 100)]).build()
+    assert world.versions() == [
+        (1000, 1, 10, 100, None, 1, D(2025, 3, 5), D(2025, 4, 1), 1, "ACTIVATE"),
+        (1000, 1, 10, 130, None, 1, D(2025, 4, 1), D(2025, 5, 10), 2, "DOWNGRADE"),
+        (1000, 1, 10, 100, None, 1, D(2025, 5, 10), OPEN, 3, "UPGRADE"),
     ]
 
 
@@ -267,12 +283,14 @@ def test_every_exception_reason(world):
         new(1004, plan=None),                                                         # 34
         new(1005, plan=110),                                                          # 35 plan prices product 11
         new(1006, qty=0),                                                             # 36
+        new(1008, plan=120),                                                          # 37 GBP plan, USD account
     ])
     world.order(4, "NEW_SERVICE", D(2025, 3, 6), [new(1000)])                         # 41 reuses 1000
     world.order(5, "CHANGE", D(2025, 3, 7), [chg(5555, 101)])                         # 51 never activated
     world.order(6, "DISCONNECT", D(2025, 3, 1), [disc(1007)])                         # 61 before its activation
     world.order(7, "NEW_SERVICE", D(2025, 3, 2), [new(1007)])
     world.order(8, "DISCONNECT", D(2025, 3, 8), [disc(1000)], account_id=2)           # 81 other account
+    world.order(9, "CHANGE", D(2025, 3, 8), [chg(1000, 120)])                         # 91 GBP plan, USD account
     world.order(10, "CHANGE", D(2025, 3, 9), [chg(1000, 110, product=10)])            # 101 plan of product 11
     world.order(11, "DISCONNECT", D(2025, 4, 1), [disc(1000)])
     world.order(12, "CHANGE", D(2025, 4, 2), [chg(1000, 101)])                        # 121 ended
@@ -286,16 +304,19 @@ def test_every_exception_reason(world):
         (34, "UNKNOWN_PLAN"),
         (35, "PLAN_PRODUCT_MISMATCH"),
         (36, "INVALID_QUANTITY"),
+        (37, "PLAN_CURRENCY_MISMATCH"),
         (41, "DUPLICATE_SUBSCRIPTION"),
         (51, "SUBSCRIPTION_NOT_FOUND"),
         (61, "SUBSCRIPTION_NOT_FOUND"),
         (81, "ACCOUNT_MISMATCH"),
+        (91, "PLAN_CURRENCY_MISMATCH"),
         (101, "PLAN_PRODUCT_MISMATCH"),
         (121, "SUBSCRIPTION_ENDED"),
         (131, "SUBSCRIPTION_ENDED"),
     ]
     assert set(r[1] for r in world.exceptions()) == set(subs.REASONS)
-    # rejected items changed nothing: 1000 runs from its activation to the valid disconnect
+    # rejected items changed nothing: 1000 runs from its activation to the valid disconnect on plan 100
+    # (the GBP plan of order 9 never applies to the USD account), 1008 is never activated
     assert world.versions() == [
         (1000, 1, 10, 100, None, 1, D(2025, 3, 5), D(2025, 4, 1), 1, "ACTIVATE"),
         (1007, 1, 10, 100, None, 1, D(2025, 3, 2), OPEN, 7, "ACTIVATE"),

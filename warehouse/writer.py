@@ -2,6 +2,7 @@
 
 A partition is re-runnable because its window is deleted and re-inserted inside the same
 transaction: a failed insert rolls the delete back and leaves the previous rows in place.
+LEDGER tables are only ever appended to (:func:`append`): never a delete, never an update.
 
 Every write is checked against the table contract (warehouse/tables/) before anything is
 written: the target must be a contract table; the source may not carry a column the table
@@ -19,6 +20,7 @@ from contextlib import contextmanager
 import duckdb
 import polars as pl
 
+from warehouse.contract import LEDGER
 from warehouse.tables import table as contract_table
 
 Source = duckdb.DuckDBPyRelation | pl.DataFrame
@@ -82,8 +84,7 @@ def check_source(con: duckdb.DuckDBPyConnection, table: str) -> None:
 
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str) -> int:
-    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {_VIEW}")
-    return con.execute(f"SELECT count(*) FROM {_VIEW}").fetchone()[0]
+    return con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {_VIEW}").fetchone()[0]  # rows inserted: the source is read once
 
 
 def _cleanup(con: duckdb.DuckDBPyConnection) -> None:
@@ -123,6 +124,19 @@ def write(
         _cleanup(con)
         raise
     return counts
+
+
+def append(con: duckdb.DuckDBPyConnection, appends: list[tuple[str, Source]]) -> dict[str, int]:
+    """Append rows to LEDGER tables in ONE transaction; return rows inserted per table.
+
+    Each append is ``(table, source)``, inserted by name with the same contract checks as
+    :func:`write`. Ledger tables are never rewritten: a table that is not LEDGER is refused
+    (:class:`WriteRefused`), as is any source that does not fit, and then nothing is written.
+    """
+    derived = [t for t, _ in appends if contract_table(t).kind != LEDGER]
+    if derived:
+        raise WriteRefused(f"refused to append to {', '.join(derived)}: not a LEDGER table (use write())")
+    return write(con, [(t, source, None) for t, source in appends])
 
 
 @contextmanager

@@ -55,7 +55,7 @@ def core_state(context: dg.AssetExecutionContext, warehouse: Warehouse):
         dg.AssetSpec(VERSIONS, deps=[STATE_KEYS[n] for n in ("orders", "order_items", "products", "price_plans", "plan_charges", "billing_accounts")],
                      description="Plan in force per subscription over time, from confirmed orders (upgrades now, downgrades at period end)."),
         dg.AssetSpec(SUBSCRIPTIONS, deps=[VERSIONS], description="One row per service: start, end, status."),
-        dg.AssetSpec(ORDER_EXCEPTIONS, deps=[STATE_KEYS["orders"], STATE_KEYS["order_items"]],
+        dg.AssetSpec(ORDER_EXCEPTIONS, deps=[STATE_KEYS[n] for n in ("orders", "order_items", "price_plans", "billing_accounts")],
                      description="Confirmed order items that could not be applied to a service, with the reason."),
     ],
     **WAREHOUSE_STEP,

@@ -1,17 +1,70 @@
-"""Invoicing steps: which accounts are billed this month, their windows, their tax rate (docs/billing.md).
+"""Invoicing steps: what was issued, how far back the run settles, which accounts are billed, their tax rate
+(docs/billing.md "Settlement", "Which accounts are billed", "Tax point").
 
-Each function returns the SELECT of one named step (``billed_accounts``, ``billing_windows``,
-``account_tax_rates``); a step reads its input relations by the names of the steps before it.
+Each function returns the SELECT of one named step (``issued_lines``, ``voided_lines``,
+``settlement_months``, ``billed_accounts``, ``settled_accounts``, ``due_horizons``, ``account_tax_rates``); a step reads its input relations by the names of the steps
+before it. :func:`service_month_of` is the one place a service day's billing month is computed
+(:func:`with_service_month` adds it to a relation, once per distinct day).
 """
 
 from __future__ import annotations
 
 from domain.money import RATE
 
+ISSUED_COLUMNS = (
+    "line_id, billing_month, account_id, subscription_id, line_type, product_id, plan_id, price_id, charge_code, "
+    "description, "
+    "service_start, service_end, service_month, quantity, unit_price, days, period_days, amount_precise, amount, "
+    "discount_pct, discount_amount, coupon_id, coupon_amount, net_amount, tax_jurisdiction, tax_name, tax_rate, "
+    "tax_point, tax_amount, total_amount, currency, source_ref"
+)
 
-def billed_accounts(month: str, accounts: str, customers: str) -> str:
+
+def service_month_of(day: str, month: str, bill_cycle_day: str = "a.bill_cycle_day",
+                     billing_cycle: str = "a.billing_cycle") -> str:
+    """SQL: the billing month of the account period containing ``day``, at most ``month`` (the run's)."""
+    return (f"least(CAST(date_trunc('month', period_end_containing({day}, {bill_cycle_day}, {billing_cycle}) - 1)"
+            f" AS DATE), {month})")
+
+
+def issued_lines(month: str, document_lines: str, voids: str, finalized_months: str, drafts: str) -> str:
+    """ISSUED: lines of ledger documents not voided (with their document number), plus the draft lines of
+    billing months before ``month`` that are not finalized (pending drafts: no document number yet)."""
+    return f"""
+    SELECT {ISSUED_COLUMNS}, d.document_number, false AS voided
+    FROM {document_lines} d
+    WHERE d.document_id NOT IN (SELECT document_id FROM {voids})
+    UNION ALL BY NAME
+    SELECT {ISSUED_COLUMNS}, CAST(NULL AS VARCHAR) AS document_number, false AS voided
+    FROM {drafts}
+    WHERE billing_month < {month} AND billing_month NOT IN (SELECT billing_month FROM {finalized_months})"""
+
+
+def voided_lines(document_lines: str, voids: str) -> str:
+    """Lines of voided ledger documents: what a re-bill after the void corrects (reason VOIDED)."""
+    return f"""
+    SELECT {ISSUED_COLUMNS}, d.document_number, true AS voided
+    FROM {document_lines} d
+    WHERE d.document_id IN (SELECT document_id FROM {voids})"""
+
+
+def settlement_months(month: str, lookback_months: int) -> str:
+    """One row: the first billing month ever issued (``go_live``: the run's month when nothing was), the first
+    month whose differences are billed (``bill_from_month``, the lookback) and the first month whose
+    differences are looked at (``report_from_month``: one more lookback, reported as BEYOND_LOOKBACK)."""
+    return f"""
+    SELECT go_live,
+           greatest(go_live, CAST({month} - to_months({lookback_months}) AS DATE)) AS bill_from_month,
+           greatest(go_live, CAST({month} - to_months({2 * lookback_months}) AS DATE)) AS report_from_month
+    FROM (SELECT coalesce(min(billing_month), {month}) AS go_live
+          FROM (SELECT billing_month FROM issued_lines UNION ALL SELECT billing_month FROM voided_lines))"""
+
+
+def billed_accounts(month: str, accounts: str, customers: str, credit_note_customer_types: tuple[str, ...]) -> str:
     """One row per account with a period ending in ``month``: the period billed P = [period_start,
-    period_end), the next period's end, the invoice id and the customer's tax jurisdiction and tax point."""
+    period_end), the next period's end, the draft ids (invoice and credit note), the customer's tax
+    jurisdiction and the tax point (= issue date = period end)."""
+    types = ", ".join(f"'{t}'" for t in credit_note_customer_types) or "NULL"
     return f"""
     SELECT a.account_id, a.account_number, a.customer_id, a.currency, a.payment_terms_days,
            a.billing_cycle, a.bill_cycle_day,
@@ -19,24 +72,59 @@ def billed_accounts(month: str, accounts: str, customers: str) -> str:
            a.period_end,
            period_after(a.period_end, a.bill_cycle_day, a.billing_cycle) AS next_period_end,
            'INV-' || a.account_number || '-' || strftime(a.period_end, '%Y%m%d') AS invoice_id,
+           'CN-' || a.account_number || '-' || strftime(a.period_end, '%Y%m%d') AS credit_note_id,
+           coalesce(c.customer_type IN ({types}), false) AS takes_credit_notes,
            c.country AS customer_country,
            c.state AS customer_state,
            tax_jurisdiction(c.country, c.state) AS tax_jurisdiction,
-           CAST(a.period_end - 1 AS DATE) AS tax_point
+           a.period_end AS tax_point
     FROM (SELECT *, CAST(period_end_in({month}, bill_cycle_day, billing_cycle) AS DATE) AS period_end
           FROM {accounts}) a
     LEFT JOIN {customers} c ON c.customer_id = a.customer_id
     WHERE a.period_end IS NOT NULL"""
 
 
-def billing_windows() -> str:
-    """The two windows reconciled per billed account: P (the period billed) and N (the next period)."""
+def settled_accounts() -> str:
+    """The billed accounts with the first day whose differences are billed (``bill_from``) and looked at
+    (``report_from``): the start of the account period billed in bill_from_month / report_from_month (computed
+    once per bill cycle day and cycle)."""
     return """
-    SELECT account_id, 'P' AS billing_window, period_start AS window_start, period_end AS window_end
-    FROM billed_accounts
-    UNION ALL
-    SELECT account_id, 'N' AS billing_window, period_end AS window_start, next_period_end AS window_end
-    FROM billed_accounts"""
+    SELECT a.*, g.bill_from, g.report_from
+    FROM billed_accounts a
+    JOIN (SELECT bill_cycle_day, billing_cycle,
+                 period_start_for(period_end_containing(s.bill_from_month, bill_cycle_day, billing_cycle),
+                                  bill_cycle_day, billing_cycle) AS bill_from,
+                 period_start_for(period_end_containing(s.report_from_month, bill_cycle_day, billing_cycle),
+                                  bill_cycle_day, billing_cycle) AS report_from
+          FROM (SELECT DISTINCT bill_cycle_day, billing_cycle FROM billed_accounts) CROSS JOIN settlement_months s) g
+      USING (bill_cycle_day, billing_cycle)"""
+
+
+def due_horizons() -> str:
+    """Per bill cycle day, cycle and charge interval, the end of the last charge period due in this run: in
+    advance, the period containing the day before N ends; in arrears, the last one ending by P's end."""
+    return """
+    SELECT bill_cycle_day, billing_cycle, billing_interval,
+           period_end_containing(CAST(next_period_end - 1 AS DATE), bill_cycle_day, billing_interval) AS advance_to,
+           period_start_for(period_end_containing(period_end, bill_cycle_day, billing_interval),
+                            bill_cycle_day, billing_interval) AS arrears_to
+    FROM (SELECT DISTINCT bill_cycle_day, billing_cycle, period_end, next_period_end FROM billed_accounts)
+    CROSS JOIN (VALUES ('MONTHLY'), ('QUARTERLY'), ('ANNUAL')) i(billing_interval)"""
+
+
+def with_service_month(relation: str, day: str, month: str) -> str:
+    """SQL: ``relation`` (with account_id and the date column ``day``) with ``service_month``: the billing month
+    of the account period containing ``day``, at most ``month`` (the run's), computed once per distinct day,
+    bill cycle day and cycle."""
+    return f"""(
+        SELECT r.*, m.service_month
+        FROM {relation} r
+        JOIN billed_accounts a USING (account_id)
+        JOIN (SELECT day, bill_cycle_day, billing_cycle,
+                     {service_month_of('day', month, 'bill_cycle_day', 'billing_cycle')} AS service_month
+              FROM (SELECT DISTINCT x.{day} AS day, b.bill_cycle_day, b.billing_cycle
+                    FROM {relation} x JOIN billed_accounts b USING (account_id))) m
+          ON m.day = r.{day} AND m.bill_cycle_day = a.bill_cycle_day AND m.billing_cycle = a.billing_cycle)"""
 
 
 def account_tax_rates(tax_rates: str) -> str:

@@ -434,17 +434,20 @@ def unrated_share(
     rated: str = "billing.rated_usage",
     unrated: str = "billing.unrated_usage",
 ) -> Decimal:
-    """Share of the month's usage events that are unrated: unrated / (rated + unrated), exact.
-
-    Rated events are counted once per (subscription, metric): the largest count over the charges
-    pricing that metric (a metric priced by two charges is not counted twice)."""
+    """Share of the month's usage events that are unrated: unrated / (rated + unrated), exact
+    (rated events counted by :func:`rated_event_count`)."""
     bm = month_literal(billing_month)
-    u, r = con.execute(f"""
-        SELECT (SELECT count(*) FROM {unrated} WHERE billing_month = {bm}),
-               (SELECT coalesce(sum(m), 0) FROM (
-                    SELECT max(n) AS m FROM (
-                        SELECT subscription_id, metric, charge_code, sum(event_count) AS n FROM {rated}
-                        WHERE billing_month = {bm} AND line_type = 'USAGE' GROUP BY ALL)
-                    GROUP BY subscription_id, metric))""").fetchone()
-    total = int(u) + int(r)
+    u = con.execute(f"SELECT count(*) FROM {unrated} WHERE billing_month = {bm}").fetchone()[0]
+    total = int(u) + rated_event_count(con, billing_month, rated=rated)
     return Decimal(0) if total == 0 else Decimal(int(u)) / Decimal(total)
+
+
+def rated_event_count(con: duckdb.DuckDBPyConnection, billing_month: dt.date, *, rated: str = "billing.rated_usage") -> int:
+    """Usage events rated into the month, each counted once per (subscription, metric): the largest
+    count over the charges pricing that metric (a metric priced by two charges is not counted twice)."""
+    return int(con.execute(f"""
+        SELECT coalesce(sum(m), 0) FROM (
+            SELECT max(n) AS m FROM (
+                SELECT subscription_id, metric, charge_code, sum(event_count) AS n FROM {rated}
+                WHERE billing_month = {month_literal(billing_month)} AND line_type = 'USAGE' GROUP BY ALL)
+            GROUP BY subscription_id, metric)""").fetchone()[0])

@@ -18,7 +18,7 @@ relations, testable alone on given rows (tests/test_services_steps.py):
 5. :func:`disconnects`: the first valid DISCONNECT of each subscription;
 6. :func:`classified_items`: ``reason``: the item's first failing reason (NULL = applied);
 7. :func:`applied_changes`: activations and applied changes, with the plan each replaces;
-8. :func:`priced_changes`: recurring price of the new and the previous plan on the effective date;
+8. :func:`priced_changes`: a year of the new and the previous plan's recurring charges on the effective date;
 9. :func:`change_kinds`: ACTIVATE, UPGRADE, DOWNGRADE or CHANGE;
 10. :func:`timing`: the day each applied item (and the disconnect) takes effect; a downgrade
     at the end of the account's billing period containing the effective date;
@@ -52,6 +52,7 @@ REASONS = {
     "MISSING_SUBSCRIPTION_ID": "A subscription item without subscription_id.",
     "UNKNOWN_PLAN": "NEW_SERVICE / CHANGE item whose plan_id is NULL or not in the catalog.",
     "PLAN_PRODUCT_MISMATCH": "The plan prices a different product than the item's product.",
+    "PLAN_CURRENCY_MISMATCH": "The plan's currency is not the billing account's currency.",
     "INVALID_QUANTITY": "NEW_SERVICE / CHANGE item with a NULL or non-positive quantity.",
     "DUPLICATE_SUBSCRIPTION": "NEW_SERVICE reusing a subscription_id already activated.",
     "SUBSCRIPTION_NOT_FOUND": "CHANGE / DISCONNECT of a subscription not activated by then.",
@@ -126,14 +127,15 @@ def build_services(
 def subscription_items(con, orders: str, order_items: str, products: str, accounts: str, plans: str) -> duckdb.DuckDBPyRelation:
     """Step 1: confirmed NEW_SERVICE / CHANGE / DISCONNECT items of subscription (or unknown) products.
 
-    With the order's account (found?, bill cycle), the item's product type, whether its plan
-    exists and which product it prices, and ``sequence_no``: the order items apply in.
+    With the order's account (found?, bill cycle, currency), the item's product type, whether its
+    plan exists, which product it prices and its currency, and ``sequence_no``: the order items apply in.
     """
     return con.sql(f"""
 SELECT o.order_id, i.order_item_id, o.account_id, o.order_type, CAST(o.effective_date AS DATE) AS effective_date,
        i.product_id, i.plan_id, i.bundle_id, i.subscription_id, i.quantity,
        p.product_type, a.account_id IS NOT NULL AS account_found, a.bill_cycle_day, a.billing_cycle,
-       pl.plan_id IS NOT NULL AS plan_found, pl.product_id AS plan_product_id,
+       a.currency AS account_currency,
+       pl.plan_id IS NOT NULL AS plan_found, pl.product_id AS plan_product_id, pl.currency AS plan_currency,
        row_number() OVER (ORDER BY o.effective_date, o.order_id, i.order_item_id) AS sequence_no
 FROM {live(con, orders)} o
 JOIN {live(con, order_items)} i ON i.order_id = o.order_id
@@ -155,6 +157,7 @@ SELECT *, CASE
     WHEN subscription_id IS NULL THEN 'MISSING_SUBSCRIPTION_ID'
     WHEN order_type <> 'DISCONNECT' AND NOT plan_found THEN 'UNKNOWN_PLAN'
     WHEN order_type <> 'DISCONNECT' AND plan_product_id <> product_id THEN 'PLAN_PRODUCT_MISMATCH'
+    WHEN order_type <> 'DISCONNECT' AND plan_currency <> account_currency THEN 'PLAN_CURRENCY_MISMATCH'
     WHEN order_type <> 'DISCONNECT' AND coalesce(quantity, 0) <= 0 THEN 'INVALID_QUANTITY'
 END AS static_reason
 FROM {items}
@@ -222,36 +225,38 @@ WHERE reason IS NULL AND order_type IN ('NEW_SERVICE', 'CHANGE')
 """)
 
 
-def _recurring_price(plan_id: str) -> str:
-    """Sum of the plan's RECURRING unit prices in force on the item's effective date (NULL if none)."""
-    return f"""(SELECT sum(r.unit_price) FROM recurring_charges r WHERE r.plan_id = a.{plan_id}
+def _recurring_per_year(plan_id: str) -> str:
+    """A year of the plan's RECURRING charges in force on the item's effective date (NULL if none)."""
+    return f"""(SELECT sum(r.per_year) FROM recurring_charges r WHERE r.plan_id = a.{plan_id}
             AND r.effective_from <= CAST(a.effective_date AS TIMESTAMP)
             AND r.effective_to > CAST(a.effective_date AS TIMESTAMP))"""
 
 
 def priced_changes(con, applied: str, plan_charges: str) -> duckdb.DuckDBPyRelation:
-    """Step 8: ``new_recurring_price`` (the item's plan) and ``previous_recurring_price`` (the plan
-    it replaces), both in force on the effective date."""
+    """Step 8: ``new_recurring_per_year`` (the item's plan) and ``previous_recurring_per_year`` (the
+    plan it replaces): a year of their recurring charges in force on the effective date, each unit
+    price times the periods of its billing interval in a year (12 monthly, 4 quarterly, 1 annual), so
+    plans of different intervals compare."""
     return con.sql(f"""
 WITH recurring_charges AS (
-    SELECT plan_id, CAST(unit_price AS {MONEY}) AS unit_price, effective_from,
+    SELECT plan_id, CAST(unit_price AS {MONEY}) * (12 // cycle_months(billing_interval)) AS per_year, effective_from,
            coalesce(effective_to, {OPEN_END_TIMESTAMP}) AS effective_to
     FROM {live(con, plan_charges)} WHERE charge_type = 'RECURRING'
 )
-SELECT a.*, {_recurring_price("plan_id")} AS new_recurring_price,
-       {_recurring_price("previous_plan_id")} AS previous_recurring_price
+SELECT a.*, {_recurring_per_year("plan_id")} AS new_recurring_per_year,
+       {_recurring_per_year("previous_plan_id")} AS previous_recurring_per_year
 FROM {applied} a
 """)
 
 
 def change_kinds(con, priced: str) -> duckdb.DuckDBPyRelation:
-    """Step 9: ``change_kind``: ACTIVATE, or the new plan's recurring price against the previous
-    one's (a plan without one counts 0): higher UPGRADE, lower DOWNGRADE, equal CHANGE."""
+    """Step 9: ``change_kind``: ACTIVATE, or the new plan's recurring charges per year against the
+    previous one's (a plan without any counts 0): higher UPGRADE, lower DOWNGRADE, equal CHANGE."""
     return con.sql(f"""
 SELECT *, CASE
     WHEN order_type = 'NEW_SERVICE' THEN 'ACTIVATE'
-    WHEN coalesce(new_recurring_price, 0) > coalesce(previous_recurring_price, 0) THEN 'UPGRADE'
-    WHEN coalesce(new_recurring_price, 0) < coalesce(previous_recurring_price, 0) THEN 'DOWNGRADE'
+    WHEN coalesce(new_recurring_per_year, 0) > coalesce(previous_recurring_per_year, 0) THEN 'UPGRADE'
+    WHEN coalesce(new_recurring_per_year, 0) < coalesce(previous_recurring_per_year, 0) THEN 'DOWNGRADE'
     ELSE 'CHANGE'
 END AS change_kind
 FROM {priced}

@@ -64,7 +64,7 @@ SERVICE_TABLES = (
             _c('subscription_id', 'BIGINT', 'Service the item referred to; NULL when the item carried none.'),
             _c('order_type', 'VARCHAR', 'NEW_SERVICE, CHANGE or DISCONNECT.', False),
             _c('effective_date', 'DATE', 'Effective date of the order.', False),
-            _c('reason', 'VARCHAR', 'ACCOUNT_NOT_FOUND, UNKNOWN_PRODUCT, MISSING_SUBSCRIPTION_ID, UNKNOWN_PLAN, PLAN_PRODUCT_MISMATCH, INVALID_QUANTITY, DUPLICATE_SUBSCRIPTION, SUBSCRIPTION_NOT_FOUND, ACCOUNT_MISMATCH, SUBSCRIPTION_PRODUCT_MISMATCH or SUBSCRIPTION_ENDED.', False),
+            _c('reason', 'VARCHAR', 'ACCOUNT_NOT_FOUND, UNKNOWN_PRODUCT, MISSING_SUBSCRIPTION_ID, UNKNOWN_PLAN, PLAN_PRODUCT_MISMATCH, PLAN_CURRENCY_MISMATCH (the plan is in another currency than the billing account), INVALID_QUANTITY, DUPLICATE_SUBSCRIPTION, SUBSCRIPTION_NOT_FOUND, ACCOUNT_MISMATCH or SUBSCRIPTION_ENDED.', False),
         ),
     ),
     Table(
