@@ -34,7 +34,7 @@ from pathlib import Path
 import duckdb
 
 DATA = Path(__file__).resolve().parent / "data"
-MEMORY_LIMIT = "6GB"
+MEMORY_LIMIT = "4GB"  # as pipeline runs (TALLY_DUCKDB_MEMORY_LIMIT default): larger work spills
 MONTHS = (dt.date(2025, 2, 1), dt.date(2025, 3, 1))
 
 

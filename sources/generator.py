@@ -25,8 +25,9 @@ Faults real extracts carry, counted in the returned summary: duplicated Debezium
 usage rows, one file redelivered under a second name, out-of-order lines within a file, late
 usage (month N events in month N+1's batch), events for unknown subscriptions and metrics, and
 malformed records of every kind (invalid JSON, missing required field, bad enum, unparsable
-number, bad op, out-of-range value), and per block one plan change to a plan in another currency
-than the account's.
+number, bad op, out-of-range value), per block one plan change to a plan in another currency
+than the account's, and changes keyed a month late: backdated disconnects and activations
+(effective in the previous month) and device orders reversed CONFIRMED → PAYMENT_FAILED.
 """
 
 from __future__ import annotations
@@ -116,6 +117,14 @@ COUPONS = [
 ]
 WELCOME_COUPON, MOBILE_M_COUPON, LOYALTY_COUPON = 1, 2, {"USD": 3, "GBP": 4, "EUR": 5}
 WELCOME_SHARE, MOBILE_M_SHARE, LOYALTY_MONTHLY = 0.02, 0.03, 0.01  # new customers; new Mobile M lines; customers a month
+# Changes keyed a month late, in each batch after the first (and, per block, at least one of each kind a batch):
+# a share of the active services disconnected with an effective date in the previous month, of the new customers'
+# NEW_SERVICE orders keyed in the month after the one they take effect in, of the previous month's confirmed
+# device orders reversed to PAYMENT_FAILED.
+BACKDATED_DISCONNECT_SHARE, BACKDATED_ACTIVATION_SHARE, REVERSED_ORDER_SHARE = 0.005, 0.003, 0.002
+# Per customer and batch, uniform draws for them: [0] activation keyed late?, [1] the day it is keyed, [2] order
+# reversed?, [3] the day a change is keyed, [4] the disconnect's effective day, [5:] each service disconnected?
+LATE_DRAWS, LATE_SERVICE = 10, 5
 # tax_rate_id, country, state, name, rate
 TAX_RATES = [
     (1, "US", "CA", "CA sales tax", "0.072500"), (2, "US", "NY", "NY sales tax", "0.040000"),
@@ -549,6 +558,16 @@ class _Block:
     segs: list[_Seg] = field(default_factory=list)
     orders_placed: int = 0  # numbers the block's order ids
     currency_mismatch_due: bool = True  # the block's first plan change picks a plan in another currency (a fault)
+    injected: set = field(default_factory=set)  # (fault, batch) the block injected at least once
+
+    def inject(self, fault: str, batch: int, draw: float, share: float) -> bool:
+        """Whether a candidate for ``fault`` in ``batch`` gets it: a ``share`` of the candidates and the block's
+        first candidate of the batch (counted in the summary)."""
+        if draw < share or (fault, batch) not in self.injected:
+            self.injected.add((fault, batch))
+            self.ctx.summary[fault] += 1
+            return True
+        return False
 
     def emit(self, ts, entity, op, key_col, before, after, unavailable=()):
         """Record a change in its month's batch (a change outside the simulated months is dropped)."""
@@ -567,6 +586,7 @@ class _Customer:
     join_month: int
     joined: int  # µs
     r: np.ndarray  # 12 uniform draws deciding its account, orders and devices
+    late: np.ndarray  # (months, LATE_DRAWS) uniform draws deciding the changes keyed late, per batch
     package: list[tuple[int, int | None]]  # (product, bundle) of its NEW_SERVICE order
     currency: str
     is_biz: bool
@@ -579,6 +599,10 @@ class _Customer:
     redemptions: list[dict] = field(default_factory=list)  # coupon_redemptions rows as last changed
     open_segs: dict[int, _Seg] = field(default_factory=dict)  # subscription_id → usage segment still open
     activated: int = 0  # day (µs) its services take effect
+    ordered: int = 0  # when (µs) its confirmed NEW_SERVICE order was keyed: its services are known from then
+    device_order: dict | None = None  # that order's row as confirmed, when it sold a phone
+    confirmed_orders: int = 0
+    changed: set[int] = field(default_factory=set)  # subscriptions a CHANGE order was placed for
     closed: bool = False
 
 
@@ -595,6 +619,7 @@ class _BlockDraws:
     last_n: np.ndarray
     pkg: np.ndarray
     u: np.ndarray  # (count, 12) uniform draws: _Customer.r
+    late: np.ndarray  # (count, months, LATE_DRAWS) uniform draws: _Customer.late (a stream of their own)
 
     @classmethod
     def draw(cls, ctx: _Ctx, block: int, count: int) -> _BlockDraws:
@@ -610,6 +635,7 @@ class _BlockDraws:
             last_n=rng.integers(0, len(LAST), size=count),
             pkg=rng.choice(len(PACKAGES), size=count, p=pkg_w / pkg_w.sum()),
             u=rng.random((count, 12)),
+            late=ctx.rng(9, block).random((count, ctx.months, LATE_DRAWS)),
         )
 
 
@@ -653,12 +679,12 @@ def _new_customer(b: _Block, d: _BlockDraws, i: int, n: int) -> _Customer:
                 credit_limit="5000.0000" if is_biz else "500.0000", currency=cur, status="ACTIVE",
                 created_at=joined + MINUTE)
     b.emit(joined + MINUTE, "billing_accounts", "c", "account_id", None, acct)
-    return _Customer(n=n, join_month=int(d.join_month[i]), joined=joined, r=r, package=PACKAGES[d.pkg[i]][1], currency=cur,
+    return _Customer(n=n, join_month=int(d.join_month[i]), joined=joined, r=r, late=d.late[i], package=PACKAGES[d.pkg[i]][1], currency=cur,
                      is_biz=is_biz, first_name=fn, last_name=ln, postal_prefix=pc, customer=cust, account=acct)
 
 
-def _place_order(b: _Block, c: _Customer, ts: int, otype: str, items: list[dict], final_status: str, effective_ts: int) -> int:
-    """An order CREATED at ``ts`` with its items, then moved to ``final_status`` 40 to 100 minutes later; its id."""
+def _place_order(b: _Block, c: _Customer, ts: int, otype: str, items: list[dict], final_status: str, effective_ts: int) -> dict:
+    """An order CREATED at ``ts`` with its items, then moved to ``final_status`` 40 to 100 minutes later; its row."""
     b.orders_placed += 1
     oid = ORDER_BASE + c.n * 20 + b.orders_placed
     o = dict(order_id=oid, order_number=f"ORD-{oid}", account_id=c.account["account_id"], order_type=otype, status="CREATED",
@@ -667,8 +693,10 @@ def _place_order(b: _Block, c: _Customer, ts: int, otype: str, items: list[dict]
     for j, it in enumerate(items):
         row = dict(order_item_id=ITEM_BASE + (oid - ORDER_BASE) * 10 + j + 1, order_id=oid, **it)
         b.emit(ts + (j + 1) * 1000, "order_items", "c", "order_item_id", None, row)
-    b.emit(ts + 40 * MINUTE + int(c.r[4] * HOUR), "orders", "u", "order_id", o, {**o, "status": final_status})
-    return oid
+    final = {**o, "status": final_status}
+    b.emit(ts + 40 * MINUTE + int(c.r[4] * HOUR), "orders", "u", "order_id", o, final)
+    c.confirmed_orders += final_status == "CONFIRMED"
+    return final
 
 
 def _service_item(sub: list) -> dict:
@@ -703,7 +731,8 @@ def _new_service_items(c: _Customer, subs: list[list]) -> list[dict]:
 
 
 def _first_orders(b: _Block, c: _Customer) -> None:
-    """A failed attempt for one customer in ten, then the confirmed NEW_SERVICE order."""
+    """A failed attempt for one customer in ten, then the confirmed NEW_SERVICE order; a few of them keyed
+    early in the next month, effective the day the customer joined (a backdated activation)."""
     t_order = c.joined + 5 * MINUTE
     if c.r[6] < 0.10:  # a failed attempt first: never creates services
         status = ("PAYMENT_FAILED", "FAILED", "CANCELLED")[int(c.r[7] * 3) % 3]
@@ -714,11 +743,66 @@ def _first_orders(b: _Block, c: _Customer) -> None:
     subs = _package_subs(c, 1) + [[SUB_BASE + c.n * 20 + 10 + j, pid, None, _plan_id(pid, c.currency)]
                                   for j, pid in enumerate(extra)]
     eff = t_order + int(c.r[8] * 2) * DAY  # takes effect the same or the next day
-    c.activated = eff // DAY * DAY
-    order_id = _place_order(b, c, t_order, "NEW_SERVICE", _new_service_items(c, subs), "CONFIRMED", c.activated)
+    c.activated = used_from = eff // DAY * DAY
+    keyed_in = c.join_month + 1
+    if keyed_in < b.ctx.months and b.inject("orders_backdated_activation", keyed_in, c.late[keyed_in, 0],
+                                            BACKDATED_ACTIVATION_SHARE):
+        c.activated = c.joined // DAY * DAY
+        t_order = used_from = _keyed_on(b.ctx, keyed_in, c.late[keyed_in, 1])  # the lines are used once known
+    items = _new_service_items(c, subs)
+    order = _place_order(b, c, t_order, "NEW_SERVICE", items, "CONFIRMED", c.activated)
+    c.ordered = t_order
+    c.device_order = order if any(it["product_id"] == DEVICE for it in items) else None
     c.subs = subs
-    c.open_segs = {s[0]: _Seg(s[0], s[1], c.activated, None) for s in c.subs}
-    _welcome_coupon(b, c, t_order + 2 * MINUTE, order_id)
+    c.open_segs = {s[0]: _Seg(s[0], s[1], used_from, None) for s in c.subs}
+    _welcome_coupon(b, c, t_order + 2 * MINUTE, order["order_id"])
+
+
+def _keyed_on(ctx: _Ctx, batch: int, draw: float) -> int:
+    """A moment on days 2 to 10 of ``batch``'s month (whole seconds): when a change of the month before is keyed."""
+    return (ctx.month_bounds(batch)[0] + int((1 + draw * 9) * DAY)) // 1_000_000 * 1_000_000
+
+
+def _keyed_late(b: _Block, c: _Customer, k: int) -> None:
+    """What month ``k``'s batch brings for the month before: the customer's device order reversed (its payment
+    failed: every service it created ends), else some of its services disconnected with a backdated date."""
+    if not _reverse_device_order(b, c, k):
+        _backdated_disconnects(b, c, k)
+
+
+def _reverse_device_order(b: _Block, c: _Customer, k: int) -> bool:
+    """The previous month's confirmed NEW_SERVICE order with a phone, the customer's only confirmed order, updated
+    CONFIRMED → PAYMENT_FAILED: its phone and services are credited, its lines stop being used."""
+    x = c.late[k]
+    if c.device_order is None or c.closed or c.confirmed_orders != 1 or b.ctx.month_of(c.ordered) != k - 1 \
+            or not b.inject("orders_reversed", k, x[2], REVERSED_ORDER_SHARE):
+        return False
+    t = _keyed_on(b.ctx, k, x[3])
+    b.emit(t, "orders", "u", "order_id", c.device_order, {**c.device_order, "status": "PAYMENT_FAILED"})
+    for seg in c.open_segs.values():
+        seg.end = t
+        b.segs.append(seg)
+    c.open_segs, c.subs, c.device_order = {}, [], None  # nothing left to change, disconnect or pay for
+    return True
+
+
+def _backdated_disconnects(b: _Block, c: _Customer, k: int) -> None:
+    """Services active in the previous month (never changed) disconnected by an order keyed in month ``k``,
+    effective on a day of the previous month after their activation: their lines are not used after it."""
+    x = c.late[k]
+    prev, month_start = b.ctx.month_bounds(k - 1)[0], b.ctx.month_bounds(k)[0]
+    first_day = max(prev, c.activated + DAY)
+    days = (month_start - first_day) // DAY
+    if c.ordered >= month_start or days < 1:
+        return
+    effective = first_day + int(x[4] * days) * DAY
+    for j, s in enumerate(c.subs):
+        if s[0] in c.open_segs and s[0] not in c.changed and \
+                b.inject("orders_backdated_disconnect", k, x[LATE_SERVICE + j], BACKDATED_DISCONNECT_SHARE):
+            _place_order(b, c, _keyed_on(b.ctx, k, x[3]) + j * HOUR, "DISCONNECT", [_service_item(s)], "CONFIRMED", effective)
+            seg = c.open_segs.pop(s[0])
+            seg.end = effective
+            b.segs.append(seg)
 
 
 def _life(b: _Block, c: _Customer) -> None:
@@ -726,9 +810,11 @@ def _life(b: _Block, c: _Customer) -> None:
     customer leaving (the loyalty draws have a stream of their own)."""
     ctx = b.ctx
     crng, loyalty = ctx.rng(2, c.n), ctx.rng(8, c.n)
-    for k in range(c.join_month, ctx.months):
+    for k in range(ctx.month_of(c.ordered), ctx.months):
         mlo, mhi = ctx.month_bounds(k)
-        earliest = max(mlo, c.activated + DAY)
+        if k > 0:
+            _keyed_late(b, c, k)
+        earliest = max(mlo, c.activated + DAY, c.ordered)
         when = (earliest + int(crng.random() * max(DAY, mhi - earliest - 2 * DAY))) // 1_000_000 * 1_000_000
         if when >= mhi:
             continue
@@ -776,6 +862,7 @@ def _plan_change(b: _Block, c: _Customer, when: int, month_end: int, x: np.ndarr
     mismatch = status == "CONFIRMED" and b.currency_mismatch_due
     currency = CURRENCIES[(CURRENCIES.index(c.currency) + 1) % len(CURRENCIES)] if mismatch else c.currency
     _place_order(b, c, t, "CHANGE", [_service_item([s[0], new_pid, None, _plan_id(new_pid, currency)])], status, effective)
+    c.changed.add(s[0])
     if mismatch:
         b.currency_mismatch_due = False
         b.ctx.summary["order_plan_currency_mismatch"] += 1
@@ -810,13 +897,14 @@ def _payments(b: _Block, c: _Customer) -> None:
     ctx, cur = b.ctx, c.currency
     prng = ctx.rng(3, c.n)
     method = c.account["payment_method"]
-    for k in range(c.join_month + 1, ctx.months):
+    billed_from = ctx.month_of(c.ordered)
+    for k in range(billed_from + 1, ctx.months):
         if c.closed and k > c.join_month + 2:
             break
         mlo, _ = ctx.month_bounds(k)
         y = prng.random(4)
         with_tax = Decimal("1.07") if c.customer["country"] == "US" else Decimal("1.2")
-        amount = _recurring_fees(c, first=k == c.join_month + 1) * with_tax
+        amount = _recurring_fees(c, first=k == billed_from + 1) * with_tax
         if not amount:  # a yearly plan alone, paid in advance: nothing due this month
             continue
         status, when = "SUCCEEDED", mlo + int((2 + y[1] * 8) * DAY)

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+from domain.periods import add_months
 from sources.entities import ENTITIES
-from sources.generator import generate_landing_zone, main
+from sources.generator import DEVICE as DEVICE_PRODUCT, generate_landing_zone, main
 from sources.landing import discover
 from sources.readers import read_extract
 
@@ -87,7 +89,8 @@ def test_faults_present(zone, read_all):
     for key in ("duplicate_lines", "out_of_order_swaps", "redelivered_files", "usage_late_rows", "usage_duplicate_rows",
                 "usage_unknown_subscription", "usage_unknown_metric", "deleted_customers", "malformed_invalid_json",
                 "malformed_bad_enum", "malformed_missing_required", "malformed_unparsable_number", "malformed_bad_op",
-                "malformed_out_of_range", "order_plan_currency_mismatch", "payments_refunded"):
+                "malformed_out_of_range", "order_plan_currency_mismatch", "payments_refunded",
+                "orders_backdated_disconnect", "orders_backdated_activation", "orders_reversed"):
         assert s[key] > 0, key
     reasons = " | ".join(pl.concat([r.rejects for r in read_all.values()])["reason"].to_list())
     for text in ("invalid JSON", "missing required column", "not in (ACTIVE, SUSPENDED, CLOSED)", "cannot parse",
@@ -294,3 +297,99 @@ def test_a_mobile_m_coupon_names_its_mobile_m_line(tmp_path):
     lines = _final(read, "order_items").filter(pl.col("product_id") == 2).select("subscription_id", "order_id")
     assert mobile_m.height > 0
     assert mobile_m.join(lines, on=["subscription_id", "order_id"]).height == mobile_m.height
+
+
+def _batch_month(col: str = "_file") -> pl.Expr:
+    """The first day of the month of the batch a change was delivered in (its file's date)."""
+    return pl.col(col).str.extract(r"-(\d{4}-\d{2})-\d{2}").str.to_date("%Y-%m").alias("batch_month")
+
+
+def _keyed_a_month_late(read_all, order_type: str) -> pl.DataFrame:
+    """Confirmed ``order_type`` orders (last image per batch) delivered in a batch after the month they take effect
+    in: each one keyed in its batch's month, in every batch after the first, effective in the month before."""
+    orders = _changes(read_all, "orders").with_columns(_batch_month()).sort("_position") \
+        .group_by("order_id", "batch_month").last()
+    late = orders.filter(pl.col("order_type") == order_type, pl.col("status") == "CONFIRMED",
+                         pl.col("effective_date") < pl.col("batch_month"))
+    assert set(late["batch_month"]) == {date(2025, 2, 1), date(2025, 3, 1)}
+    assert (late["created_at"].dt.truncate("1mo").cast(pl.Date) == late["batch_month"]).all()
+    assert (late["effective_date"] >= late["batch_month"].dt.offset_by("-1mo")).all()
+    return late
+
+
+def _used_after(read_all, subs: pl.DataFrame) -> pl.DataFrame:
+    """Usage events of ``subs`` (subscription_id, until) at or after ``until``."""
+    usage = _changes(read_all, "usage_records").select("subscription_id", "event_time")
+    return usage.join(subs, on="subscription_id").filter(pl.col("event_time") >= pl.col("until"))
+
+
+def test_backdated_disconnects_land_a_month_late(zone, read_all):
+    _, summary = zone
+    late = _keyed_a_month_late(read_all, "DISCONNECT")
+    # one per batch after the first at least (one block), ~0.5 % of the active services
+    assert late.height == summary["orders_backdated_disconnect"] >= SMALL["months"] - 1
+    items = _final(read_all, "order_items").join(late.select("order_id", "effective_date"), on="order_id")
+    assert items.height == late.height  # one service each
+    # the service was active before its disconnect date and is not used from then on
+    activated = _final(read_all, "order_items").join(
+        _final(read_all, "orders").filter(pl.col("order_type") == "NEW_SERVICE", pl.col("status") == "CONFIRMED")
+        .select("order_id", pl.col("effective_date").alias("activated")), on="order_id")
+    assert items.join(activated.select("subscription_id", "activated"), on="subscription_id") \
+        .filter(pl.col("activated") < pl.col("effective_date")).height == late.height
+    until = items.select("subscription_id", pl.col("effective_date").cast(pl.Datetime("us")).alias("until"))
+    assert _used_after(read_all, until).height == 0
+
+
+def test_backdated_activations_are_keyed_the_month_after_they_take_effect(zone, read_all):
+    _, summary = zone
+    late = _keyed_a_month_late(read_all, "NEW_SERVICE")
+    assert late.height == summary["orders_backdated_activation"] >= SMALL["months"] - 1
+    # effective the day its customer joined, in the previous month's batch (the account landed a month earlier)
+    accounts = _changes(read_all, "billing_accounts").filter(pl.col("_op") == "c") \
+        .select("account_id", pl.col("created_at").alias("joined"), _batch_month().alias("account_batch"))
+    placed = late.join(accounts, on="account_id")
+    assert placed.height == late.height
+    assert (placed["effective_date"] == placed["joined"].dt.date()).all()
+    assert (placed["account_batch"] == placed["batch_month"].dt.offset_by("-1mo")).all()
+
+
+def test_reversed_orders_fail_payment_in_the_next_batch(zone, read_all):
+    _, summary = zone
+    statuses = _changes(read_all, "orders").with_columns(_batch_month()).sort("_position").unique(
+        ["order_id", "status"], keep="first", maintain_order=True).group_by("order_id", maintain_order=True) \
+        .agg("status", "batch_month", pl.col("order_type", "account_id").first())
+    reversed_ = statuses.filter(pl.col("status").list.get(-1) == "PAYMENT_FAILED", pl.col("status").list.len() == 3)
+    assert reversed_.height == summary["orders_reversed"] >= SMALL["months"] - 1
+    for status, batches, order_type in reversed_.select("status", "batch_month", "order_type").rows():
+        assert status == ["CREATED", "CONFIRMED", "PAYMENT_FAILED"] and order_type == "NEW_SERVICE"
+        assert batches[0] == batches[1] and batches[2] == add_months(batches[1], 1)  # failed in the next month's batch
+    items = _final(read_all, "order_items").join(reversed_.select("order_id"), on="order_id")
+    assert set(items.filter(pl.col("product_id") == DEVICE_PRODUCT)["order_id"]) == set(reversed_["order_id"])  # a phone each
+    # the account has no other confirmed order, and its lines are not used after the reversal
+    confirmed = _final(read_all, "orders").filter(pl.col("status") == "CONFIRMED")
+    assert confirmed.join(reversed_.select("account_id"), on="account_id").height == 0
+    failed_at = _changes(read_all, "orders").filter(pl.col("status") == "PAYMENT_FAILED") \
+        .join(reversed_.select("order_id"), on="order_id").group_by("order_id").agg(pl.col("_source_ts").min().alias("until"))
+    subs = items.filter(pl.col("subscription_id").is_not_null()).join(failed_at, on="order_id").select("subscription_id", "until")
+    assert subs.height > 0 and _used_after(read_all, subs).height == 0
+
+
+def test_changes_keyed_late_keep_their_share_per_block(tmp_path):
+    """Per block and batch after the first at least one of each kind; overall about their share."""
+    out = tmp_path / "zone"
+    s = generate_landing_zone(out, customers=2000, months=2, seed=3, usage_events=2000, block_customers=500,
+                              redeliver=False)
+    read = {f.relative_path: read_extract(f.path, f.entity, out) for f in discover(out)
+            if f.entity_name in ("orders", "order_items", "billing_accounts")}
+    orders = _final(read, "orders")
+    services = _final(read, "order_items").filter(pl.col("subscription_id").is_not_null()).join(
+        orders.filter(pl.col("order_type") == "NEW_SERVICE", pl.col("status") == "CONFIRMED",
+                      pl.col("effective_date") < date(2025, 2, 1)), on="order_id").height
+    devices = _final(read, "order_items").filter(pl.col("product_id") == DEVICE_PRODUCT).join(
+        orders.filter(pl.col("created_at") < datetime(2025, 2, 1)), on="order_id").height
+    joined_in_january = _final(read, "billing_accounts").filter(pl.col("created_at") < datetime(2025, 2, 1)).height
+    blocks = 4
+    # ~0.5 % of ~2,800 services active in January; ~0.3 % of ~1,550 January customers; ~0.2 % of ~300 phones
+    assert blocks <= s["orders_backdated_disconnect"] <= blocks + 2 * 0.005 * services
+    assert blocks <= s["orders_backdated_activation"] <= blocks + 2 * 0.003 * joined_in_january
+    assert blocks <= s["orders_reversed"] <= blocks + 2 * 0.002 * devices + 1

@@ -384,10 +384,37 @@ def test_recurring_segments(con):
 # recurring lines priced and described ----------------------------------------------------------
 
 def test_credited_lines(con):
-    """The issued lines a credit segment references, whole; others are not read."""
-    given(con, issued_lines=("line_id VARCHAR, amount DECIMAL(18,4)", [("L1", "29.99"), ("L2", "10.00")]),
-          recurring_segments=("line_type VARCHAR, credited_line_id VARCHAR", [("RECURRING_CREDIT", "L1"), ("RECURRING", None)]))
-    assert rows(con, lines.credited_lines(), "line_id, amount") == Counter([("L1", D("29.99"))])
+    """What a credited line still bills before (held) and after (kept) this run, per contiguous piece; others
+    are not read. March [Mar 1, Apr 1) 31 days, Basic 29.99, discount 10 %.
+    L1 [Mar 1, Apr 1) 29.99, credited earlier from Mar 22 (net billed [Mar 1, Mar 22)); now credited from Mar 10:
+      held = round(29.99 x 21 / 31 = 20.3158064516) = 20.32, discount -round(20.32 x 0.10) = -2.03;
+      kept [Mar 1, Mar 10) = round(29.99 x 9 / 31 = 8.7067741935) = 8.71, discount -0.87.
+    L2 [Mar 1, Apr 1) 29.99 (discount -3.00), credited now on [Mar 11, Mar 21): held the whole line 29.99, -3.00;
+      kept two pieces: [Mar 1, Mar 11) round(29.99 x 10 / 31 = 9.6741935484) = 9.67, discount -0.97, and
+      [Mar 21, Apr 1) round(29.99 x 11 / 31 = 10.6416129032) = 10.64, discount -1.06: 20.31, -2.03."""
+    line = "line_id VARCHAR, service_start DATE, service_end DATE, unit_price DECIMAL(38,10), quantity DECIMAL(38,10), " \
+           "period_days INTEGER, amount DECIMAL(18,4), discount_pct DECIMAL(9,6), discount_amount DECIMAL(18,4), currency VARCHAR"
+    key = "account_id BIGINT, subscription_id BIGINT, price_id BIGINT, quantity DECIMAL(38,10), charge_start DATE"
+    # intervals: (sub, start, end, net billed, latest charge, still due)
+    intervals = [(1, mar(1), mar(10), 1, "L1", True), (1, mar(10), mar(22), 1, "L1", False),
+                 (1, mar(22), apr(1), 0, "L1", False),
+                 (2, mar(1), mar(11), 1, "L2", True), (2, mar(11), mar(21), 1, "L2", False),
+                 (2, mar(21), apr(1), 1, "L2", True), (3, mar(1), apr(1), 1, "L3", True)]
+    given(con,
+          issued_lines=(line, [("L1", mar(1), apr(1), "29.99", 1, 31, "29.99", "0.10", "-3.00", "USD"),
+                               ("L2", mar(1), apr(1), "29.99", 1, 31, "29.99", "0.10", "-3.00", "USD"),
+                               ("L3", mar(1), apr(1), "29.99", 1, 31, "29.99", None, "0", "USD")]),
+          recurring_segments=("line_type VARCHAR, credited_line_id VARCHAR, charge_start DATE, charge_end DATE",
+                              [("RECURRING_CREDIT", "L1", mar(1), apr(1)), ("RECURRING_CREDIT", "L2", mar(1), apr(1)),
+                               ("RECURRING", None, mar(1), apr(1))]),
+          intervals_billed=(f"{key}, interval_start DATE, net_billed INTEGER, latest_charge_line_id VARCHAR",
+                            [(1, sub, 1000, 1, mar(1), s, net, latest) for sub, s, _, net, latest, _ in intervals]),
+          interval_states=(f"{key}, charge_end DATE, interval_start DATE, interval_end DATE, line_type VARCHAR",
+                           [(1, sub, 1000, 1, mar(1), apr(1), s, e, None if due else "RECURRING_CREDIT")
+                            for sub, s, e, _, _, due in intervals]))
+    assert rows(con, lines.credited_lines(), "line_id, held_amount, kept_amount, held_discount, kept_discount") == Counter([
+        ("L1", D("20.32"), D("8.71"), D("-2.03"), D("-0.87")),
+        ("L2", D("29.99"), D("20.31"), D("-3.00"), D("-2.03"))])
 
 
 def test_recurring_lines_priced(con):
@@ -396,9 +423,10 @@ def test_recurring_lines_priced(con):
     sub 2 fixed 30-day denominator: 30.00 x 12 / 30 = 12.00; sub 3 not prorated, 22 days: the whole 10.00;
     sub 4 quantity 3 [Mar 16, Apr 1): 89.97 x 16 / 31 = 1439.52 / 31 = 46.4361290323;
     sub 6 annual 120.00 [Mar 20, Jan 1 2026): 120 x 287 / 365 = 94.3561643836;
-    credit of L1 [Mar 10, Apr 1) at L1's price and 31 days: -(29.99 x 22 / 31) = -659.78 / 31 = -21.2832258065,
-    with L1's tax rate (19 %) and discount rate; credit of the whole of L2: exactly -L2's amount_precise
-    (-11.61, not a recomputed 29.99 x 12 / 31)."""
+    credit of L1 [Mar 10, Apr 1) at L1's price and 31 days, the complement of what L1 keeps (held 29.99, kept
+    [Mar 1, Mar 10) = round(29.99 x 9 / 31 = 8.7067741935) = 8.71): 8.71 - 29.99 = -21.28, discount
+    -0.87 - (-3.00) = +2.13, with L1's tax rate (19 %) and discount rate; credit of the whole of L2 (kept 0):
+    exactly -11.61 (not a recomputed 29.99 x 12 / 31 = 11.6090322581), its discount 0."""
     year = (jan(1), date(2026, 1, 1))
     april = (apr(1), may(1))
     segments = [(1, 1000, 1, "RECURRING", None, MARCH_PERIOD, mar(20), apr(1)),
@@ -423,22 +451,24 @@ def test_recurring_lines_priced(con):
               "line_id VARCHAR, product_id BIGINT, plan_id BIGINT, charge_code VARCHAR, unit_price DECIMAL(38,10), "
               "period_days INTEGER, service_start DATE, service_end DATE, amount_precise DECIMAL(38,10), "
               "amount DECIMAL(18,4), discount_pct DECIMAL(9,6), discount_amount DECIMAL(18,4), coupon_id BIGINT, "
-              "coupon_amount DECIMAL(18,4), tax_jurisdiction VARCHAR, tax_name VARCHAR, tax_rate DECIMAL(9,6), tax_point DATE",
+              "coupon_amount DECIMAL(18,4), tax_jurisdiction VARCHAR, tax_name VARCHAR, tax_rate DECIMAL(9,6), tax_point DATE, "
+              "currency VARCHAR, held_amount DECIMAL(18,4), kept_amount DECIMAL(18,4), held_discount DECIMAL(18,4), "
+              "kept_discount DECIMAL(18,4)",
               [("L1", 10, 100, "BASE_FEE", "29.99", 31, mar(1), apr(1), "29.99", "29.99", "0.10", "-3.00", None, "0",
-                "DE", "VAT", "0.19", mar(1)),
+                "DE", "VAT", "0.19", mar(1), "EUR", "29.99", "8.71", "-3.00", "-0.87"),
                ("L2", 10, 100, "BASE_FEE", "29.99", 31, mar(20), apr(1), "11.61", "11.61", None, "0", None, "0",
-                "US-CA", "CA sales tax", "0.0725", mar(1))]))
+                "US-CA", "CA sales tax", "0.0725", mar(1), "USD", "11.61", "0", "0", "0")]))
     assert rows(con, lines.recurring_lines_priced(),
                 "subscription_id, line_type, service_start, days, period_days, unit_price, credited_discount_pct, "
-                "credited_tax_rate, credits_whole_line, amount_precise") == Counter([
-        (1, "RECURRING", mar(20), 12, 31, D("29.99"), None, None, False, D("11.6090322581")),
-        (1, "RECURRING", apr(1), 30, 30, D("29.99"), None, None, False, D("29.99")),
-        (2, "RECURRING", mar(20), 12, 30, D("30.00"), None, None, False, D("12.00")),
-        (3, "RECURRING", mar(10), 22, 31, D("10.00"), None, None, False, D("10.00")),
-        (4, "RECURRING", mar(16), 16, 31, D("29.99"), None, None, False, D("46.4361290323")),
-        (6, "RECURRING", mar(20), 287, 365, D("120.00"), None, None, False, D("94.3561643836")),
-        (1, "RECURRING_CREDIT", mar(10), 22, 31, D("29.99"), D("0.10"), D("0.19"), False, D("-21.2832258065")),
-        (5, "RECURRING_CREDIT", mar(20), 12, 31, D("29.99"), None, D("0.0725"), True, D("-11.61")),
+                "credited_tax_rate, reversed_discount, amount_precise") == Counter([
+        (1, "RECURRING", mar(20), 12, 31, D("29.99"), None, None, None, D("11.6090322581")),
+        (1, "RECURRING", apr(1), 30, 30, D("29.99"), None, None, None, D("29.99")),
+        (2, "RECURRING", mar(20), 12, 30, D("30.00"), None, None, None, D("12.00")),
+        (3, "RECURRING", mar(10), 22, 31, D("10.00"), None, None, None, D("10.00")),
+        (4, "RECURRING", mar(16), 16, 31, D("29.99"), None, None, None, D("46.4361290323")),
+        (6, "RECURRING", mar(20), 287, 365, D("120.00"), None, None, None, D("94.3561643836")),
+        (1, "RECURRING_CREDIT", mar(10), 22, 31, D("29.99"), D("0.10"), D("0.19"), D("2.13"), D("-21.28")),
+        (5, "RECURRING_CREDIT", mar(20), 12, 31, D("29.99"), None, D("0.0725"), D(0), D("-11.61")),
     ])
 
 
@@ -451,13 +481,13 @@ def test_recurring_lines(con):
     priced = ("account_id BIGINT, subscription_id BIGINT, price_id BIGINT, quantity DECIMAL(38,10), line_type VARCHAR, "
               "service_start DATE, service_end DATE, credited_line_id VARCHAR, credited_document_number VARCHAR, "
               "rebills_voided BOOLEAN, beyond_lookback BOOLEAN, product_id BIGINT, plan_id BIGINT, charge_code VARCHAR, "
-              "bundle_id BIGINT, credits_whole_line BOOLEAN, credited_discount_pct DECIMAL(9,6), "
-              "credited_discount_amount DECIMAL(18,4), credited_coupon_id BIGINT, credited_coupon_amount DECIMAL(18,4), "
+              "bundle_id BIGINT, reversed_discount DECIMAL(18,4), credited_discount_pct DECIMAL(9,6), "
+              "credited_coupon_id BIGINT, credited_coupon_amount DECIMAL(18,4), "
               "credited_amount DECIMAL(18,4), credited_tax_jurisdiction VARCHAR, credited_tax_name VARCHAR, "
               "credited_tax_rate DECIMAL(9,6), credited_tax_point DATE, unit_price DECIMAL(38,10), days INTEGER, "
               "period_days INTEGER, amount_precise DECIMAL(38,10)")
     charge = dict(account_id=1, quantity=1, line_type="RECURRING", rebills_voided=False, beyond_lookback=False,
-                  credits_whole_line=False, plan_id=100, charge_code="BASE_FEE", unit_price="29.99")
+                  plan_id=100, charge_code="BASE_FEE", unit_price="29.99")
     given(con,
           recurring_lines_priced=(priced, [
               {**charge, "subscription_id": 1, "price_id": 1000, "service_start": mar(20), "service_end": apr(1),

@@ -459,20 +459,24 @@ def test_the_review_shows_each_correction_with_its_reason_before_finalizing(life
     """billing.settlement_review of February: the differences of earlier periods per account, category, reason."""
     assert life.read("""SELECT account_id, category, reason, service_month, lines, net_amount, tax_amount, document_type
                         FROM billing.settlement_review WHERE billing_month = ? AND category <> 'NEW_CHARGES'
-                        ORDER BY 1""", [FEB]) == [
+                        ORDER BY 1, 2, 3""", [FEB]) == [
         (A, "ADJUSTMENT", "LATE_USAGE", JAN, 1, D("5.00"), D("0.36"), "INVOICE"),
         (D_, "CREDIT", "ORDER_REVERSED", JAN, 1, D("-300.00"), D("-21.75"), "CREDIT_NOTE"),
+        (D_, "CREDIT", "SERVICE_CHANGE", FEB, 1, D("-20.00"), D("-1.45"), "CREDIT_NOTE"),
         (B, "CREDIT", "BACKDATED_CHANGE", JAN, 1, D("-7.74"), D("-0.56"), "CREDIT_NOTE"),
+        (B, "CREDIT", "SERVICE_CHANGE", FEB, 1, D("-20.00"), D("-1.45"), "CREDIT_NOTE"),
         (C, "ADJUSTMENT", "BACKDATED_CHANGE", JAN, 1, D("14.19"), D("1.03"), "INVOICE"),
         (F, "ADJUSTMENT", "VOIDED", JAN, 1, D("40.00"), D("2.90"), "INVOICE"),
     ]
     # and in the bill run's metadata on February's partition, summed over the accounts; the current period:
-    # A 20.00 + 2.00, D -20.00, B 40.00 - 20.00, C 20.00 + 20.00, F 40.00 + 40.00 = 9 lines, net 142.00
+    # A 20.00 + 2.00, B 40.00, C 20.00 + 20.00, F 40.00 + 40.00 = 7 lines, net 182.00; D's and B's -20.00 credits of
+    # February billed in advance are CREDIT/SERVICE_CHANGE: 2 lines, net -40.00, on their credit notes
     (review,) = [e.materialization.metadata["review"].value for e in life.results["bill 2025-02"].get_asset_materialization_events()
                  if e.asset_key == dg.AssetKey(["billing", "settlement_review"]) and e.partition == FEB.isoformat()]
     assert review == {"ADJUSTMENT/BACKDATED_CHANGE": "1 lines, net 14.1900", "ADJUSTMENT/LATE_USAGE": "1 lines, net 5.0000",
                       "ADJUSTMENT/VOIDED": "1 lines, net 40.0000", "CREDIT/BACKDATED_CHANGE": "1 lines, net -7.7400",
-                      "CREDIT/ORDER_REVERSED": "1 lines, net -300.0000", "NEW_CHARGES/CURRENT_PERIOD": "9 lines, net 142.0000"}
+                      "CREDIT/ORDER_REVERSED": "1 lines, net -300.0000", "CREDIT/SERVICE_CHANGE": "2 lines, net -40.0000",
+                      "NEW_CHARGES/CURRENT_PERIOD": "7 lines, net 182.0000"}
 
 
 # 5. void ------------------------------------------------------------------------------------------------------

@@ -29,27 +29,96 @@ CORRECTION_TYPES = ("RECURRING_CREDIT", "USAGE_ADJUSTMENT", "ONE_TIME_CREDIT")
 _NOT_USAGE = "('RECURRING', 'RECURRING_CREDIT', 'ONE_TIME', 'ONE_TIME_CREDIT')"
 
 
-def credited_lines() -> str:
-    """Issued RECURRING lines a segment credits, with what the credit reverses: price, days, discount rate and
-    amount, coupon, tax."""
+def _held_pieces() -> str:
+    """SQL: per issued line a segment credits, the contiguous pieces of days it still bills: phase HELD (before
+    this run: the intervals it is the latest charge of, net billed) and KEPT (after it: those still due), with
+    the days of its charge period."""
     return """
-    SELECT * FROM issued_lines
-    WHERE line_id IN (SELECT credited_line_id FROM recurring_segments WHERE line_type = 'RECURRING_CREDIT')"""
+        SELECT line_id, phase, min(interval_start) AS piece_start, max(interval_end) AS piece_end,
+               any_value(charge_days) AS charge_days
+        FROM (
+            SELECT *, sum(starts_piece) OVER (PARTITION BY line_id, phase ORDER BY interval_start
+                                              ROWS UNBOUNDED PRECEDING) AS piece_no
+            FROM (
+                SELECT *, CASE WHEN lag(interval_end) OVER (PARTITION BY line_id, phase ORDER BY interval_start)
+                                    = interval_start THEN 0 ELSE 1 END AS starts_piece
+                FROM (SELECT b.latest_charge_line_id AS line_id, s.interval_start, s.interval_end,
+                             CAST(s.charge_end - s.charge_start AS INTEGER) AS charge_days, phase.phase
+                      FROM intervals_billed b
+                      JOIN interval_states s
+                        USING (account_id, subscription_id, price_id, quantity, charge_start, interval_start),
+                           (VALUES ('HELD'), ('KEPT')) AS phase(phase)
+                      WHERE b.net_billed >= 1
+                        AND (phase.phase = 'HELD' OR s.line_type IS NULL)
+                        AND b.latest_charge_line_id IN (SELECT credited_line_id FROM recurring_segments
+                                                        WHERE line_type = 'RECURRING_CREDIT'))
+            )
+        )
+        GROUP BY line_id, phase, piece_no"""
+
+
+def credited_lines() -> str:
+    """Issued RECURRING lines a segment credits, with what the credit reverses (price, days, discount rate and
+    amount, coupon, tax) and what the line bills net of its credits, amount and bundle discount: ``held_*``
+    before this run, ``kept_*`` after it. Each contiguous piece of days a line still bills counts the line's
+    rounded charge over those days (the whole line: its own amount and discount), so the credits of this run
+    are the exact complement: line + all its credits = what one run bills for the days kept."""
+    whole = "(p.piece_start = c.service_start AND p.piece_end = c.service_end)"
+    days = "CAST(p.piece_end - p.piece_start AS INTEGER)"
+    piece_amount = (f"CASE WHEN {whole} THEN c.amount ELSE round_money(prorated(CAST(c.unit_price * c.quantity "
+                    f"AS {MONEY}), {days}, c.period_days, {days} = p.charge_days), c.currency) END")
+    return f"""
+    SELECT c.*, h.held_amount, h.kept_amount, h.held_discount, h.kept_discount
+    FROM issued_lines c
+    JOIN (
+        SELECT line_id,
+               sum(piece_amount) FILTER (WHERE phase = 'HELD') AS held_amount,
+               coalesce(sum(piece_amount) FILTER (WHERE phase = 'KEPT'), 0) AS kept_amount,
+               sum(piece_discount) FILTER (WHERE phase = 'HELD') AS held_discount,
+               coalesce(sum(piece_discount) FILTER (WHERE phase = 'KEPT'), 0) AS kept_discount
+        FROM (
+            SELECT p.line_id, p.phase, {piece_amount} AS piece_amount,
+                   CASE WHEN {whole} THEN c.discount_amount WHEN c.discount_pct IS NULL THEN 0
+                        ELSE -round_money({piece_amount} * c.discount_pct, c.currency) END AS piece_discount
+            FROM ({_held_pieces()}) p
+            JOIN issued_lines c USING (line_id)
+        )
+        GROUP BY line_id
+    ) h USING (line_id)"""
 
 
 def recurring_lines_priced() -> str:
     """Each segment priced. A charge takes its price version, the charge period's days as denominator (or the
-    plan's proration_days); a credit the credited line's price and period days. ``amount_precise`` =
-    prorated(unit_price x quantity, days, period_days, whole charge period or not prorated), negated for
-    credits; a credit of a whole line is exactly minus that line."""
+    plan's proration_days): ``amount_precise`` = prorated(unit_price x quantity, days, period_days, whole charge
+    period or not prorated). A credit takes the credited line's price and period days and is the exact
+    complement of what the line keeps: the credits of one line in this run total kept_amount - held_amount, the
+    last (latest start) taking what its own rounded share -round_money(prorated(...)) leaves of that total, and
+    likewise for the bundle discount (``reversed_discount``)."""
     return f"""
-    SELECT *,
-           CASE WHEN credits_whole_line THEN -CAST(credited_amount_precise AS {MONEY})
-                ELSE prorated(CAST(unit_price * quantity AS {MONEY}), days, period_days,
-                              days = charge_days OR (line_type = 'RECURRING' AND NOT coalesce(prorate, true)))
-                     * CASE WHEN line_type = 'RECURRING_CREDIT' THEN -1 ELSE 1 END
-           END AS amount_precise
+    SELECT * EXCLUDE (own_credit, own_discount, last_credit, other_credits, other_discounts),
+           CAST(CASE WHEN line_type = 'RECURRING' THEN amount_charged
+                     WHEN last_credit THEN CAST(kept_amount - held_amount + other_credits AS {MONEY})
+                     ELSE CAST(-own_credit AS {MONEY}) END AS {MONEY}) AS amount_precise,
+           CASE WHEN line_type = 'RECURRING_CREDIT' AND last_credit
+                THEN kept_discount - held_discount - other_discounts END AS reversed_discount
     FROM (
+        SELECT *,
+               row_number() OVER latest_first = 1 AS last_credit,
+               sum(own_credit) OVER credits_of_line - own_credit AS other_credits,
+               sum(own_discount) OVER credits_of_line - own_discount AS other_discounts
+        FROM (
+            SELECT *,
+                   CASE WHEN line_type = 'RECURRING_CREDIT' THEN round_money(amount_charged, credited_currency)
+                   END AS own_credit,
+                   CASE WHEN line_type = 'RECURRING_CREDIT'
+                        THEN coalesce(round_money(round_money(amount_charged, credited_currency)
+                                                  * credited_discount_pct, credited_currency), 0)
+                   END AS own_discount
+            FROM (
+                SELECT *, prorated(CAST(unit_price * quantity AS {MONEY}), days, period_days,
+                                   days = charge_days OR (line_type = 'RECURRING' AND NOT coalesce(prorate, true)))
+                            AS amount_charged
+                FROM (
         SELECT s.account_id, s.subscription_id, s.price_id, s.quantity, s.line_type,
                s.segment_start AS service_start, s.segment_end AS service_end, s.credited_line_id,
                s.credited_document_number, s.rebills_voided, s.beyond_lookback,
@@ -67,17 +136,20 @@ def recurring_lines_priced() -> str:
                     ELSE coalesce(c.period_days, p.proration_days, CAST(s.charge_end - s.charge_start AS INTEGER))
                END AS period_days,
                s.bundle_id,
-               coalesce(s.line_type = 'RECURRING_CREDIT'
-                        AND s.segment_start = c.service_start AND s.segment_end = c.service_end, false)
-                 AS credits_whole_line,
-               c.amount_precise AS credited_amount_precise, c.amount AS credited_amount,
-               c.discount_pct AS credited_discount_pct, c.discount_amount AS credited_discount_amount,
+               c.amount AS credited_amount, c.currency AS credited_currency,
+               c.held_amount, c.kept_amount, c.held_discount, c.kept_discount,
+               c.discount_pct AS credited_discount_pct,
                c.coupon_id AS credited_coupon_id, c.coupon_amount AS credited_coupon_amount,
                c.tax_jurisdiction AS credited_tax_jurisdiction, c.tax_name AS credited_tax_name,
                c.tax_rate AS credited_tax_rate, c.tax_point AS credited_tax_point
         FROM recurring_segments s
         LEFT JOIN recurring_prices p ON p.price_id = s.price_id
         LEFT JOIN credited_lines c ON c.line_id = s.credited_line_id
+                )
+            )
+        )
+        WINDOW credits_of_line AS (PARTITION BY credited_line_id, line_type),
+               latest_first AS (PARTITION BY credited_line_id, line_type ORDER BY service_start DESC)
     )"""
 
 
@@ -110,7 +182,7 @@ def recurring_lines(month: str, products: str, plans: str, bundle_history: str, 
                         AND EXISTS (SELECT 1 FROM {bundle_members} m
                                     WHERE m.bundle_id = r.bundle_id AND m.product_id = r.product_id))
            END AS discount_pct,
-           CASE WHEN r.credits_whole_line THEN -r.credited_discount_amount END AS reversed_discount,
+           r.reversed_discount,
            CASE WHEN r.line_type = 'RECURRING_CREDIT' THEN r.credited_coupon_id END AS credited_coupon_id,
            r.credited_coupon_amount, r.credited_amount,
            CASE WHEN r.line_type = 'RECURRING_CREDIT' THEN coalesce(r.credited_tax_jurisdiction, a.tax_jurisdiction)

@@ -30,9 +30,11 @@ def _document_type(invoice_id: str) -> str:
 
 def settlement_review(con: duckdb.DuckDBPyConnection, billing_month: date, settled: str) -> duckdb.DuckDBPyRelation:
     """Per account x category x reason x service month: lines, net, tax and total the run drafts (or, beyond
-    the lookback, would). Category: BEYOND_LOOKBACK; NEW_CHARGES for the current period (reason
-    CURRENT_PERIOD); an earlier period's ADJUSTMENT (charged) or CREDIT (credited), with its reason. The
-    document type is INVOICE when any of the group's lines is on the invoice draft."""
+    the lookback, would), and the draft document they go out on (``document_type``). Category: BEYOND_LOOKBACK;
+    CREDIT for a credit of an issued line (reason: the adjustment reason, SERVICE_CHANGE for a change effective
+    in the current or next period: a cancellation, a downgrade); NEW_CHARGES for the current period (reason
+    CURRENT_PERIOD); an earlier period's ADJUSTMENT (charged), with its reason. The credits of one account go
+    to one draft (the credit note when it takes them), so each group's lines are on one document."""
     month = month_literal(billing_month)
     return con.sql(f"""
     SELECT {month} AS billing_month, account_id, any_value(currency) AS currency, category, reason, service_month,
@@ -42,12 +44,14 @@ def settlement_review(con: duckdb.DuckDBPyConnection, billing_month: date, settl
            CAST(sum(total_amount) AS {AMOUNT}) AS total_amount,
            max({_document_type('invoice_id')}) AS document_type
     FROM (
-        SELECT *,
-               CASE WHEN beyond_lookback THEN 'BEYOND_LOOKBACK'
-                    WHEN service_month = {month} THEN 'NEW_CHARGES'
-                    WHEN amount < 0 THEN 'CREDIT' ELSE 'ADJUSTMENT' END AS category,
-               coalesce(adjustment_reason, 'CURRENT_PERIOD') AS reason
-        FROM {settled}
+        SELECT *, coalesce(adjustment_reason, CASE WHEN category = 'CREDIT' THEN 'SERVICE_CHANGE'
+                                                   ELSE 'CURRENT_PERIOD' END) AS reason
+        FROM (SELECT *,
+                     CASE WHEN beyond_lookback THEN 'BEYOND_LOOKBACK'
+                          WHEN amount < 0 AND reference_line_id IS NOT NULL THEN 'CREDIT'
+                          WHEN service_month = {month} THEN 'NEW_CHARGES'
+                          WHEN amount < 0 THEN 'CREDIT' ELSE 'ADJUSTMENT' END AS category
+              FROM {settled})
     )
     GROUP BY account_id, category, reason, service_month
     ORDER BY account_id, service_month, category, reason""")

@@ -2,11 +2,14 @@
 
 :func:`bill_month` settles ``month`` (``build_settlement_lines``, computed once) and writes its drafts (lines and
 headers), its review and its exceptions in one transaction, replacing the month's; a finalized month is left
-as it is. No Dagster imports.
+as it is. Settlement is per account, so it runs over shards of at most :data:`ACCOUNTS_PER_SHARD` accounts
+(``account_id % shards``): memory stays bounded whatever the number of accounts. No Dagster imports.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 
 import duckdb
@@ -21,14 +24,39 @@ def is_finalized(con: duckdb.DuckDBPyConnection, month: date) -> bool:
     return con.execute("SELECT count(*) FROM ledger.finalized_months WHERE billing_month = ?", [month]).fetchone()[0] > 0
 
 
+ACCOUNTS_PER_SHARD = 200_000
+"""Accounts settled together: at 1M accounts, one statement over all of them would not fit a 4 GB DuckDB."""
+
+
+@contextmanager
+def settled(con: duckdb.DuckDBPyConnection, month: date, accounts_per_shard: int = ACCOUNTS_PER_SHARD,
+            **options) -> Iterator[str]:
+    """``build_settlement_lines`` of ``month`` evaluated shard by shard into one temp table (its name)."""
+    n = con.execute("SELECT count(*) FROM core.billing_accounts").fetchone()[0]
+    shards = max(1, -(-n // accounts_per_shard))
+    try:
+        for shard in range(shards):
+            con.execute("CREATE OR REPLACE TEMP VIEW _settling_accounts AS SELECT * FROM core.billing_accounts "
+                        f"WHERE account_id % {shards} = {shard}")
+            lines = build_settlement_lines(con, month, accounts="_settling_accounts", **options)
+            lines.create_view("_settling_shard", replace=True)
+            into = "CREATE TEMP TABLE _month_settlement AS" if shard == 0 else "INSERT INTO _month_settlement"
+            con.execute(f"{into} SELECT * FROM _settling_shard")
+        yield "_month_settlement"
+    finally:
+        for statement in ("DROP VIEW IF EXISTS _settling_shard", "DROP VIEW IF EXISTS _settling_accounts",
+                          "DROP TABLE IF EXISTS _month_settlement"):
+            con.execute(statement)
+
+
 def bill_month(con: duckdb.DuckDBPyConnection, month: date, *, lookback_months: int = LOOKBACK_MONTHS,
-               credit_note_customer_types=CREDIT_NOTE_CUSTOMER_TYPES) -> dict[str, int] | None:
+               credit_note_customer_types=CREDIT_NOTE_CUSTOMER_TYPES,
+               accounts_per_shard: int = ACCOUNTS_PER_SHARD) -> dict[str, int] | None:
     """Settle and write ``month``: rows written per table, or None when the month is finalized (nothing written)."""
     if is_finalized(con, month):
         return None
-    settled = build_settlement_lines(con, month, lookback_months=lookback_months,
-                                     credit_note_customer_types=credit_note_customer_types)
-    with staged(con, settled, "_month_settlement") as differences:  # computed once, read four times
+    with settled(con, month, accounts_per_shard, lookback_months=lookback_months,
+                 credit_note_customer_types=credit_note_customer_types) as differences:  # computed once, read four times
         lines = con.sql(f"SELECT * EXCLUDE (beyond_lookback) FROM {differences} WHERE NOT beyond_lookback")
         with staged(con, lines, "_month_lines") as drafted:
             return write(con, [

@@ -49,14 +49,21 @@ def canonical_text(columns: tuple[str, ...], alias: str) -> str:
 
 
 def document_hash(documents: str, lines: str) -> str:
-    """SELECT document_id, content_hash: sha256 of the header's canonical text followed by each line's, by line_id."""
+    """SELECT document_id, content_hash: sha256 of the header's canonical text, the line count and the sums of the
+    two 64-bit halves of each line's sha256 (order-independent and streamed: no ordered aggregate, no big strings;
+    every line's text carries its line_id, so the lines are a set)."""
+    halves = [f"CAST(CAST(('0x' || substr(line_sha, {start}, 16)) AS UBIGINT) AS HUGEINT)" for start in (1, 17)]
     return f"""
     SELECT d.document_id,
-           sha256(any_value({canonical_text(HEADER_HASHED, 'd')})
-                  || coalesce(string_agg(chr(10) || {canonical_text(LINE_HASHED, 'l')}, '' ORDER BY l.line_id), ''))
+           sha256({canonical_text(HEADER_HASHED, 'd')} || '|' || CAST(coalesce(h.lines, 0) AS VARCHAR)
+                  || '|' || CAST(coalesce(h.sum_high, 0) AS VARCHAR) || '|' || CAST(coalesce(h.sum_low, 0) AS VARCHAR))
              AS content_hash
-    FROM {documents} d LEFT JOIN {lines} l ON l.document_id = d.document_id
-    GROUP BY d.document_id"""
+    FROM {documents} d
+    LEFT JOIN (
+        SELECT document_id, count(*) AS lines, sum({halves[0]}) AS sum_high, sum({halves[1]}) AS sum_low
+        FROM (SELECT l.document_id, sha256({canonical_text(LINE_HASHED, 'l')}) AS line_sha FROM {lines} l)
+        GROUP BY document_id
+    ) h USING (document_id)"""
 
 
 def numbered_documents(month: str) -> str:
