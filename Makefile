@@ -40,8 +40,11 @@ ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 recover: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m pipelines.recover $(if $(RUN),--free $(RUN))
 
+## Rating (20M events, fastest of 3), then settling and finalizing a month for ACCOUNTS accounts (docs/performance.md).
+ACCOUNTS ?= 1000000
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.rating --repeat 3
+	$(BIN)/python -m benchmarks.invoicing --accounts $(ACCOUNTS)
 
 clean:
 	rm -rf data .dagster_home

@@ -42,9 +42,19 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+LIVE = "DATE '2024-01-01', TIMESTAMP '9999-12-31', false, 'r', 0, 'bench'"
+"""The history columns of a current row (valid_from, valid_to, is_deleted, _op, _position, _file)."""
+
+
 def fill_state(con: duckdb.DuckDBPyConnection, n: int) -> None:
-    """Customers, accounts, catalog, services, orders, tax rates and rated usage for ``n`` accounts."""
-    live = "DATE '2024-01-01', TIMESTAMP '9999-12-31', false, 'r', 0, 'bench'"
+    """Customers, accounts, catalog, tax rates, services and orders for ``n`` accounts."""
+    fill_accounts(con, n)
+    fill_catalog(con)
+    fill_services(con, n)
+
+
+def fill_accounts(con: duckdb.DuckDBPyConnection, n: int) -> None:
+    """``n`` customers and their billing accounts."""
     con.execute(f"""
     INSERT INTO core.customers BY NAME
     SELECT a AS customer_id, 'Customer ' || a AS name, CASE WHEN a % 5 = 0 THEN 'DE' ELSE 'US' END AS country,
@@ -61,15 +71,20 @@ def fill_state(con: duckdb.DuckDBPyConnection, n: int) -> None:
            DATE '2024-01-01' AS valid_from, TIMESTAMP '9999-12-31' AS valid_to, false AS is_deleted, 'r' AS _op,
            0 AS _position, 'bench' AS _file
     FROM range(1, {n + 1}) t(a);
+    """)
+
+
+def fill_catalog(con: duckdb.DuckDBPyConnection) -> None:
+    """Products, plans 1..4 in USD and 11..14 in EUR (mobile S, mobile L, broadband monthly, broadband annual),
+    their fees, the bundle and its members, tax rates."""
+    live = LIVE
+    con.execute(f"""
     INSERT INTO core.products BY NAME
     SELECT * FROM (VALUES (1, 'MOB', 'Mobile', 'MOBILE', 'SUBSCRIPTION', 20.00, 'USD', 'ACTIVE'),
                           (2, 'BB', 'Broadband', 'BROADBAND', 'SUBSCRIPTION', 40.00, 'USD', 'ACTIVE'),
                           (3, 'ACT', 'Activation fee', 'FEE', 'ONE_TIME', 25.00, 'USD', 'ACTIVE'))
            v(product_id, sku, name, category, product_type, base_price, currency, status),
          (SELECT {live}) l(valid_from, valid_to, is_deleted, _op, _position, _file);
-    """)
-    # plans 1..4 in USD and 11..14 in EUR: mobile S, mobile L, broadband monthly, broadband annual
-    con.execute(f"""
     INSERT INTO core.price_plans BY NAME
     SELECT plan_id, product_id, name, currency, 'ACTIVE' AS status, l.*
     FROM (VALUES (1, 1, 'Mobile S'), (2, 1, 'Mobile L'), (3, 2, 'Broadband'), (4, 2, 'Broadband yearly')) p(id, product_id, name),
@@ -94,7 +109,12 @@ def fill_state(con: duckdb.DuckDBPyConnection, n: int) -> None:
                  ('US', 'TX', 'TX sales tax', 0.0625), ('DE', NULL, 'MwSt', 0.19)) v(country, state, tax_name, rate),
          (SELECT {live}) l(valid_from, valid_to, is_deleted, _op, _position, _file);
     """)
-    # subscription 2a-1: mobile; 2a: broadband for 60 % of accounts. Activations a year ago, except 1 % new in February.
+
+
+def fill_services(con: duckdb.DuckDBPyConnection, n: int) -> None:
+    """Subscription 2a-1: mobile; 2a: broadband for 60 % of accounts. Activations a year ago, except 1 % new in
+    February (with an activation fee order); upgrades on Feb 16, disconnects on Mar 20."""
+    live = LIVE
     con.execute(f"""
     CREATE TEMP TABLE bench_services AS
     SELECT s, (s + 1) // 2 AS account_id, s % 2 = 0 AS broadband,
