@@ -92,35 +92,44 @@ ISSUED = "core.invoice_lines"
 def test_issued_and_voided_lines(con):
     """ISSUED = lines of ledger documents not voided (with their number) + drafts of months before March that
     are not finalized (no number). January's drafts are finalized (their ledger lines count, not them); March's
-    own drafts are not issued; the voided document's line is a voided line."""
+    own drafts are not issued; the voided document's line is a voided line. Only the billed accounts' lines are
+    read (a run over a shard of accounts): account 3's line is not."""
+    given(con, billed_accounts=("account_id BIGINT", [(1,), (2,)]))
     kw = create_invoicing_inputs(
         con, "core",
         document_lines=[{"line_id": "L-jan", "document_id": "INV-A-20250201", "document_number": "INV-2025-000001",
                          "billing_month": jan(1), "account_id": 1, "amount": "29.99"},
                         {"line_id": "L-void", "document_id": "INV-B-20250201", "document_number": "INV-2025-000002",
-                         "billing_month": jan(1), "account_id": 2, "amount": "10.00"}],
+                         "billing_month": jan(1), "account_id": 2, "amount": "10.00"},
+                        {"line_id": "L-other", "document_id": "INV-C-20250201", "document_number": "INV-2025-000003",
+                         "billing_month": jan(1), "account_id": 3, "amount": "5.00"}],
         voids=[{"document_id": "INV-B-20250201", "document_number": "INV-2025-000002", "account_id": 2, "voided_on": feb(3),
                 "voided_at": "2025-02-03 10:00:00"}],
         finalized_months=[{"billing_month": jan(1), "finalized_at": "2025-02-02 10:00:00"}],
-        billed=[{"line_id": lid, "invoice_id": "INV-A-x", "billing_month": m, "account_id": 1, "amount": "1.00"}
-                for lid, m in [("L-jan", jan(1)), ("D-feb", feb(1)), ("D-mar", mar(1))]])
+        billed=[{"line_id": lid, "invoice_id": "INV-A-x", "billing_month": m, "account_id": a, "amount": "1.00"}
+                for lid, m, a in [("L-jan", jan(1), 1), ("D-feb", feb(1), 1), ("D-mar", mar(1), 1), ("D-other", feb(1), 3)]])
     step = accounts.issued_lines(MARCH, kw["document_lines"], kw["voids"], kw["finalized_months"], kw["billed"])
     assert rows(con, step, "line_id, document_number, voided") == Counter([("L-jan", "INV-2025-000001", False),
                                                                           ("D-feb", None, False)])
     assert rows(con, accounts.voided_lines(kw["document_lines"], kw["voids"]), "line_id, voided") == Counter([("L-void", True)])
 
 
-@pytest.mark.parametrize("issued_months, expected", [
+@pytest.mark.parametrize("ledger_months, draft_months, expected", [
     # first issued January 2024: bill from March 2024 (12 months back), look from January 2024 (go-live)
-    ([date(2024, 1, 1), feb(1)], (date(2024, 1, 1), date(2024, 3, 1), date(2024, 1, 1))),
+    ([date(2024, 1, 1), feb(1)], [], (date(2024, 1, 1), date(2024, 3, 1), date(2024, 1, 1))),
     # first issued 2020: bill from March 2024, look from March 2023 (one more lookback)
-    ([date(2020, 1, 1)], (date(2020, 1, 1), date(2024, 3, 1), date(2023, 3, 1))),
+    ([date(2020, 1, 1)], [], (date(2020, 1, 1), date(2024, 3, 1), date(2023, 3, 1))),
+    # only pending drafts (February, not finalized): go-live February; March's own drafts do not count
+    ([], [feb(1), mar(1)], (feb(1), feb(1), feb(1))),
     # nothing issued: the run's month is the go-live
-    ([], (mar(1), mar(1), mar(1))),
+    ([], [], (mar(1), mar(1), mar(1))),
 ])
-def test_settlement_months(con, issued_months, expected):
-    given(con, issued_lines=("billing_month DATE", [(m,) for m in issued_months]), voided_lines=("billing_month DATE", []))
-    step = accounts.settlement_months(MARCH, 12)
+def test_settlement_months(con, ledger_months, draft_months, expected):
+    """go_live is taken over every account (the ledger's lines, voided or not, and pending drafts), so a shard of
+    accounts settles from the same month as the whole run."""
+    given(con, ledger_lines=("billing_month DATE", [(m,) for m in ledger_months]),
+          drafts=("billing_month DATE", [(m,) for m in draft_months]), finalized=("billing_month DATE", []))
+    step = accounts.settlement_months(MARCH, 12, "ledger_lines", "finalized", "drafts")
     assert con.sql(f"SELECT go_live, bill_from_month, report_from_month FROM ({step})").fetchall() == [expected]
 
 

@@ -29,35 +29,42 @@ def service_month_of(day: str, month: str, bill_cycle_day: str = "a.bill_cycle_d
 
 def issued_lines(month: str, document_lines: str, voids: str, finalized_months: str, drafts: str) -> str:
     """ISSUED: lines of ledger documents not voided (with their document number), plus the draft lines of
-    billing months before ``month`` that are not finalized (pending drafts: no document number yet)."""
+    billing months before ``month`` that are not finalized (pending drafts: no document number yet), of the
+    accounts billed (step ``billed_accounts``: a run over a shard of accounts reads only their lines)."""
     return f"""
     SELECT {ISSUED_COLUMNS}, d.document_number, false AS voided
     FROM {document_lines} d
     WHERE d.document_id NOT IN (SELECT document_id FROM {voids})
+      AND d.account_id IN (SELECT account_id FROM billed_accounts)
     UNION ALL BY NAME
     SELECT {ISSUED_COLUMNS}, CAST(NULL AS VARCHAR) AS document_number, false AS voided
     FROM {drafts}
-    WHERE billing_month < {month} AND billing_month NOT IN (SELECT billing_month FROM {finalized_months})"""
+    WHERE billing_month < {month} AND billing_month NOT IN (SELECT billing_month FROM {finalized_months})
+      AND account_id IN (SELECT account_id FROM billed_accounts)"""
 
 
 def voided_lines(document_lines: str, voids: str) -> str:
-    """Lines of voided ledger documents: what a re-bill after the void corrects (reason VOIDED)."""
+    """Lines of voided ledger documents of the accounts billed: what a re-bill after the void corrects (reason VOIDED)."""
     return f"""
     SELECT {ISSUED_COLUMNS}, d.document_number, true AS voided
     FROM {document_lines} d
-    WHERE d.document_id IN (SELECT document_id FROM {voids})"""
+    WHERE d.document_id IN (SELECT document_id FROM {voids})
+      AND d.account_id IN (SELECT account_id FROM billed_accounts)"""
 
 
-def settlement_months(month: str, lookback_months: int) -> str:
-    """One row: the first billing month ever issued (``go_live``: the run's month when nothing was), the first
+def settlement_months(month: str, lookback_months: int, document_lines: str, finalized_months: str, drafts: str) -> str:
+    """One row: the first billing month ever issued over all accounts (``go_live``: the first month of a ledger
+    line, voided or not, or of a pending draft before ``month``; the run's month when there is none), the first
     month whose differences are billed (``bill_from_month``, the lookback) and the first month whose
     differences are looked at (``report_from_month``: one more lookback, reported as BEYOND_LOOKBACK)."""
     return f"""
     SELECT go_live,
            greatest(go_live, CAST({month} - to_months({lookback_months}) AS DATE)) AS bill_from_month,
            greatest(go_live, CAST({month} - to_months({2 * lookback_months}) AS DATE)) AS report_from_month
-    FROM (SELECT coalesce(min(billing_month), {month}) AS go_live
-          FROM (SELECT billing_month FROM issued_lines UNION ALL SELECT billing_month FROM voided_lines))"""
+    FROM (SELECT coalesce(least((SELECT min(billing_month) FROM {document_lines}),
+                                (SELECT min(billing_month) FROM {drafts} WHERE billing_month < {month}
+                                   AND billing_month NOT IN (SELECT billing_month FROM {finalized_months}))),
+                          {month}) AS go_live)"""
 
 
 def billed_accounts(month: str, accounts: str, customers: str, credit_note_customer_types: tuple[str, ...]) -> str:

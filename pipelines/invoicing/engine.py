@@ -100,11 +100,12 @@ def _settlement_steps(con: duckdb.DuckDBPyConnection, month: str, inputs: dict[s
     i = {**INPUT_DEFAULTS, **inputs}
     products, plans = live(con, i["products"]), live(con, i["plans"])
     return {
-        "issued_lines": issued_lines(month, i["document_lines"], i["voids"], i["finalized_months"], i["billed"]),
-        "voided_lines": voided_lines(i["document_lines"], i["voids"]),
-        "settlement_months": settlement_months(month, lookback_months),
         "billed_accounts": billed_accounts(month, live(con, i["accounts"]), live(con, i["customers"]),
                                            tuple(credit_note_customer_types)),
+        "issued_lines": issued_lines(month, i["document_lines"], i["voids"], i["finalized_months"], i["billed"]),
+        "voided_lines": voided_lines(i["document_lines"], i["voids"]),
+        "settlement_months": settlement_months(month, lookback_months, i["document_lines"], i["finalized_months"],
+                                               i["billed"]),
         "settled_accounts": settled_accounts(),
         "due_horizons": due_horizons(),
         "account_tax_rates": account_tax_rates(live(con, i["tax_rates"])),
