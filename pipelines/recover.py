@@ -47,7 +47,7 @@ class PoolWaitTimeout(Exception):
 
 def pool_wait_seconds() -> float:
     """``$TALLY_POOL_WAIT_SECONDS`` (default 1800): how long a run waits for a live holder of the pool."""
-    return float(os.environ.get(POOL_WAIT_ENV, DEFAULT_POOL_WAIT_SECONDS))
+    return float(os.environ.get(POOL_WAIT_ENV, DEFAULT_POOL_WAIT_SECONDS))  # float ok: seconds
 
 
 def _proc_stat(pid: int) -> list[str]:

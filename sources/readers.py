@@ -640,7 +640,7 @@ def _typed(e: pl.Expr, raw_dtype: pl.DataType, target: pl.DataType, sql_type: st
         return e.dt.date()
     if isinstance(target, pl.Date) and raw_dtype.is_integer():
         return e.cast(pl.Int32).cast(pl.Date)
-    if target.is_integer() and raw_dtype.is_float():
+    if target.is_integer() and raw_dtype.is_float():  # float ok: an integer column extracted as float (never money: DECIMAL goes through _decimal)
         return pl.when(e == e.floor()).then(e).cast(target, strict=False)
     if target.is_numeric() and raw_dtype.is_numeric():
         return e.cast(target, strict=False)

@@ -29,7 +29,7 @@ from tests.pipeline import failed_checks, run_bill_cycle, run_finalize, run_inge
 from warehouse.ddl import create_tables
 from warehouse.fixtures import create_table_with_rows
 from warehouse.tables import TABLES
-from warehouse.writer import WriteRefused, append
+from warehouse.writer import WriteRefused, append, write
 
 NOV, DEC = date(2025, 11, 1), date(2025, 12, 1)
 LEDGER_TABLES = [name for name in TABLES if name.startswith("ledger.")]
@@ -256,6 +256,23 @@ def test_append_writes_ledger_tables_only_and_checks_the_contract():
     with pytest.raises(WriteRefused, match="total: DECIMAL\\(18,6\\) has 6 decimal places"):
         append(con, [("ledger.voids", row.with_columns(pl.col("total").cast(pl.Decimal(18, 6))))])
     assert con.execute("SELECT count(*) FROM ledger.voids").fetchone()[0] == 1  # neither refused append wrote anything
+
+
+def test_write_never_replaces_ledger_rows():
+    """write() with a ``where`` deletes before it inserts: refused on any LEDGER table (ledger, raw, audit), nothing written."""
+    con = duckdb.connect()
+    create_tables(con, ["billing.invoices", "ledger.voids", "audit.ingested_files"])
+    row = pl.DataFrame({"document_id": ["INV-AC1-20251201"], "document_number": ["INV-2025-000001"], "document_type": ["INVOICE"],
+                        "account_id": [1], "currency": ["USD"], "total": [D("26.81")], "reason": ["r"], "voided_on": [NOV],
+                        "voided_at": [datetime(2025, 12, 2)]},
+                       schema_overrides={"total": pl.Decimal(18, 4)})
+    assert write(con, [("ledger.voids", row, None)]) == {"ledger.voids": 1}  # appending is allowed
+    for where in ("true", "document_id = 'INV-AC1-20251201'"):
+        with pytest.raises(WriteRefused, match="refused to replace rows of ledger.voids: LEDGER tables are append only"):
+            write(con, [("billing.invoices", con.table("billing.invoices"), "true"), ("ledger.voids", row, where)])
+    with pytest.raises(WriteRefused, match="audit.ingested_files"):
+        write(con, [("audit.ingested_files", con.table("audit.ingested_files"), "true")])
+    assert con.execute("SELECT count(*) FROM ledger.voids").fetchone()[0] == 1
 
 
 # --- the jobs, through Dagster -------------------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def snapshot_path(warehouse: Path) -> Path:
 
 def lock_wait_seconds() -> float:
     """``$TALLY_LOCK_WAIT_SECONDS`` (default 300): how long to wait for another process's lock on the file."""
-    return float(os.environ.get(LOCK_WAIT_ENV, "300"))
+    return float(os.environ.get(LOCK_WAIT_ENV, "300"))  # float ok: seconds
 
 
 def lock_holder(error: duckdb.IOException) -> str | None:

@@ -107,7 +107,11 @@ def write(
     ``?`` placeholders of each ``where``. A relation source must be built on ``con``; it is
     evaluated inside the transaction, after the deletes of earlier writes in the list. A source
     that does not fit its table's contract is refused (:class:`WriteRefused`) and nothing is written.
+    A LEDGER table is only ever appended to: a write with a ``where`` on one is refused, before anything is written.
     """
+    rewritten = [t for t, _, where in writes if where is not None and contract_table(t).kind == LEDGER]
+    if rewritten:
+        raise WriteRefused(f"refused to replace rows of {', '.join(rewritten)}: LEDGER tables are append only")
     counts: dict[str, int] = {}
     con.execute("BEGIN TRANSACTION")
     try:
