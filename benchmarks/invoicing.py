@@ -1,9 +1,10 @@
 """Invoicing benchmark: ``python -m benchmarks.invoicing --accounts 1000000``.
 
 Settles and finalizes one billing month for N accounts, as the bill cycle and the finalize job do,
-and prints time and peak memory per step. The warehouse is a real one (``warehouse.migrations``)
-in ``benchmarks/data/invoicing_<N>.duckdb``, filled set-based in SQL (deterministic: every value
-is a function of the account number):
+and prints wall time, CPU time (the process's, all threads: steadier than wall on shared cores) and
+peak memory per step. The warehouse is a real one (``warehouse.migrations``) in
+``benchmarks/data/invoicing_<N>.duckdb``, filled set-based in SQL (deterministic: every value is a
+function of the account number):
 
 * N accounts (80 % USD, 20 % EUR; 20 % on bill cycle day 15, 5 % quarterly), each with a mobile
   subscription (1/3 on the dearer plan) and 60 % also with broadband in a 10 % bundle; 2 % of the
@@ -203,11 +204,11 @@ def run(n: int, threads: int) -> dict:
         fill_rated_usage(con, month)
     out = {"accounts": n, "threads": threads, "setup_seconds": time.perf_counter() - t0, "months": []}
     for month in MONTHS:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         settle(con, month)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         finalize(con, month)
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), time.process_time()
         lines, invoices, notes = con.execute(
             "SELECT (SELECT count(*) FROM ledger.document_lines WHERE billing_month = $1), "
             "count(*) FILTER (WHERE document_type = 'INVOICE'), count(*) FILTER (WHERE document_type = 'CREDIT_NOTE') "
@@ -215,6 +216,7 @@ def run(n: int, threads: int) -> dict:
         totals = con.execute("SELECT currency, sum(total) FROM ledger.documents WHERE billing_month = ? GROUP BY 1 ORDER BY 1",
                              [month]).fetchall()
         out["months"].append({"month": month.isoformat(), "settle_seconds": t1 - t0, "finalize_seconds": t2 - t1,
+                              "settle_cpu_seconds": c1 - c0, "finalize_cpu_seconds": c2 - c1,
                               "lines": lines, "invoices": invoices, "credit_notes": notes,
                               "totals": {c: str(t) for c, t in totals}})
     out["peak_rss_mb"] = peak_rss_mb()
@@ -237,8 +239,11 @@ def report(res: dict) -> None:
           f" peak RSS {res['peak_rss_mb']:,.0f} MB")
     for m in res["months"]:
         total = m["settle_seconds"] + m["finalize_seconds"]
-        print(f"  {m['month'][:7]}: settle {m['settle_seconds']:6.2f} s  finalize {m['finalize_seconds']:6.2f} s"
-              f"  = {total:6.2f} s   {m['invoices']:,} invoices, {m['credit_notes']:,} credit notes, {m['lines']:,} lines"
+        cpu = m["settle_cpu_seconds"] + m["finalize_cpu_seconds"]
+        print(f"  {m['month'][:7]}: settle {m['settle_seconds']:6.2f} s ({m['settle_cpu_seconds']:.1f} CPU-s)"
+              f"  finalize {m['finalize_seconds']:6.2f} s ({m['finalize_cpu_seconds']:.1f} CPU-s)"
+              f"  = {total:6.2f} s ({cpu:.1f} CPU-s)   {m['invoices']:,} invoices, {m['credit_notes']:,} credit notes,"
+              f" {m['lines']:,} lines"
               f" ({res['accounts'] / total:,.0f} accounts/s)  totals {m['totals']}")
 
 

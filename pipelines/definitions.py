@@ -25,8 +25,21 @@ ingest_job = dg.define_asset_job(
 )
 bill_cycle_job = dg.define_asset_job(
     "bill_cycle",
-    selection=dg.AssetSelection.groups("bill_cycle"),  # partitioned by billing_month, as its assets are
-    description="Rate usage, build draft invoices and recognize revenue for a billing month (or a range, in one run).",
+    # partitioned by billing_month, as its assets are; the revenue step is not partitioned (pipelines/assets/revenue.py)
+    selection=dg.AssetSelection.groups("bill_cycle") | dg.AssetSelection.assets(revenue.revenue),
+    description="Rate usage, build draft invoices and recompute revenue for a billing month (or a range, in one run).",
+)
+revenue_job = dg.define_asset_job(
+    "revenue",
+    selection=dg.AssetSelection.assets(revenue.revenue),
+    description="Recompute the revenue tables of the open accounting months from the ledger (run it after finalize and "
+                "apply_payments) and check them: schedules, allocations, journals, reconciliations, closed months unchanged.",
+)
+close_month_job = dg.define_asset_job(
+    "close_month",
+    selection=dg.AssetSelection.groups("revenue"),
+    description="Close an accounting month (config: month, YYYY-MM, the first open month, its billing month finalized): "
+                "post its revenue and journal, never to be changed, then recompute the revenue tables.",
 )
 finalize_job = dg.define_asset_job(
     "finalize",
@@ -48,12 +61,13 @@ defs = policy.apply(
     dg.Definitions.merge(
         policy.in_group("ingest", ingest.defs),
         policy.in_group("state", state.defs),
-        policy.in_group("bill_cycle", rating.defs, invoicing.defs, revenue.defs, publish.defs),
+        policy.in_group("bill_cycle", rating.defs, invoicing.defs, publish.defs),
+        policy.in_group("revenue", revenue.defs),
         policy.in_group("ledger", documents.defs),
         policy.in_group("ledger", ledger.defs),
         policy.in_group("receivables", receivables.defs),
         dg.Definitions(
-            jobs=[ingest_job, bill_cycle_job, finalize_job, void_document_job, apply_payments_job],
+            jobs=[ingest_job, bill_cycle_job, finalize_job, void_document_job, apply_payments_job, revenue_job, close_month_job],
             sensors=[recover_dead_runs_sensor],
             resources=default_resources(),
             # Every step writes the warehouse, so the writer pool runs them one at a time anyway: one process per

@@ -7,14 +7,16 @@ instance from ``DAGSTER_HOME``, so the runs show in ``make ui`` afterwards.
 The generator writes every batch into a deliveries folder (default: ``deliveries`` next to the
 landing zone). For each month M: M's batch lands (copied with its modification times, the delivery
 order), then the jobs finance runs at month end: ``ingest``, ``bill_cycle`` for M, ``finalize`` for
-M and ``apply_payments`` (docs/operations.md, "Month end"). A month already finalized is skipped, so
-a second demo adds nothing. Then the first month's bill cycle is re-run, to show that nothing issued
-changes, and the summary is printed.
+M, ``apply_payments``, ``revenue`` and ``close_month`` for M (docs/operations.md, "Month end"). A month
+already finalized and closed is skipped, so a second demo adds nothing. Then the first month's bill
+cycle is re-run, to show that nothing issued or closed changes, and the summary is printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -30,6 +32,7 @@ from pipelines.documents import documents_dir
 from pipelines.documents.files import document_path
 from pipelines.ledger import changed_documents, number_gaps
 from pipelines.recover import recover_dead_runs, worker_tags
+from pipelines.revenue.checks import changed_closed_months
 from warehouse.connection import connect, default_landing_dir, default_warehouse_path, snapshot_path
 
 BATCH_DATE = re.compile(r"-(\d{4})-(\d{2})-\d{2}")  # <entity>-<YYYY-MM-DD>[-NNN]...: the extract's batch date
@@ -40,7 +43,10 @@ inv AS (
     SELECT billing_month, currency, count(*) AS invoices, sum(net_total) AS billed, sum(tax_total) AS tax, sum(total) AS total
     FROM billing.invoices GROUP BY ALL
 ),
-rev AS (SELECT billing_month, currency, recognized_in_month, deferred_revenue FROM revenue.deferred_balances),
+rev AS (
+    SELECT accounting_month AS billing_month, currency, recognized + corrections AS recognized_in_month, deferred_revenue
+    FROM revenue.deferred_rollforward
+),
 cur AS (SELECT billing_month, currency FROM inv UNION SELECT billing_month, currency FROM rev)
 SELECT strftime(m.billing_month, '%Y-%m') AS month, c.currency,
        coalesce(i.invoices, 0) AS invoices, coalesce(i.billed, 0) AS billed_net, coalesce(i.tax, 0) AS tax,
@@ -108,6 +114,18 @@ FROM ledger.document_numbers GROUP BY ALL ORDER BY ALL
 """
 
 # Per finalized month: invoices and credit notes issued, with their first and last numbers.
+# One closed month, per currency: its deferred revenue roll-forward and its trial balance (posted).
+ROLLFORWARD_SQL = """
+SELECT currency, opening_net_deferred, billings, recognized, corrections, closing_net_deferred, deferred_revenue, unbilled_ar,
+       contract_assets
+FROM revenue.deferred_rollforward WHERE accounting_month = $month ORDER BY currency
+"""
+TRIAL_BALANCE_SQL = """
+SELECT currency, account, opening_balance, debits, credits, closing_balance
+FROM revenue.trial_balance WHERE accounting_month = $month AND (opening_balance <> 0 OR debits <> 0 OR credits <> 0)
+ORDER BY currency, account
+"""
+
 FINALIZED_SQL = """
 SELECT f.billing_month, list((kind, n, first, last) ORDER BY kind DESC)
 FROM ledger.finalized_months f
@@ -158,13 +176,36 @@ ORDER BY on_date, entry DESC, document_number
 """
 
 # What re-running a finalized month must leave as it was: every issued document (number, content hash), the
-# lines issued, the months finalized, and the month's drafts (a finalized month's drafts are never rewritten).
+# lines issued, the months finalized, the months closed (their content hashes), and the month's drafts (a
+# finalized month's drafts are never rewritten).
 RERUN_FINGERPRINT_SQL = """
 SELECT (SELECT count(*) FROM ledger.documents), (SELECT count(*) FROM ledger.document_lines),
        (SELECT md5(coalesce(string_agg(document_number || ':' || content_hash, ',' ORDER BY document_number), '')) FROM ledger.documents),
        (SELECT count(*) FROM ledger.finalized_months),
+       (SELECT md5(coalesce(string_agg(accounting_month || ':' || content_hash, ',' ORDER BY accounting_month), '')) FROM revenue.closed_months),
        (SELECT md5(coalesce(string_agg(line_id || ':' || total_amount, ',' ORDER BY line_id), '')) FROM billing.invoice_lines WHERE billing_month = $month)
 """
+
+
+def sample_stamp(args: argparse.Namespace) -> dict:
+    """What made the sample: the options and a hash of the generator and the record contract."""
+    root = Path(__file__).resolve().parents[1]
+    code = hashlib.sha256(b"".join((root / f).read_bytes() for f in ("sources/generator.py", "sources/entities.py")))
+    return {"customers": args.customers, "months": args.months, "start": args.start, "seed": args.seed,
+            "generator_sha256": code.hexdigest()}
+
+
+def check_sample_stamp(path: Path, stamp: dict, deliveries: Path, landing: Path) -> None:
+    """Refuse to go on with a sample made by another generator version or other options (it would mix two samples)."""
+    made = any(p.is_file() for d in (deliveries, landing) if d.exists() for p in d.rglob("*"))
+    if not made:
+        return
+    previous = json.loads(path.read_text()) if path.exists() else None
+    if previous != stamp:
+        why = "no record of how it was made" if previous is None else ", ".join(
+            f"{k} {previous.get(k)} -> {v}" for k, v in stamp.items() if previous.get(k) != v)
+        raise SystemExit(f"The demo data in {path.parent} was made by another generator or other options ({why}).\n"
+                         f"Start over with `make clean demo` (this deletes the demo's warehouse and Dagster history).")
 
 
 def batches_by_month(deliveries: Path) -> dict[date, list[Path]]:
@@ -192,30 +233,43 @@ def land(files: list[Path], deliveries: Path, landing: Path) -> int:
     return landed
 
 
+def _rows_if_table(warehouse: Path, schema: str, table: str, sql: str) -> list[tuple]:
+    """The rows of ``sql`` when the warehouse exists and has ``schema.table`` (a warehouse before its migration may not)."""
+    if not warehouse.exists():
+        return []
+    with connect(warehouse, read_only=True) as con:
+        if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?", [schema, table]).fetchone()[0]:
+            return []
+        return con.execute(sql).fetchall()
+
+
 def finalized_months(warehouse: Path) -> dict[date, str]:
     """Billing months already finalized, with what each issued: e.g. "40 invoices (INV-2025-000038 … INV-2025-000077), 2 credit notes (…)"."""
-    if not warehouse.exists():
-        return {}
-    with connect(warehouse, read_only=True) as con:
-        if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'ledger' AND table_name = 'finalized_months'").fetchone()[0]:
-            return {}
-        rows = con.execute(FINALIZED_SQL).fetchall()
     return {month: ", ".join(f"{n} {kind}" + (f" ({first} … {last})" if n else "") for kind, n, first, last in issued)
-            for month, issued in rows}
+            for month, issued in _rows_if_table(warehouse, "ledger", "finalized_months", FINALIZED_SQL)}
+
+
+def closed_months(warehouse: Path) -> dict[date, str]:
+    """Accounting months already closed, with what each posted: e.g. "1,234 revenue rows, 56 journal lines"."""
+    rows = _rows_if_table(warehouse, "revenue", "closed_months",
+                          "SELECT accounting_month, recognized_rows, journal_lines FROM revenue.closed_months")
+    return {month: f"{recognized:,} revenue rows, {lines:,} journal lines" for month, recognized, lines in rows}
 
 
 def rerun_finalized_month(month: date, instance: dg.DagsterInstance, warehouse: Path) -> None:
-    """Re-run ``month``'s bill cycle after it was finalized: nothing issued and none of its drafts may change."""
+    """Re-run ``month``'s bill cycle after it was finalized and closed: nothing issued or posted, and none of its
+    drafts, may change."""
     with connect(warehouse, read_only=True) as con:
         before = con.execute(RERUN_FINGERPRINT_SQL, {"month": month}).fetchone()
     _run("bill_cycle", instance, month)
     with connect(warehouse, read_only=True) as con:
         after = con.execute(RERUN_FINGERPRINT_SQL, {"month": month}).fetchone()
-        problems = changed_documents(con) + number_gaps(con)
+        problems = changed_documents(con) + number_gaps(con) + changed_closed_months(con)
     if after != before or problems:
-        sys.exit(f"re-running bill_cycle for {month:%Y-%m} changed what was issued: {before} -> {after}; {problems}")
+        sys.exit(f"re-running bill_cycle for {month:%Y-%m} changed what was issued or closed: {before} -> {after}; {problems}")
     print(f"Re-ran bill_cycle for {month:%Y-%m} (finalized): its drafts and the {before[0]} documents issued "
-          f"({before[1]} lines) are unchanged, content hashes recomputed, numbers gapless")
+          f"({before[1]} lines) are unchanged, content hashes recomputed, numbers gapless; the months closed are "
+          f"unchanged (their hashes recomputed)")
 
 
 def _root_cause(error) -> str:
@@ -225,11 +279,12 @@ def _root_cause(error) -> str:
     return error.message.strip()
 
 
-def _run(job_name: str, instance: dg.DagsterInstance, partition: date | None = None) -> None:
-    """Run a job in this process; a failed run or a failed ERROR check stops the demo, a failed WARN check is shown."""
+def _run(job_name: str, instance: dg.DagsterInstance, partition: date | None = None, ops: dict | None = None) -> None:
+    """Run a job in this process (``ops``: its ops' config); a failed run or a failed ERROR check stops the demo, a
+    failed WARN check is shown."""
     from pipelines.definitions import defs
 
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}, "ops": ops or {}}
     result = defs.resolve_job_def(job_name).execute_in_process(  # this process is the run's worker (pipelines/recover.py)
         instance=instance, raise_on_error=False, run_config=quiet, tags=worker_tags(),
         partition_key=partition.isoformat() if partition else None,
@@ -249,10 +304,18 @@ def _run(job_name: str, instance: dg.DagsterInstance, partition: date | None = N
 
 
 def run_month(month: date, instance: dg.DagsterInstance, warehouse: Path) -> None:
-    """Month end for ``month``: ingest what landed, bill, finalize, apply the payments received."""
+    """Month end for ``month``: ingest what landed, bill, finalize, apply the payments received, then close it."""
     for job, partition in (("ingest", None), ("bill_cycle", month), ("finalize", month), ("apply_payments", None)):
         _run(job, instance, partition)
     print(f"         finalized: {finalized_months(warehouse)[month]}")
+    close(month, instance, warehouse)
+
+
+def close(month: date, instance: dg.DagsterInstance, warehouse: Path) -> None:
+    """Recompute revenue from the ledger as it now stands, then close accounting ``month`` (its billing month is finalized)."""
+    _run("revenue", instance)
+    _run("close_month", instance, ops={"revenue_close": {"config": {"month": f"{month:%Y-%m}"}}})
+    print(f"         closed:    {closed_months(warehouse)[month]}")
 
 
 def _money(amount, cur: str) -> str:
@@ -301,6 +364,33 @@ def print_summary(warehouse: Path, months: list[date]) -> None:
           f"records read {files[3]}, quarantined {files[4]} (audit.quarantine).")
 
 
+def print_closed_month(warehouse: Path) -> None:
+    """The latest closed month, per currency: its deferred revenue roll-forward and its trial balance."""
+    with connect(warehouse, read_only=True) as con:
+        (month,) = con.execute("SELECT max(accounting_month) FROM revenue.closed_months").fetchone()
+        if month is None:
+            return
+        rollforward = con.execute(ROLLFORWARD_SQL, {"month": month}).fetchall()
+        balances = con.execute(TRIAL_BALANCE_SQL, {"month": month}).fetchall()
+    head = (f"{'cur':<4} {'opening':>13} {'billings':>13} {'recognized':>13} {'corrections':>12} {'closing':>13} "
+            f"{'deferred rev.':>14} {'unbilled AR':>12} {'contract ast.':>13}")
+    print(f"\nDeferred revenue roll-forward, {month:%Y-%m} (closed): opening + billings - recognized - corrections = closing "
+          "net deferred\n(= deferred revenue - unbilled AR - contract assets)")
+    print(head)
+    print("-" * len(head))
+    for cur, *amounts in rollforward:
+        opening, billings, recognized, corrections, closing, deferred, unbilled, assets = (_money(a, cur) for a in amounts)
+        print(f"{cur:<4} {opening:>13} {billings:>13} {recognized:>13} {corrections:>12} {closing:>13} {deferred:>14} "
+              f"{unbilled:>12} {assets:>13}")
+    head = f"{'cur':<4} {'account':<24} {'opening':>14} {'debits':>14} {'credits':>14} {'closing':>14}"
+    print(f"\nTrial balance, {month:%Y-%m} (closed; balances debit positive, each currency's closing sums to 0)")
+    print(head)
+    print("-" * len(head))
+    for cur, account, *amounts in balances:
+        opening, debits, credits, closing = (_money(a, cur) for a in amounts)
+        print(f"{cur:<4} {account:<24} {opening:>14} {debits:>14} {credits:>14} {closing:>14}")
+
+
 def print_example(warehouse: Path) -> None:
     """One invoice (its HTML file) and its account's ledger history."""
     with connect(warehouse, read_only=True) as con:
@@ -337,6 +427,8 @@ def main(argv: list[str] | None = None) -> None:
     first = date.fromisoformat(args.start + "-01")
     months = [add_months(first, i) for i in range(args.months)]
 
+    stamp = sample_stamp(args)
+    check_sample_stamp(landing.parent / "sample.json", stamp, deliveries, landing)
     if any(p.is_file() for p in deliveries.rglob("*")):
         print(f"Using the sample deliveries in {deliveries}")
     elif landing.exists() and any(landing.iterdir()):
@@ -346,22 +438,28 @@ def main(argv: list[str] | None = None) -> None:
 
         print(f"Generating the sample deliveries in {deliveries} ({args.customers} customers, {args.months} months, seed {args.seed})")
         generate_landing_zone(deliveries, customers=args.customers, start_month=args.start, months=args.months, seed=args.seed)
+        (landing.parent / "sample.json").write_text(json.dumps(stamp, indent=1) + "\n")
     batches = batches_by_month(deliveries) if deliveries.exists() else {}
 
     instance = dg.DagsterInstance.get()
     for recovered in recover_dead_runs(instance):  # a killed earlier run never blocks this one
         print(recovered)
-    print(f"Month by month: the batch lands in {landing}, then ingest, bill_cycle, finalize, apply_payments")
+    print(f"Month by month: the batch lands in {landing}, then ingest, bill_cycle, finalize, apply_payments, revenue, close_month")
     for month in months:
         landed = land(batches.get(month, []), deliveries, landing)
         if done := finalized_months(warehouse).get(month):
-            print(f"{month:%Y-%m}:  {landed} files landed; finalized already ({done}): skipped")
+            if month in closed_months(warehouse):
+                print(f"{month:%Y-%m}:  {landed} files landed; finalized already ({done}; closed): skipped")
+                continue
+            print(f"{month:%Y-%m}:  {landed} files landed; finalized already ({done})")
+            close(month, instance, warehouse)
             continue
         print(f"{month:%Y-%m}:  {landed} files landed")
         run_month(month, instance, warehouse)
 
     rerun_finalized_month(months[0], instance, warehouse)
     print_summary(warehouse, months)
+    print_closed_month(warehouse)
     print_example(warehouse)
     print(f"""
 Open the UI:            make ui   (Dagster webserver + daemon on http://127.0.0.1:3000, same warehouse)

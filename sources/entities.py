@@ -198,6 +198,20 @@ ENTITIES: dict[str, Entity] = {
             "A coupon redeemed by a billing account.",
         ),
         Entity(
+            "standalone_selling_prices", "catalog", ("ssp_id",),
+            (
+                _c("ssp_id", "BIGINT", "Id of this standalone selling price version.", False),
+                _c("product_id", "BIGINT", "Product priced.", False),
+                _c("currency", "VARCHAR", "ISO 4217 currency of ssp_amount.", False),
+                _c("ssp_amount", MONEY, "Standalone selling price: per unit for ONE_TIME products; per unit and MONTH of "
+                   "service for SUBSCRIPTION products (what the product sells for on its own).", False),
+                _c("effective_from", "DATE", "First day the price applies (an obligation takes the price in force on "
+                   "its contract's inception).", False),
+                _c("effective_to", "DATE", "Day the price stops applying (exclusive); NULL = open."),
+            ),
+            "Effective-dated standalone selling prices (SSP) for revenue allocation (docs/revenue.md).",
+        ),
+        Entity(
             "tax_rates", "catalog", ("tax_rate_id",),
             (
                 _c("tax_rate_id", "BIGINT", "Tax rate id.", False),
@@ -221,6 +235,8 @@ ENTITIES: dict[str, Entity] = {
                    False, ("CREATED", "CONFIRMED", "PAYMENT_FAILED", "FAILED", "CANCELLED")),
                 _c("effective_date", "DATE", "Day the order takes effect on the services (UTC).", False),
                 _c("created_at", "TIMESTAMP", "When the order was placed (UTC)."),
+                _c("contract_term_months", "INTEGER", "NEW_SERVICE orders: the committed term in months (e.g. 24 for a "
+                   "handset sold with a 24-month plan); NULL = month to month, no commitment."),
             ),
             "Orders from order management.",
         ),

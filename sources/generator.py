@@ -11,10 +11,12 @@ Layout (``docs/cdc-extracts.md``)::
     <out>/<system>/<entity>/<entity>-<YYYY-MM-DD>[-NNN].<ext>
 
 * the snapshot batch, dated the first day of the start month: the catalog as ``op: r`` (plans
-  with monthly, quarterly and yearly recurring charges, bundles, tax rates, coupons);
+  with monthly, quarterly and yearly recurring charges, bundles, tax rates, coupons, standalone
+  selling prices);
 * one batch per month, dated the month's last day: every change of that month (Debezium JSON
   lines for crm / catalog / orders / payments; Parquet + CSV for usage, ``-NNN`` numbered):
-  customers, orders, coupon redemptions, payments (some refunded), catalog changes, usage.
+  customers, orders (a few committed for 12 or 24 months, some of those with a subsidized phone),
+  coupon redemptions, payments (some refunded), catalog changes, usage.
 
 Scale: customers are simulated in blocks (``block_customers``), usage is generated vectorised in
 chunks of at most ``chunk_rows`` events, one file per chunk, so memory stays bounded for 1M
@@ -107,6 +109,15 @@ BUNDLE_CHANGE = (2, "0.120000")  # Triple Play's discount becomes 12 % on day 15
 YEARLY_PRODUCT, YEARLY_MONTHS_CHARGED, YEARLY_SHARE = 4, 10, 0.30  # share of stand-alone Broadband 100 sales
 QUARTERLY_CHARGE = ("priority_support", BUSINESS, "30.00")  # Business Connect support, USD per quarter, in advance
 ADDED_PRICE_BASE = 7000  # price ids of the yearly fee and priority support: 7000 + product·10 + currency
+# Standalone selling prices (revenue allocation, docs/revenue.md), one per product and currency from the sample's start:
+# a one-time product's list price; a service's per month (Business Connect: its monthly fee plus priority support's
+# monthly equivalent, a third of the quarterly fee). Sold on their own, the bundles' mobile lines fetch a little more
+# than list and their broadband a little less (factor on the list price), so a relative-SSP allocation moves bundle
+# revenue from broadband to mobile. ids 5000 + product·10 + currency.
+SSP_BASE, SSP_FACTOR = 5000, {2: Decimal("1.05"), 3: Decimal("1.05"), 4: Decimal("0.95"), 5: Decimal("0.95")}
+# Mobile M (USD)'s SSP follows its price change: a new version (id 6000 + product·10 + currency) from day 15 of month 2,
+# keyed on day 10 (the old version gets effective_to).
+SSP_CHANGE = (2, "USD", 6000)
 # coupon_id, code, name, discount_type, percent_off, (currency, amount_off), duration, duration_periods, products
 COUPONS = [
     (1, "WELCOME20", "Welcome offer: 20 % off your first bill", "PERCENT", "0.200000", None, "ONCE", None, ()),
@@ -125,6 +136,12 @@ BACKDATED_DISCONNECT_SHARE, BACKDATED_ACTIVATION_SHARE, REVERSED_ORDER_SHARE = 0
 # Per customer and batch, uniform draws for them: [0] activation keyed late?, [1] the day it is keyed, [2] order
 # reversed?, [3] the day a change is keyed, [4] the disconnect's effective day, [5:] each service disconnected?
 LATE_DRAWS, LATE_SERVICE = 10, 5
+# Committed contracts (orders.contract_term_months; NULL = month to month): a phone sold with a mobile package is on a
+# 24-month plan at a subsidized price for SUBSIDIZED_PHONE_SHARE of those customers (and, per block, for the first of
+# them joining each month), at one of SUBSIDIZED_PHONE_PRICES (USD, converted like the catalog); of the other new
+# customers TERM_SHARES commit to 12 or 24 months. Two uniform draws per customer decide it, a stream of their own.
+SUBSIDIZED_PHONE_SHARE, SUBSIDIZED_PHONE_PRICES = 0.15, ("99.00", "0.00")
+TERM_SHARES = ((12, 0.02), (24, 0.02))
 # tax_rate_id, country, state, name, rate
 TAX_RATES = [
     (1, "US", "CA", "CA sales tax", "0.072500"), (2, "US", "NY", "NY sales tax", "0.040000"),
@@ -161,6 +178,11 @@ CUSTOMER_BASE, ACCOUNT_BASE, SUB_BASE = 10_000_000, 20_000_000, 30_000_000
 ORDER_BASE, ITEM_BASE, PAYMENT_BASE, REDEMPTION_BASE = 40_000_000, 50_000_000, 60_000_000, 70_000_000
 UNKNOWN_SUB_BASE = 99_000_000
 LSN_BATCH, LSN_BLOCK, LSN_STEP = 1 << 40, 1 << 32, 8
+# Each entity's number in its LSNs and fault stream: the first sample's entities in name order, the ones added later
+# after them, so adding an entity moves no other entity's records. At most 16 (an entity's LSN range is LSN_BLOCK / 16).
+ADDED_ENTITIES = ("standalone_selling_prices",)
+ENTITY_NO = {name: no for no, name in enumerate([*sorted(set(ENTITIES) - set(ADDED_ENTITIES)), *ADDED_ENTITIES])}
+assert set(ENTITY_NO) == set(ENTITIES) and len(ENTITY_NO) <= 16
 
 
 def _plan_id(product_id: int, currency: str) -> int:
@@ -279,10 +301,10 @@ def _write_debezium(ctx: _Ctx, batch: int, block: int, entity: str, changes: lis
     if not changes:
         return None
     e = ENTITIES[entity]
-    rng = ctx.rng(7, batch + 1, block, sorted(ENTITIES).index(entity))
+    rng = ctx.rng(7, batch + 1, block, ENTITY_NO[entity])
     changes = sorted(changes, key=lambda c: (c.ts, c.op == "t"))
     encode = _encoder(e.system in ISO_SYSTEMS)
-    base = (batch + 1) * LSN_BATCH + block * LSN_BLOCK + sorted(ENTITIES).index(entity) * (LSN_BLOCK // 16)
+    base = (batch + 1) * LSN_BATCH + block * LSN_BLOCK + ENTITY_NO[entity] * (LSN_BLOCK // 16)
     lines = []
     for i, ch in enumerate(changes):
         lines.append(_envelope(ch, e.system, base + (i + 1) * LSN_STEP, encode))
@@ -447,6 +469,7 @@ def _catalog(ctx: _Ctx) -> dict[int, list[_Change]]:
     _bundles(cat)
     _tax_rates(cat)
     _coupons(cat)
+    _standalone_selling_prices(cat)
     return cat.by_batch
 
 
@@ -533,6 +556,30 @@ def _coupons(cat: _CatalogChanges) -> None:
             cat.snapshot("coupon_products", dict(coupon_product_id=coupon_id * 100 + i + 1, coupon_id=coupon_id, product_id=pid))
 
 
+def _ssp(product_id: int, list_price: str) -> str:
+    """A product's standalone selling price per unit (and month, for a service) at ``list_price`` (SSP_FACTOR)."""
+    return str((Decimal(list_price) * SSP_FACTOR.get(product_id, Decimal(1))).quantize(Decimal("0.01")))
+
+
+def _standalone_selling_prices(cat: _CatalogChanges) -> None:
+    """An SSP per product and currency in force from the sample's start; Mobile M (USD)'s re-estimated in month 2
+    after its price change (SSP_CHANGE)."""
+    ctx, since = cat.ctx, _days(cat.ctx.start)
+    _, support_product, quarterly_usd = QUARTERLY_CHARGE
+    for pid, _, _, _, _, prices in PRODUCTS:
+        for cur in CURRENCIES:
+            monthly = Decimal(prices[cur]) + (Decimal(_px(quarterly_usd, cur)) / 3 if pid == support_product else 0)
+            row = dict(ssp_id=SSP_BASE + pid * 10 + CURRENCIES.index(cur), product_id=pid, currency=cur,
+                       ssp_amount=_ssp(pid, str(monthly)), effective_from=since, effective_to=None)
+            cat.snapshot("standalone_selling_prices", row)
+            if (pid, cur) == SSP_CHANGE[:2] and ctx.months >= 2:
+                ts, changed = ctx.month_bounds(1)[0] + 9 * DAY + 9 * HOUR, _days(add_months(ctx.start, 1)) + 14
+                cat.add(1, ts, "standalone_selling_prices", "u", row, {**row, "effective_to": changed})
+                cat.add(1, ts + 1_000_000, "standalone_selling_prices", "c", None, {
+                    **row, "ssp_id": SSP_CHANGE[2] + pid * 10 + CURRENCIES.index(cur),
+                    "ssp_amount": _ssp(pid, PRICE_CHANGE[(pid, cur)]), "effective_from": changed})
+
+
 # ---------------------------------------------------------------------------------------------
 # CRM + orders + payments: simulated per customer, in blocks
 
@@ -587,6 +634,7 @@ class _Customer:
     joined: int  # µs
     r: np.ndarray  # 12 uniform draws deciding its account, orders and devices
     late: np.ndarray  # (months, LATE_DRAWS) uniform draws deciding the changes keyed late, per batch
+    offer: np.ndarray  # 2 uniform draws deciding its contract term and its phone's subsidy
     package: list[tuple[int, int | None]]  # (product, bundle) of its NEW_SERVICE order
     currency: str
     is_biz: bool
@@ -601,6 +649,8 @@ class _Customer:
     activated: int = 0  # day (µs) its services take effect
     ordered: int = 0  # when (µs) its confirmed NEW_SERVICE order was keyed: its services are known from then
     device_order: dict | None = None  # that order's row as confirmed, when it sold a phone
+    term: int | None = None  # its NEW_SERVICE orders' contract_term_months (None: month to month)
+    phone_price: str | None = None  # the phone's agreed unit price when subsidized (None: its list price)
     confirmed_orders: int = 0
     changed: set[int] = field(default_factory=set)  # subscriptions a CHANGE order was placed for
     closed: bool = False
@@ -620,6 +670,7 @@ class _BlockDraws:
     pkg: np.ndarray
     u: np.ndarray  # (count, 12) uniform draws: _Customer.r
     late: np.ndarray  # (count, months, LATE_DRAWS) uniform draws: _Customer.late (a stream of their own)
+    offer: np.ndarray  # (count, 2) uniform draws: _Customer.offer (a stream of their own)
 
     @classmethod
     def draw(cls, ctx: _Ctx, block: int, count: int) -> _BlockDraws:
@@ -636,6 +687,7 @@ class _BlockDraws:
             pkg=rng.choice(len(PACKAGES), size=count, p=pkg_w / pkg_w.sum()),
             u=rng.random((count, 12)),
             late=ctx.rng(9, block).random((count, ctx.months, LATE_DRAWS)),
+            offer=ctx.rng(10, block).random((count, 2)),
         )
 
 
@@ -679,16 +731,18 @@ def _new_customer(b: _Block, d: _BlockDraws, i: int, n: int) -> _Customer:
                 credit_limit="5000.0000" if is_biz else "500.0000", currency=cur, status="ACTIVE",
                 created_at=joined + MINUTE)
     b.emit(joined + MINUTE, "billing_accounts", "c", "account_id", None, acct)
-    return _Customer(n=n, join_month=int(d.join_month[i]), joined=joined, r=r, late=d.late[i], package=PACKAGES[d.pkg[i]][1], currency=cur,
-                     is_biz=is_biz, first_name=fn, last_name=ln, postal_prefix=pc, customer=cust, account=acct)
+    return _Customer(n=n, join_month=int(d.join_month[i]), joined=joined, r=r, late=d.late[i], offer=d.offer[i],
+                     package=PACKAGES[d.pkg[i]][1], currency=cur, is_biz=is_biz, first_name=fn, last_name=ln, postal_prefix=pc, customer=cust, account=acct)
 
 
 def _place_order(b: _Block, c: _Customer, ts: int, otype: str, items: list[dict], final_status: str, effective_ts: int) -> dict:
-    """An order CREATED at ``ts`` with its items, then moved to ``final_status`` 40 to 100 minutes later; its row."""
+    """An order CREATED at ``ts`` with its items, then moved to ``final_status`` 40 to 100 minutes later; its row.
+    A NEW_SERVICE order carries the customer's contract term."""
     b.orders_placed += 1
     oid = ORDER_BASE + c.n * 20 + b.orders_placed
     o = dict(order_id=oid, order_number=f"ORD-{oid}", account_id=c.account["account_id"], order_type=otype, status="CREATED",
-             effective_date=(effective_ts // DAY), created_at=ts)
+             effective_date=(effective_ts // DAY), created_at=ts,
+             contract_term_months=c.term if otype == "NEW_SERVICE" else None)
     b.emit(ts, "orders", "c", "order_id", None, o)
     for j, it in enumerate(items):
         row = dict(order_item_id=ITEM_BASE + (oid - ORDER_BASE) * 10 + j + 1, order_id=oid, **it)
@@ -706,9 +760,10 @@ def _service_item(sub: list) -> dict:
                 quantity=1, unit_price=None)
 
 
-def _one_time_item(product_id: int, currency: str) -> dict:
+def _one_time_item(product_id: int, currency: str, unit_price: str | None = None) -> dict:
+    """One unit of a one-time product at ``unit_price`` (default: its list price in ``currency``)."""
     return dict(product_id=product_id, plan_id=None, bundle_id=None, subscription_id=None, quantity=1,
-                unit_price=dict(PRODUCTS[product_id - 1][5])[currency])
+                unit_price=PRODUCTS[product_id - 1][5][currency] if unit_price is None else unit_price)
 
 
 def _package_subs(c: _Customer, first_no: int) -> list[list]:
@@ -721,19 +776,42 @@ def _package_subs(c: _Customer, first_no: int) -> list[list]:
     return [[SUB_BASE + c.n * 20 + no, pid, bundle, plan(pid, bundle)] for no, (pid, bundle) in enumerate(c.package, start=first_no)]
 
 
+def _sells_phone(c: _Customer) -> bool:
+    """A phone is sold with a quarter of the mobile packages."""
+    return any(p in MOBILE for p, _ in c.package) and c.r[5] < 0.25
+
+
 def _new_service_items(c: _Customer, subs: list[list]) -> list[dict]:
-    """The services' items, a phone for a quarter of mobile packages, and the activation fee."""
+    """The services' items, a phone for a quarter of mobile packages (at the customer's price), and the activation fee."""
     items = [_service_item(s) for s in subs]
-    if any(p in MOBILE for p, _ in c.package) and c.r[5] < 0.25:
-        items.append(_one_time_item(DEVICE, c.currency))
+    if _sells_phone(c):
+        items.append(_one_time_item(DEVICE, c.currency, c.phone_price))
     items.append(_one_time_item(ACTIVATION, c.currency))
     return items
 
 
+def _contract_offer(b: _Block, c: _Customer) -> None:
+    """The customer's term and phone price (SUBSIDIZED_PHONE_SHARE, TERM_SHARES), counted in the summary by the
+    orders confirmed with them: ``orders_subsidized_device``, ``orders_term_<n>_months``."""
+    term_draw, price_draw = c.offer
+    if _sells_phone(c):
+        if b.inject("orders_subsidized_device", c.join_month, term_draw, SUBSIDIZED_PHONE_SHARE):
+            c.term = 24
+            c.phone_price = _px(SUBSIDIZED_PHONE_PRICES[int(price_draw * len(SUBSIDIZED_PHONE_PRICES))], c.currency)
+    else:
+        shares = np.cumsum([share for _, share in TERM_SHARES])
+        pick = int(np.searchsorted(shares, term_draw, side="right"))
+        c.term = TERM_SHARES[pick][0] if pick < len(TERM_SHARES) else None
+    if c.term:
+        b.ctx.summary[f"orders_term_{c.term}_months"] += 1
+
+
 def _first_orders(b: _Block, c: _Customer) -> None:
-    """A failed attempt for one customer in ten, then the confirmed NEW_SERVICE order; a few of them keyed
-    early in the next month, effective the day the customer joined (a backdated activation)."""
+    """A failed attempt for one customer in ten, then the confirmed NEW_SERVICE order, both on the customer's
+    contract offer; a few of them keyed early in the next month, effective the day the customer joined (a
+    backdated activation)."""
     t_order = c.joined + 5 * MINUTE
+    _contract_offer(b, c)
     if c.r[6] < 0.10:  # a failed attempt first: never creates services
         status = ("PAYMENT_FAILED", "FAILED", "CANCELLED")[int(c.r[7] * 3) % 3]
         _place_order(b, c, t_order, "NEW_SERVICE", _new_service_items(c, _package_subs(c, 15)), status, t_order)

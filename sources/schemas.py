@@ -2,9 +2,10 @@
 
 One :class:`pandera.polars.DataFrameSchema` per entity: the column dtypes (from the SQL types),
 nullability, closed value sets (``Column.allowed`` → ``isin``) and a few domain checks
-(bill cycle day 1..31, non-negative prices and quantities, a usage quantity below
-``MAX_USAGE_QUANTITY``, positive payment amounts, ISO codes, JSON columns that hold the JSON
-object or array the rating engine reads, effective ranges that do not end before they start,
+(bill cycle day 1..31, non-negative prices, standalone selling prices and quantities, a usage
+quantity below ``MAX_USAGE_QUANTITY``, positive payment amounts and contract terms, ISO codes,
+JSON columns that hold the JSON object or array the rating engine reads, effective ranges
+(plan charges, tax rates, standalone selling prices) that do not end before they start,
 coupons with a percent in (0, 1], a positive amount or number of periods, and the columns their
 kind needs: percent_off for PERCENT, amount_off and currency for FIXED, duration_periods for REPEATING).
 
@@ -103,6 +104,8 @@ def _domain_checks() -> dict[tuple[str, str], list[pa.Check]]:
         ("tax_rates", "rate"): [pa.Check.in_range(zero, one, error="not in 0..1")],
         ("order_items", "quantity"): [pa.Check.ge(1, error="is not positive (must be >= 1)")],
         ("order_items", "unit_price"): [pa.Check.ge(zero, error="is negative (must be >= 0)")],
+        ("orders", "contract_term_months"): [pa.Check.ge(1, error="is not positive (must be >= 1)")],
+        ("standalone_selling_prices", "ssp_amount"): [pa.Check.ge(zero, error="is negative (must be >= 0)")],
         ("payments", "amount"): [pa.Check.gt(zero, error="is not positive (must be > 0)")],
         ("coupons", "percent_off"): [pa.Check.in_range(zero, one, include_min=False, error="not in (0..1]")],
         ("coupons", "amount_off"): [pa.Check.gt(zero, error="is not positive (must be > 0)")],
@@ -138,7 +141,7 @@ def _required_when(column: str, when: str, value: str) -> pa.Check:
 
 def _frame_checks(entity_name: str) -> list[pa.Check]:
     """Checks across columns of a row: effective ranges, and the columns a coupon's kind needs."""
-    ranges = {"plan_charges": [("effective_from", "effective_to")], "tax_rates": [("effective_from", "effective_to")]}
+    ranges = {entity: [("effective_from", "effective_to")] for entity in ("plan_charges", "tax_rates", "standalone_selling_prices")}
     required = {"coupons": [("percent_off", "discount_type", "PERCENT"), ("amount_off", "discount_type", "FIXED"),
                             ("currency", "discount_type", "FIXED"), ("duration_periods", "duration", "REPEATING")]}
     return ([_range_check(a, b) for a, b in ranges.get(entity_name, [])]

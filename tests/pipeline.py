@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.definitions import defs, finalize_job, void_document_job
+from pipelines.definitions import bill_cycle_job, close_month_job, defs, finalize_job, revenue_job, void_document_job
 from pipelines.resources import LandingZone, Warehouse
 
 
@@ -29,11 +29,11 @@ def run_ingest(warehouse: Path, landing: Path, instance: dg.DagsterInstance | No
 
 def run_bill_cycle(warehouse: Path, landing: Path, first: date, last: date | None = None,
                    instance: dg.DagsterInstance | None = None, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
-    """Materialize the bill_cycle group for one month, or a range of months in one run (a backfill)."""
+    """Materialize what the `bill_cycle` job runs for one month, or a range of months in one run (a backfill)."""
     last = last or first
     tags = {"dagster/asset_partition_range_start": first.isoformat(), "dagster/asset_partition_range_end": last.isoformat()}
     return dg.materialize(
-        _assets(), selection=dg.AssetSelection.groups("bill_cycle"), resources=_resources(warehouse, landing),
+        _assets(), selection=bill_cycle_job.selection, resources=_resources(warehouse, landing),
         instance=instance, tags=tags, raise_on_error=False, run_config=run_config,
     )
 
@@ -71,3 +71,26 @@ def run_apply_payments(warehouse: Path, landing: Path, instance: dg.DagsterInsta
         _assets(), selection=dg.AssetSelection.groups("receivables"), resources=_resources(warehouse, landing),
         instance=instance, raise_on_error=False,
     )
+
+
+def run_revenue(warehouse: Path, landing: Path, instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
+    """Materialize what the `revenue` job runs: the derived revenue tables and their checks."""
+    return dg.materialize(
+        _assets(), selection=revenue_job.selection, resources=_resources(warehouse, landing), instance=instance,
+        raise_on_error=False,
+    )
+
+
+def run_close_month(warehouse: Path, landing: Path, month: date | str,
+                    instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
+    """Materialize what the `close_month` job runs, closing accounting ``month`` (a date, or the config text YYYY-MM)."""
+    text = month if isinstance(month, str) else f"{month:%Y-%m}"
+    return dg.materialize(
+        _assets(), selection=close_month_job.selection, resources=_resources(warehouse, landing), instance=instance,
+        raise_on_error=False, run_config={"ops": {"revenue_close": {"config": {"month": text}}}},
+    )
+
+
+def step_failures(result: dg.ExecuteInProcessResult) -> list[str]:
+    """The error messages of the run's failed steps."""
+    return [e.event_specific_data.error.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]

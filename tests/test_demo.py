@@ -151,3 +151,14 @@ def test_a_second_demo_on_the_same_data_adds_nothing(first_demo):
 
 def test_the_demo_from_scratch_prints_the_same_summary(first_demo, tmp_path):
     assert summary(run_demo(tmp_path), tmp_path) == summary(first_demo[1], first_demo[0])  # same seed, same numbers
+
+
+def test_a_demo_with_other_options_on_existing_data_refuses_and_changes_nothing(first_demo):
+    tmp_path, _ = first_demo
+    before = ledger_rows(tmp_path / "warehouse.duckdb")
+    done = subprocess.run([sys.executable, "-m", "pipelines.demo", "--customers", "60", "--months", str(len(MONTHS)),
+                           "--seed", "43"], env=demo_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert "was made by another generator or other options (seed 42 -> 43)" in done.stderr, done.stderr[-2000:]
+    assert "make clean demo" in done.stderr
+    assert ledger_rows(tmp_path / "warehouse.duckdb") == before

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from domain import install_macros
 from domain.money import div_round, minor_unit, prorated, round_money
 from domain.periods import Period, month_literal, next_period, period_billed_in, period_containing
-from domain.recognition import recognized_through
+from domain.allocation import largest_remainder, largest_remainder_sql
+from domain.recognition import recognized_share, recognized_through
 from domain.tax import TaxRate, select_tax_rate, tax_jurisdiction
 
 
@@ -220,3 +221,51 @@ def test_month_literal_refuses_a_day_that_is_not_the_first():
     assert month_literal(date(2025, 3, 1)) == "DATE '2025-03-01'"
     with pytest.raises(ValueError, match="first day"):
         month_literal(date(2025, 3, 2))
+
+
+@pytest.mark.parametrize(
+    "obligation, part, whole, currency, expected",
+    [
+        ("10.00", "300", "400", "USD", "7.50"),  # 10 x 300/400
+        ("447.07", "30", "720", "USD", "18.63"),  # 447.07 x 30/720 = 18.6279...
+        ("-10.00", "2.5", "7", "USD", "-3.57"),  # -3.5714... half away from zero
+        ("10.00", "9", "4", "USD", "10.00"),  # part clamped to the whole
+        ("100", "1", "3", "JPY", "33"),
+        ("1.000", "1", "3", "KWD", "0.333"),
+    ],
+)
+def test_recognized_share_twin_equals_sql(con, obligation, part, whole, currency, expected):
+    assert recognized_share(Decimal(obligation), Decimal(part), Decimal(whole), currency) == Decimal(expected)
+    assert con.execute("SELECT recognized_share(CAST(? AS DECIMAL(18,4)), CAST(? AS DECIMAL(38,10)), "
+                       "CAST(? AS DECIMAL(38,10)), ?)", [obligation, part, whole, currency]).fetchone()[0] == Decimal(expected)
+
+
+@pytest.mark.parametrize(
+    "total, weights, currency, expected",
+    [
+        ("819.00", ["599", "720"], "USD", ["371.93", "447.07"]),  # 371.9302..., 447.0697...: the cent to .0697
+        ("62.98", ["25", "45"], "USD", ["22.49", "40.49"]),  # floors 22.49 + 40.48, remainders .28 < .71
+        ("10.00", ["1", "1", "1"], "USD", ["3.34", "3.33", "3.33"]),  # ties: the first member
+        ("-7", ["0", "0"], "JPY", ["-4", "-3"]),  # no weights: equal shares; a negative total negated
+    ],
+)
+def test_largest_remainder_twin_equals_sql(con, total, weights, currency, expected):
+    assert largest_remainder(Decimal(total), [Decimal(w) for w in weights], currency) == [Decimal(x) for x in expected]
+    assert _largest_remainder_in_sql(con, total, weights, currency) == [Decimal(x) for x in expected]
+
+
+def _largest_remainder_in_sql(con, total, weights, currency):
+    rows = ", ".join(f"({i}, CAST('{w}' AS DECIMAL(38,10)))" for i, w in enumerate(weights))
+    members = f"(SELECT 1 AS g, i, w, CAST('{total}' AS DECIMAL(18,4)) AS total, '{currency}' AS cur FROM (VALUES {rows}) v(i, w))"
+    return [r[0] for r in con.execute(f"SELECT allocated FROM ({largest_remainder_sql(members, 'g', 'w', 'total', 'cur', 'i')}) "
+                                      "ORDER BY i").fetchall()]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.decimals(min_value=Decimal("-99999.99"), max_value=Decimal("99999.99"), places=2),
+       st.lists(st.decimals(min_value=Decimal("0"), max_value=Decimal("5000"), places=4), min_size=1, max_size=6))
+def test_largest_remainder_sums_exactly_to_the_total(total, weights):
+    con = install_macros(duckdb.connect())
+    shares = _largest_remainder_in_sql(con, str(total), [str(w) for w in weights], "USD")
+    assert shares == largest_remainder(total, weights, "USD")
+    assert sum(shares) == total

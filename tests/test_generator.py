@@ -393,3 +393,58 @@ def test_changes_keyed_late_keep_their_share_per_block(tmp_path):
     assert blocks <= s["orders_backdated_disconnect"] <= blocks + 2 * 0.005 * services
     assert blocks <= s["orders_backdated_activation"] <= blocks + 2 * 0.003 * joined_in_january
     assert blocks <= s["orders_reversed"] <= blocks + 2 * 0.002 * devices + 1
+
+
+def test_standalone_selling_prices_per_product_and_currency_with_one_change(zone, read_all):
+    ssp = _final(read_all, "standalone_selling_prices")
+    products = _final(read_all, "products")
+    # every product in every currency the sample sells in, in force from the sample's start
+    opening = ssp.filter(pl.col("effective_from") == date(2025, 1, 1))
+    assert opening.select("product_id", "currency").sort("product_id", "currency").rows() == sorted(
+        (p, c) for p in products["product_id"] for c in ("USD", "GBP", "EUR"))
+    usd = dict(opening.filter(pl.col("currency") == "USD").select("product_id", "ssp_amount").rows())
+    assert usd[DEVICE_PRODUCT] == Decimal("599.00") and usd[8] == Decimal("25.00")  # the phone, the activation fee: list
+    assert usd[1] == Decimal("19.99")  # Mobile S: its monthly fee
+    assert usd[9] == Decimal("59.00")  # Business Connect per month: 49.00 + priority support 30.00 a quarter / 3
+    # bundle members on their own: mobile a little above list, broadband a little below
+    assert usd[2] == Decimal("31.49")  # Mobile M: 29.99 x 1.05 = 31.4895 -> 31.49
+    assert usd[4] == Decimal("37.99")  # Broadband 100: 39.99 x 0.95 = 37.9905 -> 37.99
+    assert usd[3] == Decimal("47.24") and usd[5] == Decimal("56.99")  # 44.99 x 1.05 = 47.2395; 59.99 x 0.95 = 56.9905
+    # Mobile M (USD) re-estimated after its price change: the old version ends where the new one starts
+    mobile_m = ssp.filter(pl.col("product_id") == 2, pl.col("currency") == "USD").sort("effective_from")
+    assert mobile_m.select("ssp_id", "ssp_amount", "effective_from", "effective_to").rows() == [
+        (5020, Decimal("31.49"), date(2025, 1, 1), date(2025, 2, 15)),
+        (6020, Decimal("34.64"), date(2025, 2, 15), None),  # 32.99 x 1.05 = 34.6395 -> 34.64
+    ]
+    assert ssp.height == 10 * 3 + 1
+    changes = _changes(read_all, "standalone_selling_prices").filter(pl.col("_op") != "r")
+    assert changes.select("_op", "ssp_id", _batch_month()).rows() == [("u", 5020, date(2025, 2, 1)),
+                                                                      ("c", 6020, date(2025, 2, 1))]
+
+
+def test_committed_orders_and_subsidized_phones(zone, read_all):
+    _, summary = zone
+    orders = _final(read_all, "orders")
+    items = _final(read_all, "order_items")
+    committed = orders.filter(pl.col("contract_term_months").is_not_null())
+    assert set(committed["order_type"]) == {"NEW_SERVICE"} and set(committed["contract_term_months"]) == {12, 24}
+    ever_confirmed = _changes(read_all, "orders").filter(pl.col("status") == "CONFIRMED").select("order_id").unique()
+    confirmed = committed.join(ever_confirmed, on="order_id")  # a reversed phone order ends PAYMENT_FAILED
+    # the 120 customers of seed 7: 3 confirmed 12-month orders, 7 24-month ones, each of these selling a phone
+    assert Counter(confirmed["contract_term_months"]) == {12: summary["orders_term_12_months"],
+                                                          24: summary["orders_term_24_months"]} == {12: 3, 24: 7}
+    phones = items.filter(pl.col("product_id") == DEVICE_PRODUCT).join(
+        orders.select("order_id", "status", "contract_term_months"), on="order_id")
+    subsidized = phones.filter(pl.col("unit_price") < Decimal("549.00"))  # below the cheapest list price (GBP)
+    # a phone sold with a 24-month plan is subsidized, at 99.00 or 0.00 (USD; 79.20 GBP, 89.10 EUR), any other at list
+    assert (subsidized["contract_term_months"] == 24).all()
+    assert set(subsidized["unit_price"]) <= {Decimal(p) for p in ("99.00", "79.20", "89.10", "0.00")}
+    assert phones.filter(pl.col("contract_term_months") == 24).height == subsidized.height
+    assert subsidized.join(ever_confirmed, on="order_id").height == summary["orders_subsidized_device"] == 7
+    assert subsidized.filter(pl.col("status") == "CONFIRMED").height == 5  # two of them reversed in the next batch
+    assert set(subsidized["unit_price"]) >= {Decimal("0.00"), Decimal("99.00")}
+    # month to month: most NEW_SERVICE orders; every CHANGE and DISCONNECT
+    new_service = orders.filter(pl.col("order_type") == "NEW_SERVICE")
+    assert new_service["contract_term_months"].null_count() > 0.9 * new_service.height
+    assert orders.filter(pl.col("order_type") != "NEW_SERVICE")["contract_term_months"].null_count() == \
+        orders.filter(pl.col("order_type") != "NEW_SERVICE").height

@@ -310,3 +310,62 @@ def test_a_plan_in_another_currency_than_the_account_is_an_order_exception(zone)
     assert query(warehouse, "SELECT order_item_id, reason FROM core.order_exceptions") == [(71, "PLAN_CURRENCY_MISMATCH")]
     assert query(warehouse, "SELECT count(*) FROM core.subscriptions") == [(0,)]
     assert query(warehouse, "SELECT count(*) FROM core.subscription_versions") == [(0,)]
+
+
+def ssp(ssp_id, amount, effective_from, effective_to=None, product_id=2):
+    return dict(ssp_id=ssp_id, product_id=product_id, currency="USD", ssp_amount=Decimal(amount),
+                effective_from=effective_from, effective_to=effective_to)
+
+
+def test_standalone_selling_prices_land_with_their_versions_and_a_bad_one_is_quarantined(zone):
+    landing, warehouse = zone
+    old = ssp(5020, "31.49", date(2025, 1, 1))
+    (DebeziumFile("standalone_selling_prices")
+        .snapshot(1, T, old).snapshot(2, T, ssp(5070, "599.00", date(2025, 1, 1), product_id=7))
+        .snapshot(3, T, ssp(5080, "-25.00", date(2025, 1, 1), product_id=8))                  # a negative price
+        .update(4, datetime(2025, 2, 10), old, {**old, "effective_to": date(2025, 2, 15)})     # the old version ends
+        .create(5, datetime(2025, 2, 10), ssp(6020, "34.64", date(2025, 2, 15)))              # where the new one starts
+        .create(6, datetime(2025, 2, 10), ssp(6021, "34.64", date(2025, 2, 15), date(2025, 2, 15)))  # an empty range
+        .write(landing, "standalone_selling_prices-2025-02-28.jsonl"))
+    result = run_ingest(warehouse, landing)
+    assert result.success and failed_checks(result) == []
+    assert query(warehouse, "SELECT entity, record_no, reason FROM audit.quarantine ORDER BY record_no") == [
+        ("standalone_selling_prices", 3, "ssp_amount: -25 is negative (must be >= 0)"),
+        ("standalone_selling_prices", 6, "effective_to is not after effective_from"),
+    ]
+    # the current catalog: one row per SSP version, effective-dated
+    assert query(warehouse, "SELECT ssp_id, product_id, ssp_amount, effective_from, effective_to "
+                            "FROM core.standalone_selling_prices ORDER BY ssp_id") == [
+        (5020, 2, Decimal("31.49"), date(2025, 1, 1), date(2025, 2, 15)),
+        (5070, 7, Decimal("599.00"), date(2025, 1, 1), None),
+        (6020, 2, Decimal("34.64"), date(2025, 2, 15), None),
+    ]
+    # the history keeps the version of 5020 that was open until the update
+    assert query(warehouse, "SELECT effective_to, valid_from, valid_to FROM core.standalone_selling_prices_history "
+                            "WHERE ssp_id = 5020 ORDER BY _position") == [
+        (None, T, datetime(2025, 2, 10)), (date(2025, 2, 15), datetime(2025, 2, 10), datetime(9999, 12, 31)),
+    ]
+
+
+def test_the_sample_lands_its_ssp_and_contract_terms_in_core(zone):
+    """The generator's catalog SSPs and committed orders reach core exactly as delivered."""
+    from sources.generator import generate_landing_zone
+
+    landing, warehouse = zone
+    summary = generate_landing_zone(landing, customers=40, start_month="2025-01", months=2, seed=7, redeliver=False)
+    assert run_ingest(warehouse, landing).success
+    # 10 products x 3 currencies, and Mobile M (USD)'s second version from 2025-02-15
+    assert query(warehouse, "SELECT count(*), count(*) FILTER (WHERE effective_to IS NOT NULL) "
+                            "FROM core.standalone_selling_prices") == [(31, 1)]
+    terms = query(warehouse, "SELECT o.contract_term_months, count(*) FROM core.orders o "
+                             "WHERE o.order_type = 'NEW_SERVICE' AND o.order_id IN "
+                             "(SELECT order_id FROM core.orders_history WHERE status = 'CONFIRMED') GROUP BY 1")
+    assert dict(terms).get(12, 0) == summary.get("orders_term_12_months", 0)
+    assert dict(terms)[24] == summary["orders_term_24_months"] > 0
+    assert query(warehouse, "SELECT count(*) FROM core.orders WHERE order_type <> 'NEW_SERVICE' "
+                            "AND contract_term_months IS NOT NULL") == [(0,)]
+    # the phones of the 24-month orders, subsidized
+    assert query(warehouse, "SELECT count(*), max(i.unit_price) < 549 FROM core.order_items i "
+                            "JOIN core.orders o USING (order_id) WHERE i.product_id = 7 AND o.contract_term_months = 24 "
+                            "AND o.order_id IN (SELECT order_id FROM core.orders_history WHERE status = 'CONFIRMED')") == [
+        (summary["orders_subsidized_device"], True)]

@@ -23,7 +23,7 @@ import polars as pl
 import pytest
 
 from pipelines.ledger import FinalizeRefused, VoidRefused, changed_documents, finalize, number_gaps, void
-from pipelines.ledger.finalize import DOCUMENT_COLUMNS, HEADER_HASHED
+from pipelines.ledger.finalize import DOCUMENT_COLUMNS, HEADER_HASHED, column_text
 from tests.extracts import DebeziumFile
 from tests.pipeline import failed_checks, run_bill_cycle, run_finalize, run_ingest, run_void
 from warehouse.ddl import create_tables
@@ -150,8 +150,21 @@ def test_the_hash_covers_every_header_column_but_when_and_by_which_run():
     assert set(DOCUMENT_COLUMNS) - set(HEADER_HASHED) == {"series", "issue_year", "sequence_no", "content_hash", "finalized_at", "run_id"}
 
 
+def test_a_wide_decimal_is_hashed_as_its_own_text():
+    """A DECIMAL(38,10) is rendered through DECIMAL(18,10) when it fits (|x| < 10^8): exactly CAST(x AS VARCHAR) on
+    both sides of that boundary, negative, zero, tiny, huge and NULL alike (so content hashes do not change)."""
+    values = ["99999999.9999999999", "-99999999.9999999999", "100000000", "-100000000.0000000001", "0",
+              "-0.0000000001", "12.34", "1234567890123456789012345678.0123456789", None]
+    got = duckdb.connect().execute(f"""
+        SELECT {column_text('x', 'DECIMAL(38,10)')}, CAST(x AS VARCHAR)
+        FROM (SELECT CAST(unnest(CAST(? AS VARCHAR[])) AS DECIMAL(38,10)) AS x)""", [values]).fetchall()
+    assert [fast for fast, _ in got] == [plain for _, plain in got]
+    assert got[0][0] == "99999999.9999999999" and got[2][0] == "100000000.0000000000" and got[-1][0] is None
+
+
 @pytest.mark.parametrize("tamper", [
     "UPDATE ledger.document_lines SET amount = 21.00 WHERE line_id = 'n1'",
+    "UPDATE ledger.document_lines SET amount_precise = 20.0000000001 WHERE line_id = 'n1'",
     "UPDATE ledger.document_lines SET description = 'Line n1 ' WHERE line_id = 'n1'",
     "UPDATE ledger.documents SET due_date = DATE '2026-02-01' WHERE document_number = 'INV-2025-000001'",
     "DELETE FROM ledger.document_lines WHERE line_id = 'n2'",

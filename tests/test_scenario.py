@@ -1,5 +1,6 @@
 """The bill cycle end to end: hand-built customers as CDC extracts, materialized through Dagster
-into a temporary DuckDB, every invoice line, tax, total and the revenue schedule asserted to the cent.
+into a temporary DuckDB, every invoice line, tax, total and the revenue recognized from the ledger asserted
+to the cent.
 
 Catalog (USD): Mobile S (plan 11): 20.00/month in advance + data GRADUATED (first 1000 MB at 0.01,
 beyond at 0.005); Mobile L (plan 21): 50.00/month + data PER_UNIT 0.002 beyond an included
@@ -9,7 +10,8 @@ NY 4 %. Accounts are calendar-monthly (bill cycle day 1) except G (day 15).
 
 Batch 1 lands before the January bill run, batch 2 (an upgrade, a disconnect, February usage)
 before February's, as in production: January's invoices billed February in advance without
-knowing about February's changes, so February's invoices carry the credits.
+knowing about February's changes, so February's invoices carry the credits. January is finalized
+(and its payments applied, the month end's order) before batch 2: revenue reads only the ledger.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ import duckdb
 import pytest
 from dagster._utils.test.data_versions import get_stale_status_resolver  # Dagster's own helper: the UI's stale status
 
+from pipelines.assets.policy import table_key
 from pipelines.definitions import defs
+from pipelines.revenue import DERIVED_TABLES
 from tests.extracts import DebeziumFile, write_usage
-from tests.pipeline import failed_checks, run_bill_cycle, run_finalize, run_ingest
+from tests.pipeline import failed_checks, run_apply_payments, run_bill_cycle, run_finalize, run_ingest
 
 JAN, FEB = date(2025, 1, 1), date(2025, 2, 1)
 T0 = datetime(2024, 12, 1)
@@ -150,7 +154,8 @@ def billed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("scenario")
     landing, warehouse = tmp / "landing", tmp / "warehouse.duckdb"
     land_batch_1(landing)
-    results = [run_ingest(warehouse, landing), run_bill_cycle(warehouse, landing, JAN)]
+    results = [run_ingest(warehouse, landing), run_bill_cycle(warehouse, landing, JAN), run_finalize(warehouse, landing, JAN),
+               run_apply_payments(warehouse, landing)]
     land_batch_2(landing)
     results += [run_ingest(warehouse, landing), run_bill_cycle(warehouse, landing, FEB)]
     for r in results:
@@ -288,42 +293,66 @@ def test_bill_cycle_day_15_and_failed_payment_order(billed):
     assert billed.execute("SELECT count(*) FROM billing.invoice_lines WHERE subscription_id = 5009").fetchone()[0] == 0
 
 
-def test_revenue_schedule_and_deferred_balance(billed):
-    # January recognizes January service, usage and one-time items:
-    #   20 + 12.51 (A) + 14.19 + 300 + 25 (B) + 20 (C) + 20 (D) + 18 + 36 (E) + 50 + 0 (F)
-    #   + G's [Jan 15, Feb 15) for 17 of 31 days: 29.99 * 17/31 = 16.4461... -> 16.45      = 532.15
-    # and defers what is billed in advance: 20 + 20 + 20 + 20 + 54 + 50 + (29.99 - 16.45) = 197.54.
-    # Billed: 52.51 + 359.19 + 40 + 40 + 108 + 100 + 29.99 = 729.69 = 532.15 + 197.54.
-    # February recognizes what January deferred (197.54), C's credit, upgrade and usage
-    # (-13.57 + 33.93 + 2 + 5.21 = 27.57), D's credit (-10.00) and 14 of 28 days of G's
-    # [Feb 15, Mar 15): 29.99 * 14/28 = 14.995 -> 15.00 (cumulative, half away from zero): 230.11.
-    # It bills 20 + 20 + 77.57 - 10 + 54 + 50 + 29.99 = 241.56 and defers March:
-    # 20 + 20 + 50 + 54 + 50 + (29.99 - 15.00) = 208.99. To date: 971.25 = 762.26 + 208.99.
-    rows = billed.execute(
-        "SELECT billing_month, billed_in_month, recognized_in_month, billed_to_date, recognized_to_date, deferred_revenue "
-        "FROM revenue.deferred_balances ORDER BY billing_month"
-    ).fetchall()
-    assert rows == [
-        (JAN, D("729.69"), D("532.15"), D("729.69"), D("532.15"), D("197.54")),
-        (FEB, D("241.56"), D("230.11"), D("971.25"), D("762.26"), D("208.99")),
+def test_revenue_from_the_ledger_billing_by_issue_date_revenue_by_service_month(billed):
+    # Revenue reads the ledger: January's 7 issued documents (net 729.69, tax is not revenue). February's drafts
+    # (C's upgrade, D's credit, March in advance) are not issued, so not revenue.
+    assert billed.execute("SELECT count(*) FROM revenue.performance_obligations o JOIN billing.invoice_lines l "
+                          "USING (line_id) WHERE l.billing_month = ?", [FEB]).fetchone() == (0,)
+    assert billed.execute("SELECT count(*), sum(billed_amount) FROM revenue.performance_obligations").fetchone() == \
+        (billed.execute("SELECT count(*) FROM ledger.document_lines").fetchone()[0], D("729.69"))
+    # B: the phone at delivery (Jan 10); the activation fee over the expected service term, 24 months (no
+    # commitment): [2025-01-10, 2027-01-10) = 730 days; the service by day. Issued Feb 1: billed in February.
+    assert billed.execute(
+        "SELECT obligation_kind, pattern, recognition_start, recognition_end, spread_days, billed_month, billed_amount "
+        "FROM revenue.performance_obligations WHERE account_id = 1002 ORDER BY recognition_start, billed_amount").fetchall() == [
+        ("SERVICE", "RATABLE", d(2025, 1, 10), FEB, 22, FEB, D("14.19")),
+        ("FEE", "RATABLE", d(2025, 1, 10), d(2027, 1, 10), 730, FEB, D("25.00")),
+        ("GOOD", "POINT_IN_TIME", d(2025, 1, 10), d(2025, 1, 11), 1, FEB, D("300.00")),
+        ("SERVICE", "RATABLE", FEB, d(2025, 3, 1), 28, FEB, D("20.00")),
     ]
-    g = billed.execute(
-        "SELECT l.service_start, r.billing_month, r.recognized_amount, r.cumulative_recognized, r.deferred_amount "
-        "FROM revenue.recognition r JOIN billing.invoice_lines l USING (line_id) WHERE l.account_id = 1007 ORDER BY 1, 2"
-    ).fetchall()
-    assert g == [
-        (d(2025, 1, 15), JAN, D("16.45"), D("16.45"), D("13.54")),
-        (d(2025, 1, 15), FEB, D("13.54"), D("29.99"), D("0.00")),
-        (d(2025, 2, 15), FEB, D("15.00"), D("15.00"), D("14.99")),
+    # The fee, cumulative: 25 * 22/730 = 0.7534 -> 0.75 (January); 25 * 50/730 = 1.7123 -> 1.71, 1.71 - 0.75 = 0.96
+    # (February); 25 * 81/730 = 2.7740 -> 2.77, 1.06 (March); ...; the 25.00 in full by 2027-01-10 (January 2027).
+    fee = billed.execute("SELECT s.service_month, s.scheduled_amount, s.cumulative_amount FROM revenue.schedule s "
+                         "JOIN revenue.performance_obligations o USING (obligation_id) "
+                         "WHERE o.account_id = 1002 AND o.obligation_kind = 'FEE' ORDER BY 1").fetchall()
+    assert fee[:3] == [(JAN, D("0.75"), D("0.75")), (FEB, D("0.96"), D("1.71")), (d(2025, 3, 1), D("1.06"), D("2.77"))]
+    assert (len(fee), fee[-1][0], sum(r[1] for r in fee)) == (25, d(2027, 1, 1), D("25.00"))
+    # G's [Jan 15, Feb 15), issued Jan 15 (billed in January), by service month: 29.99 * 17/31 = 16.4461 -> 16.45
+    # in January, 13.54 in February. A's data (consumed Jan 5 and Jan 20, a window inside January): 12.51 in January.
+    assert billed.execute("SELECT o.account_id, o.obligation_kind, o.billed_month, s.service_month, s.scheduled_amount "
+                          "FROM revenue.schedule s JOIN revenue.performance_obligations o USING (obligation_id) "
+                          "WHERE (o.account_id = 1001 AND o.obligation_kind = 'USAGE') OR o.account_id = 1007 "
+                          "ORDER BY 1, 4").fetchall() == [
+        (1001, "USAGE", FEB, JAN, D("12.51")), (1007, "SERVICE", JAN, JAN, D("16.45")), (1007, "SERVICE", JAN, FEB, D("13.54"))]
+    # January recognizes (by service month, whenever billed): A 20 + 12.51; B 14.19 + 300 + 0.75; C 20; D 20;
+    # E's bundle 18 + 36 (no SSP in the catalog: list prices, the 10 % already spread proportionally); F 50 + 0;
+    # G 16.45: 507.90 = MOBILE 154.70 (32.51 + 14.19 + 20 + 20 + 18 + 50) + BROADBAND 52.45 (36 + 16.45)
+    # + DEVICE 300.00 + FEE 0.75.
+    assert billed.execute("SELECT account, closing_balance FROM revenue.trial_balance WHERE accounting_month = ? "
+                          "AND account LIKE 'REVENUE:%' ORDER BY 1", [JAN]).fetchall() == [
+        ("REVENUE:BROADBAND", D("-52.45")), ("REVENUE:DEVICE", D("-300.00")), ("REVENUE:FEE", D("-0.75")),
+        ("REVENUE:MOBILE", D("-154.70"))]
+    # Billed in January: G's 29.99 only (the other invoices are dated Feb 1). At Jan 31 G's contract holds
+    # 29.99 - 16.45 = 13.54 deferred; the others recognized before they billed: unbilled AR
+    # 32.51 + 314.94 + 20 + 20 + 54 + 50 = 491.45; net 13.54 - 491.45 = -477.91 = 0 + 29.99 - 507.90.
+    # February bills 729.69 - 29.99 = 699.70 and recognizes January's documents' February service:
+    # 20 (A) + 20 (B) + 20 (C) + 20 (D) + 54 (E) + 50 (F) + 13.54 (G) + 0.96 (fee) = 198.50;
+    # -477.91 + 699.70 - 198.50 = 23.29 = the fee not yet recognized, 25 - 1.71 (B's contract liability).
+    assert billed.execute(
+        "SELECT accounting_month, opening_net_deferred, billings, recognized, corrections, closing_net_deferred, "
+        "deferred_revenue, unbilled_ar, contract_assets, month_status FROM revenue.deferred_rollforward ORDER BY 1").fetchall() == [
+        (JAN, D("0"), D("29.99"), D("507.90"), D("0"), D("-477.91"), D("13.54"), D("491.45"), D("0"), "OPEN"),
+        (FEB, D("-477.91"), D("699.70"), D("198.50"), D("0"), D("23.29"), D("23.29"), D("0"), D("0"), "OPEN"),
     ]
 
 
+REVENUE_TABLES = [f"SELECT * EXCLUDE (run_id) FROM {t}" if t == "revenue.open_journal_lines" else f"SELECT * FROM {t}"
+                  for t in DERIVED_TABLES]  # the open journal records the run that computed it
 SNAPSHOT_SQL = [
     "SELECT * FROM billing.invoice_lines ORDER BY line_id",
     "SELECT * FROM billing.invoices ORDER BY invoice_id",
     "SELECT * FROM billing.rated_usage ORDER BY rated_line_id",
-    "SELECT * FROM revenue.recognition ORDER BY billing_month, line_id",
-    "SELECT * FROM revenue.deferred_balances ORDER BY billing_month, currency",
+    *(f"{q} ORDER BY ALL" for q in REVENUE_TABLES),
 ]
 
 
@@ -340,7 +369,8 @@ def test_rerunning_ingest_and_a_month_changes_nothing(billed):
 
 
 BILL_CYCLE = [["billing", "rated_usage"], ["billing", "unrated_usage"], ["billing", "invoice_lines"], ["billing", "invoices"],
-              ["revenue", "recognition"], ["revenue", "deferred_balances"], ["warehouse_snapshot"]]
+              ["warehouse_snapshot"]]  # partitioned by billing_month
+REVENUE = [table_key(t).path for t in DERIVED_TABLES]  # the revenue step of the bill cycle: one unpartitioned asset
 
 
 @pytest.fixture(scope="module")
@@ -363,19 +393,24 @@ def rerun(tmp_path_factory):
     return Billed(warehouse, landing), ranged, before, after
 
 
-def _stale(instance) -> set[tuple[str, str]]:
-    """The (asset, month) of the bill cycle that Dagster shows as stale."""
+def _stale(instance) -> set[tuple[str, str | None]]:
+    """The (asset, month) of the bill cycle that Dagster shows as stale; (asset, None) for an unpartitioned one."""
     resolver = get_stale_status_resolver(instance, list(defs.assets))
     return {("/".join(key), f"{month:%Y-%m}") for key in BILL_CYCLE for month in (JAN, FEB)
-            if resolver.get_status(dg.AssetKey(key), month.isoformat()).value == "STALE"}
+            if resolver.get_status(dg.AssetKey(key), month.isoformat()).value == "STALE"} | \
+        {("/".join(key), None) for key in REVENUE if resolver.get_status(dg.AssetKey(key)).value == "STALE"}
 
 
 def test_rerunning_a_month_marks_the_next_month_stale(rerun):
     _, _, before, after = rerun
-    assert before == set()
-    # January was billed again: February's invoicing (which credits and settles what January billed) and February's
-    # revenue (which rolls January's balances forward) are stale; nothing of January is (its steps ran together).
-    assert after == {("billing/invoices", "2025-02"), ("revenue/deferred_balances", "2025-02")}
+    # The revenue tables are one unpartitioned asset, recomputed whole by every bill_cycle run (pipelines/assets/
+    # revenue.py): Dagster never shows them stale after a bill run, and shows no "February's revenue". The
+    # analysts' snapshot is partitioned by month and reads them: the run of one month leaves the other month's
+    # snapshot stale (it published the newer file).
+    assert before == {("warehouse_snapshot", "2025-01")}
+    # January was billed again: February's invoicing (which credits and settles what January billed) is stale, and
+    # February's snapshot; nothing of January is (its steps ran together).
+    assert after == {("billing/invoices", "2025-02"), ("warehouse_snapshot", "2025-02")}
 
 
 def _metadata(result, key, name):
@@ -392,8 +427,11 @@ def test_each_partition_of_a_range_run_reports_its_own_month(rerun):
     assert _metadata(ranged, ["billing", "invoice_lines"], "lines") == lines
     assert _metadata(ranged, ["billing", "invoices"], "invoices") == invoices
     assert _metadata(ranged, ["billing", "rated_usage"], "rated_lines") == rated
-    recognized = dict(billed.execute("SELECT CAST(billing_month AS VARCHAR), count(*) FROM revenue.recognition GROUP BY 1").fetchall())
-    assert _metadata(ranged, ["revenue", "recognition"], "rows") == recognized
+    # The revenue step is not partitioned: the range run recomputes it once, each table reporting its whole count
+    # (nothing is finalized in this fixture: no ledger documents, no revenue rows).
+    for table, key in zip(DERIVED_TABLES, REVENUE):
+        assert [e.partition for e in ranged.get_asset_materialization_events() if e.asset_key.path == key] == [None]
+        assert _metadata(ranged, key, "rows") == {None: billed.execute(f"SELECT count(*) FROM {table}").fetchone()[0]}
 
 
 # the lifecycle: January finalized, then late and backdated changes settle against the ledger ------------------
@@ -414,12 +452,13 @@ LEDGER_SQL = ["SELECT * FROM ledger.documents ORDER BY document_id", "SELECT * F
 
 @pytest.fixture(scope="module")
 def lifecycle(tmp_path_factory):
-    """Batch 1, January billed and finalized; batch 2 and the late changes land; February billed; then January and
-    February billed again."""
+    """Batch 1, January billed, finalized and its payments applied; batch 2 and the late changes land; February billed;
+    then January and February billed again."""
     tmp = tmp_path_factory.mktemp("lifecycle")
     landing, warehouse = tmp / "landing", tmp / "warehouse.duckdb"
     land_batch_1(landing)
-    runs = [run_ingest(warehouse, landing), run_bill_cycle(warehouse, landing, JAN), run_finalize(warehouse, landing, JAN)]
+    runs = [run_ingest(warehouse, landing), run_bill_cycle(warehouse, landing, JAN), run_finalize(warehouse, landing, JAN),
+            run_apply_payments(warehouse, landing)]  # the month end's order: the revenue checks reconcile AR with it
     state = Billed(warehouse, landing)
     issued = [state.execute(q).fetchall() for q in LEDGER_SQL]
     land_batch_2(landing)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 import polars as pl
@@ -109,3 +109,26 @@ def test_a_coupon_carries_what_its_kind_needs():
 def test_an_effective_range_ends_after_it_starts():
     rows = [_charge(effective_to=datetime(2025, 2, 1)), _charge(effective_to=datetime(2025, 1, 1))]
     assert _reasons("plan_charges", rows) == {1: "effective_to is not after effective_from"}
+
+
+def test_a_standalone_selling_price_is_not_negative_and_its_range_ends_after_it_starts():
+    ssp = dict(ssp_id=1, product_id=2, currency="USD", ssp_amount=Decimal("31.49"), effective_from=date(2025, 1, 1),
+               effective_to=None)
+    rows = [ssp, {**ssp, "ssp_amount": Decimal(0), "effective_to": date(2025, 2, 15)},  # a free product, a closed range
+            {**ssp, "ssp_amount": Decimal("-1.50")}, {**ssp, "effective_to": date(2025, 1, 1)},
+            {**ssp, "currency": "usd"}, {**ssp, "ssp_amount": None}]
+    assert _reasons("standalone_selling_prices", rows) == {
+        2: "ssp_amount: -1.5 is negative (must be >= 0)",
+        3: "effective_to is not after effective_from",
+        4: "currency: 'usd' is not an ISO 4217 code (3 upper-case letters)",
+        5: "ssp_amount: required value is null",
+    }
+
+
+def test_a_contract_term_is_at_least_a_month_when_set():
+    order = dict(order_id=1, order_number="O1", account_id=7, order_type="NEW_SERVICE", status="CONFIRMED",
+                 effective_date=date(2025, 1, 6), created_at=datetime(2025, 1, 5), contract_term_months=None)
+    rows = [order, {**order, "contract_term_months": 24}, {**order, "contract_term_months": 0},
+            {**order, "contract_term_months": -12}]
+    assert _reasons("orders", rows) == {2: "contract_term_months: 0 is not positive (must be >= 1)",
+                                        3: "contract_term_months: -12 is not positive (must be >= 1)"}

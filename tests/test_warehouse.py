@@ -1,5 +1,6 @@
 """The warehouse: every table declared once, commented, documented; the transactional, type-checking writer."""
 
+from calendar import monthrange
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +16,7 @@ from warehouse.tables import TABLES
 from warehouse.writer import WriteRefused, narrowing, write
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "warehouse.md"
-BALANCES = "revenue.deferred_balances"
+AGING = "billing.ar_aging"  # derived, partitioned by billing_month, money columns
 MAR, APR = date(2025, 3, 1), date(2025, 4, 1)
 
 
@@ -26,19 +27,19 @@ def con(tmp_path):
         yield c
 
 
-def balances(month: date, *currencies: str, billed: str = "1.00") -> pl.DataFrame:
-    """Rows of revenue.deferred_balances with the contract's types (Polars decimals of the column's scale)."""
+def aging(month: date, *currencies: str, open_ar: str = "1.00") -> pl.DataFrame:
+    """Rows of billing.ar_aging (account 1, one per currency) with the contract's types (Polars decimals of the column's scale)."""
     amount = pl.Decimal(18, 4)
     n = len(currencies)
     return pl.DataFrame({
-        "billing_month": [month] * n, "currency": list(currencies),
-        **{c: pl.Series([Decimal(billed)] * n, dtype=amount) for c in
-           ("billed_in_month", "recognized_in_month", "billed_to_date", "recognized_to_date", "deferred_revenue")},
+        "billing_month": [month] * n, "as_of": [month.replace(day=monthrange(month.year, month.month)[1])] * n, "account_id": [1] * n, "currency": list(currencies),
+        **{c: pl.Series([Decimal(open_ar)] * n, dtype=amount) for c in
+           ("current_amount", "days_1_30", "days_31_60", "days_61_90", "days_over_90", "open_ar", "account_credit")},
     })
 
 
-def rows(con, table=BALANCES):
-    return con.execute(f"SELECT billing_month, currency, billed_in_month FROM {table} ORDER BY 1, 2").fetchall()
+def rows(con, table=AGING):
+    return con.execute(f"SELECT billing_month, currency, open_ar FROM {table} ORDER BY 1, 2").fetchall()
 
 
 def test_the_warehouse_has_exactly_the_contract_tables_all_commented(con):
@@ -90,27 +91,27 @@ def test_narrowing_rules(source, target, refused):
 
 
 def test_write_replaces_only_the_window(con):
-    write(con, [(BALANCES, balances(MAR, "EUR", "USD"), None), (BALANCES, balances(APR, "USD"), None)])
-    n = write(con, [(BALANCES, balances(MAR, "GBP", billed="2.00"), "billing_month = ?")], [MAR])
-    assert n == {BALANCES: 1}
+    write(con, [(AGING, aging(MAR, "EUR", "USD"), None), (AGING, aging(APR, "USD"), None)])
+    n = write(con, [(AGING, aging(MAR, "GBP", open_ar="2.00"), "billing_month = ?")], [MAR])
+    assert n == {AGING: 1}
     assert rows(con) == [(MAR, "GBP", Decimal("2.00")), (APR, "USD", Decimal("1.00"))]
 
 
 def test_write_refuses_a_narrowing_cast_naming_table_and_column(con):
-    precise = con.sql("SELECT DATE '2025-03-01' AS billing_month, 'USD' AS currency, "
-                      "CAST(1.23456 AS DECIMAL(38,10)) AS billed_in_month, 0::DECIMAL(18,4) AS recognized_in_month, "
-                      "0::DECIMAL(18,4) AS billed_to_date, 0::DECIMAL(18,4) AS recognized_to_date, "
-                      "0::DECIMAL(18,4) AS deferred_revenue")
-    with pytest.raises(WriteRefused, match=r"revenue.deferred_balances: billed_in_month: DECIMAL\(38,10\) has 10 decimal places"):
-        write(con, [(BALANCES, precise, None)])
+    precise = con.sql("SELECT DATE '2025-03-01' AS billing_month, DATE '2025-03-31' AS as_of, 1::BIGINT AS account_id, "
+                      "'USD' AS currency, CAST(1.23456 AS DECIMAL(38,10)) AS open_ar, "
+                      + ", ".join(f"0::DECIMAL(18,4) AS {c}" for c in
+                                  ("current_amount", "days_1_30", "days_31_60", "days_61_90", "days_over_90", "account_credit")))
+    with pytest.raises(WriteRefused, match=r"billing.ar_aging: open_ar: DECIMAL\(38,10\) has 10 decimal places"):
+        write(con, [(AGING, precise, None)])
     assert rows(con) == []
 
 
 def test_write_refuses_unknown_and_missing_columns_and_tables_outside_the_contract(con):
     with pytest.raises(WriteRefused, match="surprise: not a column"):
-        write(con, [(BALANCES, balances(MAR, "USD").with_columns(pl.lit(1).alias("surprise")), None)])
+        write(con, [(AGING, aging(MAR, "USD").with_columns(pl.lit(1).alias("surprise")), None)])
     with pytest.raises(WriteRefused, match="currency: required"):
-        write(con, [(BALANCES, balances(MAR, "USD").drop("currency"), None)])
+        write(con, [(AGING, aging(MAR, "USD").drop("currency"), None)])
     con.execute("CREATE TABLE scratch (x INTEGER)")
     with pytest.raises(KeyError, match="not a table of the warehouse contract"):
         write(con, [("scratch", pl.DataFrame({"x": [1]}), None)])
@@ -118,16 +119,16 @@ def test_write_refuses_unknown_and_missing_columns_and_tables_outside_the_contra
 
 def test_failed_insert_rolls_back_the_delete(con):
     """The stock DuckDB IO manager deletes then inserts outside a transaction; ours keeps the old rows."""
-    write(con, [(BALANCES, balances(MAR, "USD"), None)])
-    bad = balances(MAR, "EUR").with_columns(pl.lit(None, dtype=pl.String).alias("currency"))  # NOT NULL violated
+    write(con, [(AGING, aging(MAR, "USD"), None)])
+    bad = aging(MAR, "EUR").with_columns(pl.lit(None, dtype=pl.String).alias("currency"))  # NOT NULL violated
     with pytest.raises(duckdb.ConstraintException):
-        write(con, [(BALANCES, bad, "billing_month = ?")], [MAR])
+        write(con, [(AGING, bad, "billing_month = ?")], [MAR])
     assert rows(con) == [(MAR, "USD", Decimal("1.00"))]
 
 
 def test_writes_in_one_call_are_atomic(con):
-    write(con, [(BALANCES, balances(MAR, "USD"), None)])
-    refused = balances(APR, "USD").with_columns(pl.col("billed_in_month").cast(pl.Float64))
+    write(con, [(AGING, aging(MAR, "USD"), None)])
+    refused = aging(APR, "USD").with_columns(pl.col("open_ar").cast(pl.Float64))
     with pytest.raises(WriteRefused):
-        write(con, [(BALANCES, balances(MAR, "EUR"), "true"), (BALANCES, refused, None)])
+        write(con, [(AGING, aging(MAR, "EUR"), "true"), (AGING, refused, None)])
     assert rows(con) == [(MAR, "USD", Decimal("1.00"))]

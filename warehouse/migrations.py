@@ -75,6 +75,14 @@ def drop_stored_macros(con: duckdb.DuckDBPyConnection, tables: Mapping[str, Tabl
         con.execute(f"DROP {'MACRO TABLE' if kind == 'table_macro' else 'MACRO'} {db}.{schema}.{name}")
 
 
+def drop_table(name: str) -> Callable[[duckdb.DuckDBPyConnection, Mapping[str, Table]], None]:
+    """A step dropping a DERIVED table the contract no longer has (ledger tables are never dropped)."""
+    def step(con: duckdb.DuckDBPyConnection, tables: Mapping[str, Table]) -> None:
+        assert name not in tables, f"{name} is still in the contract"
+        con.execute(f"DROP TABLE IF EXISTS {name}")
+    return step
+
+
 # Version 1 is the baseline: the contract as it stood when versioning started.
 def steps(*parts: Callable[[duckdb.DuckDBPyConnection, Mapping[str, Table]], None]) -> Callable[[duckdb.DuckDBPyConnection, Mapping[str, Table]], None]:
     """One migration made of several steps, applied in order (in the migration's transaction)."""
@@ -91,6 +99,11 @@ RECEIVABLES_TABLES = ("billing.rating_runs", "billing.settlement_review", "billi
 DRAFT_LINE_COLUMNS = ("service_month", "discount_pct", "coupon_id", "coupon_amount", "tax_point",
                       "reference_document_number", "adjustment_reason")
 DRAFT_HEADER_COLUMNS = ("document_type", "coupon_total", "tax_point")
+DROPPED_DERIVED_TABLES = ("revenue.recognition", "revenue.deferred_balances")
+"""Derived tables a migration dropped (recomputed by their successors from the ledger; no ledger row is ever dropped)."""
+REVENUE_TABLES = ("revenue.performance_obligations", "revenue.allocations", "revenue.schedule", "revenue.recognized",
+                  "revenue.journal_lines", "revenue.open_journal_lines", "revenue.trial_balance", "revenue.deferred_rollforward",
+                  "revenue.waterfall", "revenue.contract_balances", "revenue.closed_months")
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "SQL macros are installed per connection, no longer stored in the warehouse", drop_stored_macros),
@@ -106,6 +119,14 @@ MIGRATIONS: tuple[Migration, ...] = (
                       for suffix in ("_history", "")),
                     *(add_column(t, "billing_interval") for t in ("raw.plan_charges", "core.plan_charges_history",
                                                                     "core.plan_charges")))),
+    Migration(5, "revenue recognition to ASC 606: obligations, allocations, schedule, posted revenue and journals, "
+                 "roll-forward, waterfall, contract balances, trial balance, closed months; standalone selling prices; "
+                 "orders.contract_term_months",
+              steps(*(drop_table(t) for t in DROPPED_DERIVED_TABLES),
+                    *(add_table(t) for t in REVENUE_TABLES),
+                    add_table("raw.standalone_selling_prices"), add_table("core.standalone_selling_prices_history"),
+                    add_table("core.standalone_selling_prices"),
+                    *(add_column(t, "contract_term_months") for t in ("raw.orders", "core.orders_history", "core.orders")))),
 )
 
 

@@ -1,80 +1,126 @@
-"""Revenue: recognition per invoice line and deferred revenue, per accounting month."""
+"""Revenue (ASC 606 / IFRS 15, docs/revenue.md): the derived revenue tables of the open months, and closing a month.
+
+Not partitioned, deliberately. The derived tables are recomputed whole on every run, from the ledger (issued
+documents, voids, payment applications), the catalog and the closed months' posted rows: an open month's
+revenue depends on every document issued since (a credit note, a void, late usage booked as a correction), so no
+run recomputes "one month", and a billing_month partition would claim that re-running February leaves March's
+rows alone when it does not. Closed months are immutable by construction (posted tables, appended once by
+close_month, their hash checked on every run), which is what per-month partitions would otherwise protect.
+The bill_cycle job includes the revenue step (an unpartitioned asset runs once in a partitioned run); the
+revenue job runs it alone (after finalize and apply_payments, in the UI or a shell); the close_month job posts
+a month then runs it so that the month shows CLOSED.
+"""
 
 from datetime import date
 
 import dagster as dg
-import duckdb
 
-from pipelines.assets.policy import BILL_CYCLE_STEP, month_before, table_key
-from pipelines.partitions import each_month_then_check
+from pipelines.assets.policy import WAREHOUSE_STEP, table_key
 from pipelines.resources import Warehouse
-from pipelines.revenue.engine import deferred_balances, recognize
-from warehouse.writer import staged, write
+from pipelines.revenue import CHECKS, DERIVED_TABLES, CloseRefused, close_month, refresh, revenue_problems
 
-RECOGNITION = table_key("revenue.recognition")
-BALANCES = table_key("revenue.deferred_balances")
-LINES = table_key("billing.invoice_lines")
+INPUTS = [table_key(t) for t in (
+    "ledger.documents", "ledger.document_lines", "ledger.voids", "ledger.payment_applications", "ledger.finalized_months",
+    "core.products", "core.orders", "core.order_items", "core.subscriptions", "core.plan_charges", "core.bundles",
+    "core.standalone_selling_prices", "core.usage_events")]
+RECOGNIZED, JOURNAL, CLOSED = (table_key(t) for t in ("revenue.recognized", "revenue.journal_lines", "revenue.closed_months"))
+RECONCILED = [table_key(t) for t in ("billing.document_status", "billing.account_balances")]  # the AR and credit checks read them
+# close_month also reads the derived tables, which it recomputes first: not declared as deps (no cycle in the graph).
+
+OBLIGATIONS, ALLOCATIONS, SCHEDULE, OPEN_JOURNAL, CONTRACT_BALANCES, ROLLFORWARD, WATERFALL, TRIAL_BALANCE = (
+    table_key(t) for t in DERIVED_TABLES)
+DERIVED_SPECS = [  # each table's deps: what its rows are computed from (the write order is close.DERIVED_TABLES)
+    dg.AssetSpec(ALLOCATIONS, deps=INPUTS,
+                 description="Transaction price allocated by relative standalone selling price (bundles, committed contracts)."),
+    dg.AssetSpec(OBLIGATIONS, deps=[*INPUTS, ALLOCATIONS, JOURNAL, CLOSED],
+                 description="Performance obligations: every line of an issued or voided document, and committed contracts ended early."),
+    dg.AssetSpec(SCHEDULE, deps=[OBLIGATIONS, RECOGNIZED],
+                 description="Recognition schedule, obligation x month: scheduled, posted by closed months, open and the month it is booked in."),
+    dg.AssetSpec(OPEN_JOURNAL, deps=[OBLIGATIONS, SCHEDULE, JOURNAL],
+                 description="The double-entry journal of the open accounting months, as it stands (posted when the month closes)."),
+    dg.AssetSpec(CONTRACT_BALANCES, deps=[OBLIGATIONS, SCHEDULE, RECOGNIZED],
+                 description="Contract liabilities, unbilled receivables and contract assets per contract at each month end."),
+    dg.AssetSpec(ROLLFORWARD, deps=[OPEN_JOURNAL, CONTRACT_BALANCES],
+                 description="Deferred revenue roll-forward per month and currency: opening + billings - recognized - corrections = closing."),
+    dg.AssetSpec(WATERFALL, deps=[OBLIGATIONS, SCHEDULE, RECOGNIZED],
+                 description="Revenue waterfall: what each billing month's obligations recognize in each month."),
+    dg.AssetSpec(TRIAL_BALANCE, deps=[OPEN_JOURNAL, JOURNAL, *RECONCILED],
+                 description="Trial balance per accounting month and currency over the posted and the open journal, with the month's status."),
+]
 
 
-def balance_violations(con, first, last) -> list[tuple]:
-    """Months and currencies where billed-to-date differs from recognized + deferred, or from the invoice lines."""
-    return con.execute(
-        """
-        WITH billed AS (
-            SELECT b.billing_month, b.currency, sum(l.net_amount) AS billed
-            FROM revenue.deferred_balances b
-            JOIN billing.invoice_lines l ON l.currency = b.currency AND l.billing_month <= b.billing_month
-            WHERE b.billing_month BETWEEN $1 AND $2
-            GROUP BY ALL
-        )
-        SELECT b.billing_month, b.currency, b.billed_to_date, b.recognized_to_date, b.deferred_revenue, l.billed
-        FROM revenue.deferred_balances b LEFT JOIN billed l USING (billing_month, currency)
-        WHERE b.billing_month BETWEEN $1 AND $2
-          AND (b.billed_to_date <> b.recognized_to_date + b.deferred_revenue OR b.billed_to_date <> coalesce(l.billed, 0))
-        ORDER BY 1, 2
-        """,
-        [first, last],
-    ).fetchall()
+def _check_results(problems: dict[str, list[str]]):
+    for name, bad in problems.items():
+        yield dg.AssetCheckResult(check_name=name, asset_key=table_key(CHECKS[name].table), passed=not bad,
+                                  metadata={"problems": len(bad), "first": str(bad[:5])})
 
 
 @dg.multi_asset(
-    name="revenue",
-    specs=[
-        dg.AssetSpec(RECOGNITION, deps=[LINES],
-                     description="Revenue recognized per invoice line in each accounting month (ratably by day, cumulative rounding)."),
-        # Month M recognizes every line billed up to M and rolls month M-1's balances forward: the step of month M
-        # depends on month M-1's, so re-running a month makes the next one stale.
-        dg.AssetSpec(BALANCES, deps=[RECOGNITION, month_before(BALANCES)],
-                     description="Billed, recognized and deferred revenue to date per currency at month end."),
-    ],
-    check_specs=[dg.AssetCheckSpec("billed_equals_recognized_plus_deferred", asset=BALANCES, blocking=True,
-                                   description="Per month and currency: billed to date = recognized to date + deferred, and billed = the invoice lines.")],
-    **BILL_CYCLE_STEP,
+    name="revenue_tables",  # the op; the job running it alone is revenue
+    specs=DERIVED_SPECS,
+    check_specs=[dg.AssetCheckSpec(name, asset=table_key(check.table), blocking=True, description=check.description)
+                 for name, check in CHECKS.items()],
+    **WAREHOUSE_STEP,
 )
 def revenue(context: dg.AssetExecutionContext, warehouse: Warehouse):
-    """Recognize revenue of every invoice line for the run's accounting months and roll the deferred balance forward."""
-    bad = each_month_then_check(context, warehouse, recognize_month, balance_violations)
-    yield dg.MaterializeResult(asset_key=RECOGNITION)
-    yield dg.MaterializeResult(asset_key=BALANCES)
-    yield dg.AssetCheckResult(check_name="billed_equals_recognized_plus_deferred", asset_key=BALANCES, passed=not bad,
-                              metadata={"violations": len(bad), "first": str(bad[:5])})
+    """Recompute the derived revenue tables for the open accounting months (closed months shown as posted); run every revenue check."""
+    with warehouse.connection() as con:
+        done = refresh(con, context.run_id)
+        problems = revenue_problems(con)
+        closed = [m.isoformat() for (m,) in con.execute("SELECT accounting_month FROM revenue.closed_months ORDER BY 1").fetchall()]
+    first_open = done["first_open_month"]
+    context.log.info(f"revenue: first open month {first_open or 'none'}, {len(closed)} closed months")
+    for spec in DERIVED_SPECS:  # in their dependency order, as Dagster wants them yielded
+        yield dg.MaterializeResult(asset_key=spec.key, metadata={
+            "rows": done["rows"][".".join(spec.key.path)], "first_open_month": first_open.isoformat() if first_open else "none",
+            "closed_months": str(closed)})
+    yield from _check_results(problems)
 
 
-def recognize_month(context: dg.AssetExecutionContext, con: duckdb.DuckDBPyConnection, month: date) -> None:
-    """Recognize one month and roll its balances (they replace the month together); report them on its partitions."""
-    with staged(con, recognize(con, month), "_recognition") as recognition:  # computed once, written and summed
-        counts = write(con, [
-            ("revenue.recognition", con.table(recognition), "billing_month = ?"),
-            ("revenue.deferred_balances", deferred_balances(con, month, recognition=recognition), "billing_month = ?"),
-        ], [month])
-    by_currency = {cur: {"recognized_in_month": str(rec), "deferred_revenue": str(deferred)} for cur, rec, deferred in con.execute(
-        "SELECT currency, recognized_in_month, deferred_revenue FROM revenue.deferred_balances WHERE billing_month = ? ORDER BY 1",
-        [month],
-    ).fetchall()}
-    partition = month.isoformat()
-    context.add_asset_metadata({"rows": counts["revenue.recognition"], "by_currency": by_currency},
-                               asset_key=RECOGNITION, partition_key=partition)
-    context.add_asset_metadata({"by_currency": by_currency}, asset_key=BALANCES, partition_key=partition)
+class CloseMonthConfig(dg.Config):
+    """Which accounting month to close."""
+
+    month: str
+    """The accounting month, YYYY-MM: the first open month (the one after the last closed), its billing month finalized."""
 
 
-defs = dg.Definitions(assets=[revenue])
+@dg.multi_asset(
+    name="revenue_close",  # the op (its config: the month); the job is close_month
+    specs=[
+        dg.AssetSpec(RECOGNIZED, deps=INPUTS,
+                     description="Posted revenue: the schedule's amounts booked in each closed month, corrections of earlier months flagged."),
+        dg.AssetSpec(JOURNAL, deps=[RECOGNIZED], description="Posted journal lines of each closed month (appended, never changed)."),
+        dg.AssetSpec(CLOSED, deps=[RECOGNIZED, JOURNAL],
+                     description="Closed accounting months: counts, totals per currency and the content hash of what they posted."),
+    ],
+    check_specs=[dg.AssetCheckSpec("closed_months_unchanged", asset=CLOSED, blocking=True,
+                                   description=CHECKS["closed_months_unchanged"].description)],
+    **WAREHOUSE_STEP,
+)
+def close(context: dg.AssetExecutionContext, config: CloseMonthConfig, warehouse: Warehouse):
+    """Close one accounting month: recompute the revenue tables, then post its revenue and journal (appended, one transaction); a refusal fails the run."""
+    month = accounting_month(config.month)
+    with warehouse.connection() as con:
+        try:
+            summary = close_month(con, month, context.run_id)
+        except CloseRefused as refused:
+            raise dg.Failure(description=f"close_month refused: {refused}") from refused
+        changed = CHECKS["closed_months_unchanged"].problems(con)
+    context.log.info(f"closed {month:%Y-%m}: {summary['recognized_rows']} revenue rows, {summary['journal_lines']} journal lines")
+    yield dg.MaterializeResult(asset_key=RECOGNIZED, metadata={"accounting_month": month.isoformat(), "rows": summary["recognized_rows"]})
+    yield dg.MaterializeResult(asset_key=JOURNAL, metadata={"accounting_month": month.isoformat(), "rows": summary["journal_lines"]})
+    yield dg.MaterializeResult(asset_key=CLOSED, metadata={"accounting_month": month.isoformat(), "totals": summary["totals"],
+                                                           "content_hash": summary["content_hash"]})
+    yield dg.AssetCheckResult(check_name="closed_months_unchanged", asset_key=CLOSED, passed=not changed,
+                              metadata={"problems": len(changed), "first": str(changed[:5])})
+
+
+def accounting_month(text: str) -> date:
+    """The first day of accounting month ``text`` (YYYY-MM); a run config that is not one fails the run, saying so."""
+    try:
+        return date.fromisoformat(f"{text}-01")
+    except ValueError:
+        raise dg.Failure(description=f"close_month: month must be YYYY-MM (an accounting month), not {text!r}") from None
+
+
+defs = dg.Definitions(assets=[revenue, close])

@@ -93,20 +93,9 @@ def recurring_lines_priced() -> str:
     period or not prorated). A credit takes the credited line's price and period days and is the exact
     complement of what the line keeps: the credits of one line in this run total kept_amount - held_amount, the
     last (latest start) taking what its own rounded share -round_money(prorated(...)) leaves of that total, and
-    likewise for the bundle discount (``reversed_discount``)."""
-    return f"""
-    SELECT * EXCLUDE (own_credit, own_discount, last_credit, other_credits, other_discounts),
-           CAST(CASE WHEN line_type = 'RECURRING' THEN amount_charged
-                     WHEN last_credit THEN CAST(kept_amount - held_amount + other_credits AS {MONEY})
-                     ELSE CAST(-own_credit AS {MONEY}) END AS {MONEY}) AS amount_precise,
-           CASE WHEN line_type = 'RECURRING_CREDIT' AND last_credit
-                THEN kept_discount - held_discount - other_discounts END AS reversed_discount
-    FROM (
-        SELECT *,
-               row_number() OVER latest_first = 1 AS last_credit,
-               sum(own_credit) OVER credits_of_line - own_credit AS other_credits,
-               sum(own_discount) OVER credits_of_line - own_discount AS other_discounts
-        FROM (
+    likewise for the bundle discount (``reversed_discount``). Only credits go through the windows over the
+    credits of a line (charges have no credited line: one partition of every charge, sorted for nothing)."""
+    charged = f"""
             SELECT *,
                    CASE WHEN line_type = 'RECURRING_CREDIT' THEN round_money(amount_charged, credited_currency)
                    END AS own_credit,
@@ -146,10 +135,25 @@ def recurring_lines_priced() -> str:
         LEFT JOIN recurring_prices p ON p.price_id = s.price_id
         LEFT JOIN credited_lines c ON c.line_id = s.credited_line_id
                 )
-            )
-        )
-        WINDOW credits_of_line AS (PARTITION BY credited_line_id, line_type),
-               latest_first AS (PARTITION BY credited_line_id, line_type ORDER BY service_start DESC)
+            )"""
+    return f"""
+    SELECT * EXCLUDE (own_credit, own_discount, last_credit, other_credits, other_discounts),
+           CAST(CASE WHEN line_type = 'RECURRING' THEN amount_charged
+                     WHEN last_credit THEN CAST(kept_amount - held_amount + other_credits AS {MONEY})
+                     ELSE CAST(-own_credit AS {MONEY}) END AS {MONEY}) AS amount_precise,
+           CASE WHEN line_type = 'RECURRING_CREDIT' AND last_credit
+                THEN kept_discount - held_discount - other_discounts END AS reversed_discount
+    FROM (
+        SELECT *,
+               row_number() OVER latest_first = 1 AS last_credit,
+               sum(own_credit) OVER credits_of_line - own_credit AS other_credits,
+               sum(own_discount) OVER credits_of_line - own_discount AS other_discounts
+        FROM ({charged})
+        WHERE line_type = 'RECURRING_CREDIT'
+        WINDOW credits_of_line AS (PARTITION BY credited_line_id),
+               latest_first AS (PARTITION BY credited_line_id ORDER BY service_start DESC)
+        UNION ALL BY NAME
+        SELECT * FROM ({charged}) WHERE line_type = 'RECURRING'
     )"""
 
 
@@ -433,22 +437,25 @@ def taxed_lines() -> str:
 def routed_lines() -> str:
     """The draft document of each line within the lookback: a correction that credits (negative, referencing
     an issued line) goes to the credit note draft when the customer takes credit notes; an invoice draft whose
-    lines would total below zero goes to the credit note draft whole. Lines beyond the lookback: no document."""
+    lines would total below zero goes to the credit note draft whole. Lines beyond the lookback: no document.
+    (The invoice draft's total is a group-by joined back: a window over the wide lines costs more.)"""
+    to_credit_note = (f"t.line_type IN {CORRECTION_TYPES} AND t.amount < 0 AND t.reference_line_id IS NOT NULL "
+                      "AND a.takes_credit_notes")
     return f"""
     SELECT * EXCLUDE (credit_note_draft_id, invoice_total) REPLACE (
                CASE WHEN beyond_lookback THEN NULL
                     WHEN to_credit_note OR invoice_total < 0 THEN credit_note_draft_id
                     ELSE invoice_id END AS invoice_id)
     FROM (
-        SELECT *, sum(CASE WHEN to_credit_note OR beyond_lookback THEN 0 ELSE total_amount END)
-                    OVER (PARTITION BY account_id) AS invoice_total
-        FROM (
-            SELECT t.*, a.credit_note_id AS credit_note_draft_id,
-                   t.line_type IN {CORRECTION_TYPES} AND t.amount < 0 AND t.reference_line_id IS NOT NULL
-                     AND a.takes_credit_notes AS to_credit_note
-            FROM taxed_lines t JOIN billed_accounts a USING (account_id)
-        )
-    )"""
+        SELECT t.*, a.credit_note_id AS credit_note_draft_id, {to_credit_note} AS to_credit_note
+        FROM taxed_lines t JOIN billed_accounts a USING (account_id)
+    )
+    JOIN (
+        SELECT t.account_id,
+               sum(CASE WHEN ({to_credit_note}) OR t.beyond_lookback THEN 0 ELSE t.total_amount END) AS invoice_total
+        FROM taxed_lines t JOIN billed_accounts a USING (account_id)
+        GROUP BY t.account_id
+    ) USING (account_id)"""
 
 
 def _line_columns(month: str) -> str:
@@ -484,11 +491,11 @@ def _line_columns(month: str) -> str:
 
 
 def settled_line_rows(month: str) -> str:
-    """Every difference the run found, as line rows plus ``beyond_lookback`` (not drafted: reported)."""
+    """Every difference the run found, as line rows plus ``beyond_lookback`` (not drafted: reported); unordered
+    (its readers write, group or look it up: sorting every line of a shard is not free)."""
     return f"""
     SELECT {_line_columns(month)}, beyond_lookback
-    FROM routed_lines
-    ORDER BY account_id, line_type, subscription_id NULLS LAST, service_start, line_id"""
+    FROM routed_lines"""
 
 
 def invoice_line_rows(month: str) -> str:

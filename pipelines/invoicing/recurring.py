@@ -95,28 +95,28 @@ def recurring_billed() -> str:
 
 def _in_charge_periods(spans: str, columns: str) -> str:
     """SQL: each span of ``spans`` cut by the charge periods [charge_start, charge_end) of its interval on the
-    account's bill cycle day (period ends e_k = the k-th end after the one containing span_from, that first end
-    computed once per distinct start, bill cycle day and interval)."""
+    account's bill cycle day (period ends e_k = the k-th end after the one containing span_from). The periods
+    depend only on (span_from, span_to, bill cycle day, interval): computed once per distinct one, then joined."""
     return f"""
-        SELECT {columns}, charge_start, charge_end,
-               greatest(span_from, charge_start) AS piece_from, least(span_to, charge_end) AS piece_to
-        FROM (
-            SELECT *, period_start_for(charge_end, bill_cycle_day, billing_interval) AS charge_start
+        SELECT {columns}, c.charge_start, c.charge_end,
+               greatest(s.span_from, c.charge_start) AS piece_from, least(s.span_to, c.charge_end) AS piece_to
+        FROM {spans} s
+        JOIN (
+            SELECT span_from, span_to, bill_cycle_day, billing_interval, charge_start, charge_end
             FROM (
-                SELECT *, anchor_date(CAST(date_trunc('month', first_end)
-                                           + to_months(k * cycle_months(billing_interval)) AS DATE),
-                                      bill_cycle_day) AS charge_end
-                FROM (SELECT s.*, f.first_end
-                      FROM {spans} s
-                      JOIN (SELECT span_from, bill_cycle_day, billing_interval,
-                                   period_end_containing(span_from, bill_cycle_day, billing_interval) AS first_end
-                            FROM (SELECT DISTINCT span_from, bill_cycle_day, billing_interval FROM {spans})) f
-                        USING (span_from, bill_cycle_day, billing_interval)) s,
-                     unnest(range(0, CAST(datediff('month', first_end, span_to) // cycle_months(billing_interval)
-                                          AS BIGINT) + 2)) AS t(k)
+                SELECT *, period_start_for(charge_end, bill_cycle_day, billing_interval) AS charge_start
+                FROM (
+                    SELECT *, anchor_date(CAST(date_trunc('month', first_end)
+                                               + to_months(k * cycle_months(billing_interval)) AS DATE),
+                                          bill_cycle_day) AS charge_end
+                    FROM (SELECT *, period_end_containing(span_from, bill_cycle_day, billing_interval) AS first_end
+                          FROM (SELECT DISTINCT span_from, span_to, bill_cycle_day, billing_interval FROM {spans})),
+                         unnest(range(0, CAST(datediff('month', first_end, span_to) // cycle_months(billing_interval)
+                                              AS BIGINT) + 2)) AS t(k)
+                )
             )
-        )
-        WHERE charge_start < span_to AND charge_end > span_from"""
+            WHERE charge_start < span_to AND charge_end > span_from
+        ) c USING (span_from, span_to, bill_cycle_day, billing_interval)"""
 
 
 def charge_period_pieces() -> str:
@@ -137,19 +137,20 @@ def charge_period_pieces() -> str:
 
 def elementary_intervals() -> str:
     """Every piece boundary of a key and charge period (and the lookback's first day, so no interval
-    straddles it), and the interval up to the next boundary."""
+    straddles it), and the interval up to the next boundary: per key and charge period, the sorted distinct
+    boundaries, paired with their successors."""
+    inside = "a.bill_from > p.piece_from AND a.bill_from < p.piece_to"
     return f"""
-    SELECT * FROM (
-        SELECT {RECURRING_KEY}, charge_end, boundary AS interval_start,
-               lead(boundary) OVER (PARTITION BY {RECURRING_KEY} ORDER BY boundary) AS interval_end
-        FROM (SELECT {RECURRING_KEY}, charge_end, piece_from AS boundary FROM charge_period_pieces
-              UNION SELECT {RECURRING_KEY}, charge_end, piece_to FROM charge_period_pieces
-              UNION SELECT p.account_id, p.subscription_id, p.price_id, p.quantity, p.charge_start, p.charge_end,
-                           a.bill_from
-                    FROM charge_period_pieces p JOIN settled_accounts a USING (account_id)
-                    WHERE a.bill_from > p.piece_from AND a.bill_from < p.piece_to)
-    )
-    WHERE interval_end IS NOT NULL"""
+    SELECT {RECURRING_KEY}, charge_end,
+           unnest(list_slice(boundaries, 1, -2)) AS interval_start,
+           unnest(list_slice(boundaries, 2, -1)) AS interval_end
+    FROM (
+        SELECT {RECURRING_KEY}, charge_end,
+               list_sort(list_distinct(flatten(list(
+                   [p.piece_from, p.piece_to] || CASE WHEN {inside} THEN [a.bill_from] ELSE [] END)))) AS boundaries
+        FROM charge_period_pieces p LEFT JOIN settled_accounts a USING (account_id)
+        GROUP BY {RECURRING_KEY}, charge_end
+    )"""
 
 
 def intervals_due() -> str:

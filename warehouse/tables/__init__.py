@@ -14,7 +14,7 @@ SCHEMAS = {
     "core": "Current state and SCD2 history of every entity, rebuilt from raw; subscriptions from confirmed orders.",
     "billing": "Bill cycles: rated usage, unrated usage, draft invoices and their lines, per billing month.",
     "ledger": "What was issued or decided, append-only: finalized invoices and credit notes with their lines, numbers, finalized months, voids, payments processed and applied.",
-    "revenue": "Revenue recognition (ASC 606 / IFRS 15): recognition per line and month, deferred balances.",
+    "revenue": "Revenue (ASC 606 / IFRS 15): obligations, allocations, schedules, posted revenue and journals, closed months.",
     "audit": "Ingestion ledger: files ingested with their record accounting, and quarantined records; the schema history.",
 }
 
