@@ -77,13 +77,14 @@ def test_bundle_without_ssp_uses_list_prices_so_the_discount_is_spread_proportio
         mobile: ("LIST_PRICE", D("26.99")), broadband: ("LIST_PRICE", D("35.99"))}
 
 
-def handset_books(upgrade_on: date | None = None):
+def handset_books(upgrade_on: date | None = None, device_invoiced: bool = True, billed_months: int = 24):
     """Order 50 on 2025-01-01, 24-month term: Phone X (SSP 599.00) sold at 99.00 and Mobile M on plan 100
-    (30.00 a month, SSP 30.00 a month), billed monthly in advance. With ``upgrade_on``, the service moves to
-    plan 101 (40.00 a month) that day and the months from it are billed at 40.00."""
+    (30.00 a month, SSP 30.00 a month), billed monthly in advance (the first ``billed_months``). With
+    ``upgrade_on``, the service moves to plan 101 (40.00 a month) that day and the months from it are billed
+    at 40.00. Without ``device_invoiced``, the phone is delivered and not invoiced yet."""
     device = line("ONE_TIME", "99.00", JAN, date(2025, 1, 2), product_id=7, source_ref="700", document_id="INV-0",
                   quantity=1, unit_price="99.00")
-    months = [add_months(JAN, k) for k in range(24 if upgrade_on is None else 12)]
+    months = [add_months(JAN, k) for k in range(billed_months if upgrade_on is None else 12)]
     services = [line("RECURRING", "30.00" if upgrade_on is None or m < upgrade_on else "40.00", m, add_months(m, 1),
                      subscription_id=20, product_id=1, plan_id=100 if upgrade_on is None or m < upgrade_on else 101,
                      price_id=1000, document_id=f"INV-{m:%Y%m}", quantity=1, days=1, period_days=1)
@@ -94,7 +95,7 @@ def handset_books(upgrade_on: date | None = None):
         versions.append({"subscription_id": 20, "product_id": 1, "plan_id": 101, "valid_from": upgrade_on,
                          "order_id": 51, "change_kind": "UPGRADE"})
     con = books(
-        ledger__document_lines=[device, *services],
+        ledger__document_lines=[device, *services] if device_invoiced else services,
         core__orders=[{"order_id": 50, "order_number": "O-50", "effective_date": JAN, "contract_term_months": 24}],
         core__order_items=[{"order_item_id": 700, "order_id": 50, "product_id": 7, "unit_price": "99.00"},
                            {"order_item_id": 701, "order_id": 50, "product_id": 1, "plan_id": 100, "subscription_id": 20}],
@@ -130,6 +131,21 @@ def test_handset_with_a_24_month_plan_allocates_more_to_the_device_than_it_bills
     o = obligations(con)
     assert not any(k.startswith("END-") for k in o)  # the term runs to its end: nothing to reverse
     assert sum(r["allocated_amount"] for r in o.values()) == sum(r["billed_amount"] for r in o.values()) == D("819.00")
+
+
+def test_an_estimated_handset_is_allocated_as_the_invoiced_one():
+    """The phone delivered Jan 1 and not invoiced yet, three months of service billed: its estimate ACCRUED-700
+    brings the order's price 99.00 into the transaction price and is allocated as the invoiced phone above:
+    819.00 x 599/1319 -> 371.93, billed 0 (a contract asset); the service lines 18.63, 18.63, 18.62."""
+    con, _, services = handset_books(device_invoiced=False, billed_months=3)
+    rows = allocations(con)
+    assert_groups_sum_to_their_price(rows)
+    good = rows[("TERM-ORD-50", "ACCRUED-700")]
+    assert (good["component_price"], good["transaction_price"], good["billed_amount"], good["allocated_amount"]) == \
+        (D("99.00"), D("819.00"), D("0"), D("371.93"))
+    assert [rows[("TERM-ORD-50", s)]["allocated_amount"] for s in services] == [D("18.63"), D("18.63"), D("18.62")]
+    o = obligations(con)["ACCRUED-700"]
+    assert (o["obligation_kind"], o["billed_amount"], o["allocated_amount"]) == ("GOOD", D("0"), D("371.93"))
 
 
 def test_mid_term_upgrade_is_prospective():

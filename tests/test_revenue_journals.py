@@ -14,6 +14,9 @@ from decimal import Decimal as D
 import duckdb
 
 from domain import install_macros
+from pipelines.revenue.checks import revenue_problems
+from pipelines.revenue.close import DERIVED_TABLES as REVENUE_TABLES
+from pipelines.revenue.close import close_month, refresh
 from pipelines.revenue.journals import journal_rows
 from pipelines.revenue.reports import (
     contract_balance_rows,
@@ -23,6 +26,8 @@ from pipelines.revenue.reports import (
 )
 from warehouse.ddl import create_tables
 from warehouse.fixtures import create_table_with_rows
+from tests.test_revenue_obligations import DEFAULTS as CORE
+from tests.test_revenue_obligations import PRODUCTS
 from warehouse.writer import write
 
 JAN, FEB, MAR = date(2025, 1, 1), date(2025, 2, 1), date(2025, 3, 1)
@@ -380,3 +385,93 @@ def test_closed_month_entries_are_not_booked_again_and_late_ones_go_to_the_open_
     assert balances(con, FEB) == {"CASH": D("10.00"), "REVENUE:MOBILE": D("-10.00")}
     assert con.execute("SELECT DISTINCT month_status FROM revenue.trial_balance WHERE accounting_month = ?",
                        [JAN]).fetchall() == [("CLOSED",)]
+
+
+def delivered_device(coupon: str = "0") -> tuple[duckdb.DuckDBPyConnection, dict]:
+    """The engine on a bill-cycle-15 account (USD, no tax): INV-1 (Jan 15) bills [Jan 15, Feb 15) 31.00; order 60's
+    phone (599.00) is delivered Jan 20 and order 61's (599.00) Jan 22, order 61 cancelled before January closes.
+    January is billed, finalized and closed; INV-2 (Feb 15) then invoices the phone less ``coupon`` and
+    [Feb 15, Mar 15) 28.00, and February is finalized. Returns the connection (February refreshed, open) and what
+    January's close posted."""
+
+    def given(table, rows):
+        defaults = {**CORE.get(table, {}), **DEFAULTS.get(table, {})}
+        name = create_table_with_rows(con, table, rows, defaults, schema="given")
+        con.execute(f"DELETE FROM {table}; INSERT INTO {table} SELECT * FROM {name}; DROP TABLE {name}")
+
+    def document(document_id, issue_date, lines):
+        net = sum(D(line_net) for *_, line_net in lines)
+        given_docs.append(doc(document_id, issue_date, str(net), sequence_no=len(given_docs) + 1))
+        given_lines.extend({"line_id": f"{document_id}-{i}", "document_id": document_id, "document_number": document_id,
+                            "document_type": "INVOICE", "billing_month": issue_date[:8] + "01", "account_id": 1,
+                            "line_type": t, "product_id": p, "service_start": s, "service_end": e, "quantity": 1,
+                            "amount": a, "discount_amount": 0, "coupon_amount": D(a) - D(n), "net_amount": n,
+                            "tax_amount": 0, "total_amount": n, "currency": "USD", "source_ref": ref}
+                           for i, (t, p, s, e, ref, a, n) in enumerate(lines))
+        given("ledger.documents", given_docs)
+        given("ledger.document_lines", given_lines)
+
+    con = books()
+    given_docs, given_lines = [], []
+    given("core.products", PRODUCTS)
+    given("core.billing_accounts", [{"account_id": 1, "bill_cycle_day": 15}])
+    orders = [{"order_id": 60, "effective_date": "2025-01-20"}, {"order_id": 61, "effective_date": "2025-01-22"}]
+    given("core.orders", orders)
+    given("core.order_items", [{"order_item_id": 600, "order_id": 60, "product_id": 7, "unit_price": "599.00"},
+                               {"order_item_id": 610, "order_id": 61, "product_id": 7, "unit_price": "599.00"}])
+    document("INV-1", "2025-01-15", [("RECURRING", 1, "2025-01-15", "2025-02-15", None, "31.00", "31.00")])
+    given("ledger.finalized_months", [{"billing_month": JAN}])
+    refresh(con)
+    assert {r[0] for r in con.execute("SELECT obligation_id FROM revenue.performance_obligations").fetchall()} == {
+        "INV-1-0", "ACCRUED-600", "ACCRUED-610"}
+    given("core.orders", [orders[0], {**orders[1], "status": "CANCELLED"}])  # the estimate of 610 disappears
+    january = close_month(con, JAN)
+    net = str(D("599.00") - D(coupon))
+    document("INV-2", "2025-02-15", [("ONE_TIME", 7, "2025-01-20", "2025-01-21", "600", "599.00", net),
+                                     ("RECURRING", 1, "2025-02-15", "2025-03-15", None, "28.00", "28.00")])
+    given("ledger.finalized_months", [{"billing_month": JAN}, {"billing_month": FEB}])
+    refresh(con)
+    return con, january
+
+
+def test_a_device_delivered_before_its_invoice_is_revenue_of_its_delivery_month_as_unbilled_ar():
+    # January: service 31.00 x 17/31 = 17.00 + the phone's estimate 599.00 = 616.00; order 61's phone is gone with its
+    # order (nothing). Contracts at Jan 31: ACC-1 billed 31.00 - 17.00 = 14.00 deferred; ORD-60 0 - 599.00: unbilled AR.
+    con, january = delivered_device()
+    assert january["totals"]["USD"] == {"revenue": "616.0000", "corrections": "0.0000", "deferred_revenue": "14.0000",
+                                        "unbilled_ar": "599.0000", "contract_assets": "0.0000", "ar": "31.0000"}
+    good = "SELECT obligation_id, amount FROM revenue.recognized WHERE obligation_kind = 'GOOD'"
+    assert con.execute(good).fetchall() == [("ACCRUED-600", D("599.00"))]
+    # February: INV-2 invoices the phone at its estimate: ACCRUED-600's posted 599.00 comes back (-599.00) and the line
+    # books 599.00, both concerning January: 0, no entry, no contra revenue; UNBILLED_AR 599.00 cleared.
+    assert con.execute("""SELECT obligation_id, service_month, scheduled_amount, posted_amount, open_amount, booked_month
+                          FROM revenue.schedule WHERE obligation_kind = 'GOOD' ORDER BY 1""").fetchall() == [
+        ("ACCRUED-600", JAN, D("0"), D("599.00"), D("-599.00"), FEB),
+        ("INV-2-0", JAN, D("599.00"), D("0"), D("599.00"), FEB)]
+    assert lines(con, "concerns_month = DATE '2025-01-01' OR account LIKE 'CONTRA%'") == []
+    assert lines(con, "entry_type = 'CONTRACT_BALANCE'") == [
+        (FEB, "CONTRACT_BALANCE", "DEFERRED_REVENUE", D("599.00"), 0, FEB),
+        (FEB, "CONTRACT_BALANCE", "UNBILLED_AR", 0, D("599.00"), FEB)]
+    assert revenue_problems(con) == {name: [] for name in revenue_problems(con)}
+    # A re-run changes nothing.
+    before = {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in REVENUE_TABLES}
+    refresh(con)
+    assert {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in REVENUE_TABLES} == before
+    # February closed: the estimate is gone with its revenue posted and posted back (599.00 - 599.00); the books agree.
+    close_month(con, FEB)
+    refresh(con)
+    assert con.execute("SELECT accounting_month, amount FROM revenue.recognized WHERE obligation_id = 'ACCRUED-600' "
+                       "ORDER BY 1").fetchall() == [(JAN, D("599.00")), (FEB, D("-599.00"))]
+    assert revenue_problems(con) == {name: [] for name in revenue_problems(con)}
+
+
+def test_a_device_invoiced_below_its_estimate_books_the_difference_as_a_correction_not_contra_revenue():
+    # A 50.00 coupon: INV-2 bills the phone 599.00 - 50.00 = 549.00. February concerning January: 549.00 - 599.00 =
+    # -50.00, a negative correction of REVENUE:DEVICE (the estimate's reversal is not a credit to the customer).
+    con, _ = delivered_device(coupon="50.00")
+    assert lines(con, "concerns_month = DATE '2025-01-01'") == [
+        (FEB, "RECOGNITION", "DEFERRED_REVENUE", 0, D("50.00"), JAN),
+        (FEB, "RECOGNITION", "REVENUE:DEVICE", D("50.00"), 0, JAN)]
+    corrections = "SELECT corrections FROM revenue.deferred_rollforward WHERE accounting_month = ?"
+    assert con.execute(corrections, [FEB]).fetchone() == (D("-50.00"),)
+    assert revenue_problems(con) == {name: [] for name in revenue_problems(con)}

@@ -16,8 +16,8 @@ from pipelines.revenue.obligations import EXPECTED_SERVICE_MONTHS, OBLIGATION_CO
 from warehouse.fixtures import create_table_with_rows
 
 INPUTS = ("ledger.documents", "ledger.document_lines", "ledger.voids", "ledger.payment_applications",
-          "core.billing_accounts", "core.products", "core.orders", "core.order_items", "core.subscriptions",
-          "core.subscription_versions", "core.plan_charges", "core.bundles_history", "core.bundle_members",
+          "ledger.finalized_months", "core.billing_accounts", "core.products", "core.orders", "core.order_items",
+          "core.subscriptions", "core.subscription_versions", "core.plan_charges", "core.bundles_history", "core.bundle_members",
           "core.standalone_selling_prices", "core.usage_events",
           "revenue.journal_lines", "revenue.recognized", "revenue.closed_months")
 HISTORY = {"valid_from": "2000-01-01", "valid_to": "9999-12-31", "is_deleted": False, "_op": "r", "_file": "fixture"}
@@ -193,3 +193,46 @@ def test_credit_note_after_partial_service_is_a_negative_service_obligation():
         ("SERVICE", "RATABLE", date(2025, 1, 20), date(2025, 2, 15))
     assert (o["billed_amount"], o["allocated_amount"], o["billed_month"], o["reference_line_id"]) == \
         (D("-26.00"), D("-26.00"), date(2025, 2, 1), rec["line_id"])
+
+
+def test_one_time_items_delivered_and_not_invoiced_are_estimated():
+    """Bill cycle day 15: the device (2 x 299.50) and the activation fee of order 60, delivered Jan 20, are only
+    invoiced on Feb 15. With January the latest month computed (its billing month finalized) they are estimated:
+    ACCRUED-<order_item_id>, the kind, pattern and window the invoiced line gets (the fee over 24 months:
+    [2025-01-20, 2027-01-20) = 730 days), billed 0 in the month of delivery, allocated the order's price
+    round_money(299.50 x 2) = 599.00 and the fee at the product's base price 25.00 (the item has no price).
+    Not estimated: an item invoiced (its line is the obligation), an item delivered after January (Feb 3),
+    a CANCELLED order's item; an item whose only line is on a voided invoice is estimated again."""
+    orders = [{"order_id": 60, "order_number": "O-60", "effective_date": "2025-01-20"},
+              {"order_id": 61, "order_number": "O-61", "effective_date": "2025-01-05"},
+              {"order_id": 62, "order_number": "O-62", "effective_date": "2025-02-03"},
+              {"order_id": 63, "order_number": "O-63", "effective_date": "2025-01-22", "status": "CANCELLED"},
+              {"order_id": 64, "order_number": "O-64", "effective_date": "2025-01-06"}]
+    items = [{"order_item_id": 600, "order_id": 60, "product_id": 7, "quantity": 2, "unit_price": "299.50"},
+             {"order_item_id": 601, "order_id": 60, "product_id": 8},
+             {"order_item_id": 610, "order_id": 61, "product_id": 7, "unit_price": "599.00"},
+             {"order_item_id": 620, "order_id": 62, "product_id": 7, "unit_price": "599.00"},
+             {"order_item_id": 630, "order_id": 63, "product_id": 7, "unit_price": "599.00"},
+             {"order_item_id": 640, "order_id": 64, "product_id": 7, "unit_price": "599.00"}]
+    invoiced = line("ONE_TIME", "599.00", date(2025, 1, 5), date(2025, 1, 6), product_id=7, source_ref="610")
+    voided = line("ONE_TIME", "599.00", date(2025, 1, 6), date(2025, 1, 7), product_id=7, source_ref="640",
+                  document_id="INV-V")
+    void = {"document_id": "INV-V", "document_number": "INV-V", "document_type": "INVOICE", "account_id": 1,
+            "currency": "USD", "total": "599.00", "reason": "wrong account", "voided_on": "2025-01-10",
+            "voided_at": "2025-01-10"}
+    con = books(ledger__document_lines=[invoiced, voided], ledger__voids=[void], core__orders=orders,
+                core__order_items=items,
+                ledger__finalized_months=[{"billing_month": "2025-01-01", "invoices": 1, "credit_notes": 0,
+                                           "drafts_hash": "h", "finalized_at": "2025-02-01"}])
+    o = obligations(con)
+    estimates = {k: v for k, v in o.items() if k.startswith("ACCRUED-")}
+    assert sorted(estimates) == ["ACCRUED-600", "ACCRUED-601", "ACCRUED-640"]
+    device, fee = estimates["ACCRUED-600"], estimates["ACCRUED-601"]
+    assert _window(device) == ("GOOD", "POINT_IN_TIME", date(2025, 1, 20), date(2025, 1, 21), 1)
+    assert _window(fee) == ("FEE", "RATABLE", date(2025, 1, 20), date(2027, 1, 20), 730)
+    assert [(e["contract_id"], e["product_line"], e["document_id"], e["line_id"], e["billed_month"], e["billed_amount"],
+             e["allocated_amount"]) for e in (device, fee)] == [
+        ("ORD-60", "DEVICE", None, None, date(2025, 1, 1), D("0"), D("599.00")),
+        ("ORD-60", "FEE", None, None, date(2025, 1, 1), D("0"), D("25.00"))]
+    assert o[invoiced["line_id"]]["allocated_amount"] == D("599.00")  # the invoiced item: its line, no estimate
+    assert o["ACCRUED-640"]["allocated_amount"] == D("599.00")  # the voided line and its VOID- reversal net to 0

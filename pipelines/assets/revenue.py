@@ -33,7 +33,8 @@ DERIVED_SPECS = [  # each table's deps: what its rows are computed from (the wri
     dg.AssetSpec(ALLOCATIONS, deps=INPUTS,
                  description="Transaction price allocated by relative standalone selling price (bundles, committed contracts)."),
     dg.AssetSpec(OBLIGATIONS, deps=[*INPUTS, ALLOCATIONS, JOURNAL, CLOSED],
-                 description="Performance obligations: every line of an issued or voided document, and committed contracts ended early."),
+                 description="Performance obligations: every line of an issued or voided document, committed contracts ended early, "
+                             "and one-time items delivered and not yet invoiced (estimates)."),
     dg.AssetSpec(SCHEDULE, deps=[OBLIGATIONS, RECOGNIZED],
                  description="Recognition schedule, obligation x month: scheduled, posted by closed months, open and the month it is booked in."),
     dg.AssetSpec(OPEN_JOURNAL, deps=[OBLIGATIONS, SCHEDULE, JOURNAL],

@@ -318,6 +318,11 @@ def usage_lines(month: str, products: str, plans: str) -> str:
     WHERE d_amount <> 0 OR d_amount_precise <> 0 OR (NOT was_issued AND service_month = {month})"""
 
 
+ONE_TIME_UNIT_PRICE = "coalesce(oi.unit_price, p.base_price)"
+"""The price of a one-time order item (alias ``oi``, its product ``p``): the agreed unit price, else the product's base
+price. Invoicing bills it; revenue estimates an item delivered and not yet invoiced with it."""
+
+
 def one_time_owed(orders: str, order_items: str, products: str) -> str:
     """ONE_TIME items of CONFIRMED orders of the billed accounts effective from report_from up to P's end, at
     the agreed unit price (else the product's base price)."""
@@ -325,7 +330,7 @@ def one_time_owed(orders: str, order_items: str, products: str) -> str:
     SELECT oi.order_item_id, o.account_id, oi.subscription_id, oi.product_id, oi.plan_id, p.sku AS charge_code,
            p.name || ' (order ' || o.order_number || ')' AS description, o.effective_date,
            CAST(oi.quantity AS {MONEY}) AS quantity,
-           CAST(coalesce(oi.unit_price, p.base_price) AS {MONEY}) AS unit_price
+           CAST({ONE_TIME_UNIT_PRICE} AS {MONEY}) AS unit_price
     FROM {order_items} oi
     JOIN {orders} o ON o.order_id = oi.order_id
     JOIN {products} p ON p.product_id = oi.product_id

@@ -99,8 +99,9 @@ def commitment_services(con: duckdb.DuckDBPyConnection) -> str:
 
 def commitment_components(con: duckdb.DuckDBPyConnection) -> str:
     """Step: what a committed contract's price is allocated over: each service ('SERVICE-<subscription_id>',
-    price E), each good and fee line of the order not voided (price its net billed); SSPs by source; the
-    transaction price (the sum of the component prices)."""
+    price E), each good and fee line of the order not voided (price its net amount: what it bills, or an
+    estimate's expected price; ``billed_amount`` 0 for an estimate); SSPs by source; the transaction price
+    (the sum of the component prices)."""
     ssp = live(con, "core.standalone_selling_prices")
     return f"""
     SELECT *, sum(component_price) OVER (PARTITION BY contract_id) AS transaction_price
@@ -108,7 +109,7 @@ def commitment_components(con: duckdb.DuckDBPyConnection) -> str:
         SELECT contract_id, currency, 'SERVICE-' || CAST(subscription_id AS VARCHAR) AS component,
                CAST(coalesce(round_money(ssp * quantity * term_months, currency), list_price) AS {AMOUNT}) AS ssp_amount,
                CASE WHEN ssp IS NULL THEN 'LIST_PRICE' ELSE 'CATALOG' END AS ssp_source,
-               expected_consideration AS component_price
+               expected_consideration AS component_price, CAST(NULL AS {AMOUNT}) AS billed_amount
         FROM commitment_services
         UNION ALL
         SELECT c.contract_id, c.currency, o.line_id,
@@ -117,7 +118,7 @@ def commitment_components(con: duckdb.DuckDBPyConnection) -> str:
                                        round_money(p.base_price * o.quantity, c.currency)) END AS {AMOUNT}),
                CASE WHEN o.obligation_kind = 'FEE' THEN 'NOT_DISTINCT' WHEN sp.ssp IS NULL THEN 'LIST_PRICE'
                     ELSE 'CATALOG' END,
-               o.net_amount
+               o.net_amount, o.billed_amount
         FROM line_obligations o
         JOIN commitments c ON c.contract_id = o.contract_id
         LEFT JOIN {live(con, "core.products")} p ON p.product_id = o.product_id,
@@ -203,7 +204,8 @@ def bundle_allocations() -> str:
 
 def allocation_table() -> str:
     """Step: rows of revenue.allocations: bundle lines (each its own component), the goods and fees of
-    committed contracts (idem) and their services' regular lines (component the service)."""
+    committed contracts (idem) once their service has billed lines (so a group holds every component; before,
+    a good or fee, estimated or invoiced, is alone) and their services' regular lines (component the service)."""
     return f"""
     SELECT allocation_group, obligation_id, contract_id, currency, 'RELATIVE_SSP' AS method, ssp_amount, ssp_source,
            CAST(transaction_price AS {AMOUNT}) AS transaction_price, net_amount AS billed_amount,
@@ -212,9 +214,10 @@ def allocation_table() -> str:
     FROM bundle_allocations
     UNION ALL
     SELECT 'TERM-' || a.contract_id, a.component, a.contract_id, a.currency, 'COMMITMENT', a.ssp_amount, a.ssp_source,
-           CAST(a.transaction_price AS {AMOUNT}), a.component_price, a.component, a.component_price,
+           CAST(a.transaction_price AS {AMOUNT}), a.billed_amount, a.component, a.component_price,
            a.component_allocated, a.component_allocated
-    FROM component_allocations a WHERE a.component NOT LIKE 'SERVICE-%'
+    FROM component_allocations a
+    WHERE a.component NOT LIKE 'SERVICE-%' AND a.contract_id IN (SELECT contract_id FROM commitment_service_lines)
     UNION ALL
     SELECT 'TERM-' || contract_id, obligation_id, contract_id, currency, 'COMMITMENT', ssp_amount, ssp_source,
            CAST(transaction_price AS {AMOUNT}), net_amount, component, component_price, component_allocated,
@@ -265,9 +268,9 @@ def allocation_steps(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
 
 
 def allocation_rows(con: duckdb.DuckDBPyConnection, first_open: date | None) -> str:
-    """SELECT of revenue.allocations (contract column order). ``first_open`` is accepted for a uniform
-    signature: an allocation does not depend on which months are closed."""
+    """SELECT of revenue.allocations (contract column order); ``first_open`` bounds the estimated goods and fees
+    of committed contracts (pipelines/revenue/obligations.py accrued_items)."""
     from pipelines.revenue.obligations import obligation_steps  # obligations compose the allocation's steps
 
-    return with_steps(obligation_steps(con), f"SELECT {', '.join(ALLOCATION_COLUMNS)} FROM allocation_table "
+    return with_steps(obligation_steps(con, first_open), f"SELECT {', '.join(ALLOCATION_COLUMNS)} FROM allocation_table "
                                              "ORDER BY allocation_group, obligation_id")

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import duckdb
 
 from pipelines.ledger.finalize import canonical_text
+from pipelines.revenue.obligations import is_estimate
 from pipelines.revenue.reports import (ar_mismatches, cash_mismatches, customer_credit_mismatches, deferred_mismatches,
                                        rollforward_breaks, trial_balance_breaks, unbalanced_entries)
 from warehouse.tables import TABLES
@@ -60,8 +61,9 @@ def changed_closed_months(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def schedule_sum_mismatches(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Obligations whose schedule does not sum exactly to their allocated amount, and schedule rows of no obligation."""
-    rows = con.execute("""
+    """Obligations whose schedule does not sum exactly to their allocated amount, and schedule rows of no obligation
+    (but an estimate's that is no longer one: nothing scheduled, its posted revenue booked back)."""
+    rows = con.execute(f"""
         SELECT o.obligation_id || ': allocated ' || o.allocated_amount || ', scheduled ' || coalesce(s.scheduled, 0)
         FROM revenue.performance_obligations o
         LEFT JOIN (SELECT obligation_id, sum(scheduled_amount) AS scheduled FROM revenue.schedule GROUP BY 1) s USING (obligation_id)
@@ -69,6 +71,7 @@ def schedule_sum_mismatches(con: duckdb.DuckDBPyConnection) -> list[str]:
         UNION ALL
         SELECT DISTINCT s.obligation_id || ': scheduled, not an obligation'
         FROM revenue.schedule s ANTI JOIN revenue.performance_obligations o USING (obligation_id)
+        WHERE NOT ({is_estimate("s.obligation_id")} AND s.scheduled_amount = 0)
         ORDER BY 1""").fetchall()
     return [r[0] for r in rows]
 

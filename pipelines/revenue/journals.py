@@ -13,7 +13,7 @@ Entries (one ``entry_id`` each, balanced):
   VOID (``VOID-<document_id>``) reverses it. Booked in the later of the issue (void) month and F, once.
 * RECOGNITION per (month, currency, product line, concerns month): Dr DEFERRED_REVENUE, Cr REVENUE:<line>; the
   negative amounts concerning an earlier month (credits of service already recognized) go, gross, to
-  CONTRA_REVENUE:<line> (entry ``CONTRA-...``).
+  CONTRA_REVENUE:<line> (entry ``CONTRA-...``); an estimate's reversal nets with REVENUE.
 * CONTRACT_BALANCE per (month, currency): the change of the month-end reclass of debit positions out of
   DEFERRED_REVENUE into UNBILLED_AR (month to month) and CONTRACT_ASSET (committed contracts).
 * PAYMENT per payment application (``PAYMENT-<application_id>``): CASH by the money a payment brought or
@@ -30,6 +30,7 @@ from domain.periods import month_literal
 from domain.sql import live, quote_literal
 from pipelines.invoicing.engine import with_steps
 from pipelines.receivables.payments import PAYMENT_MONEY
+from pipelines.revenue.obligations import is_estimate, last_month_sql
 from warehouse.tables import TABLES
 
 JOURNAL_COLUMNS = TABLES["revenue.open_journal_lines"].column_names
@@ -62,19 +63,15 @@ def calendar_steps(first_open: date | None) -> dict[str, str]:
     """``bounds`` (first_open, first_month of the books, last_month = the latest month with activity),
     ``open_months`` (F .. last_month) and ``book_months`` (first_month .. last_month).
 
-    Activity: a document issued, a void, a payment application, a finalized billing month. A month after it
-    is not booked yet (the waterfall shows it as scheduled)."""
+    Activity: a document issued, a void, a payment application, a finalized billing month
+    (pipelines/revenue/obligations.py last_month_sql, which also bounds the estimates). A month after it is not
+    booked yet (the waterfall shows it as scheduled)."""
     return {
         "bounds": f"""
             SELECT f.first_open, least(f.first_open, c.first_closed) AS first_month,
-                   greatest(f.first_open, a.last_activity) AS last_month
+                   {last_month_sql(first_open)} AS last_month
             FROM (SELECT {_first_open_sql(first_open)} AS first_open) f,
-                 (SELECT min(accounting_month) AS first_closed FROM revenue.closed_months) c,
-                 (SELECT max(m) AS last_activity FROM (
-                      SELECT max({month_of('issue_date')}) AS m FROM ledger.documents
-                      UNION ALL SELECT max({month_of('voided_on')}) FROM ledger.voids
-                      UNION ALL SELECT max({month_of('applied_on')}) FROM ledger.payment_applications
-                      UNION ALL SELECT max(billing_month) FROM ledger.finalized_months)) a""",
+                 (SELECT min(accounting_month) AS first_closed FROM revenue.closed_months) c""",
         "open_months": """
             SELECT unnest(generate_series(first_open, last_month, INTERVAL 1 MONTH))::DATE AS accounting_month
             FROM bounds WHERE first_open <= last_month""",
@@ -154,9 +151,10 @@ def _document_entries(first_open: str) -> dict[str, str]:
 
 
 RECOGNITION_LINES = {
-    "recognition_entries": """
+    "recognition_entries": f"""
         SELECT s.booked_month AS accounting_month, s.currency, s.product_line, s.service_month AS concerns_month,
-               s.open_amount < 0 AND s.service_month < s.booked_month AS contra, sum(s.open_amount) AS amount
+               s.open_amount < 0 AND s.service_month < s.booked_month AND NOT {is_estimate("s.obligation_id")} AS contra,
+               sum(s.open_amount) AS amount
         FROM revenue.schedule s JOIN open_months m ON m.accounting_month = s.booked_month
         GROUP BY ALL HAVING sum(s.open_amount) <> 0""",
     "recognition_lines": f"""
@@ -177,7 +175,9 @@ RECOGNITION_LINES = {
 """RECOGNITION: the schedule's open amounts booked in each open month, per currency, product line and month
 concerned; Dr DEFERRED_REVENUE / Cr REVENUE. A negative amount booked after the month it concerns (a credit or void
 of service already recognized, a lower re-measurement after close) goes gross to Dr CONTRA_REVENUE: it is summed
-apart from the positive corrections of the same month, never netted with them."""
+apart from the positive corrections of the same month, never netted with them. The reversal of an estimate (a
+delivered item's accrual, replaced by its invoiced line or gone with its order) is no credit to the customer: it
+nets with the month's REVENUE, so an item invoiced at its estimated price books nothing more."""
 
 CONTRACT_BALANCE_LINES = {
     "reclass_targets": """

@@ -1,13 +1,16 @@
 """Performance obligations from the billing ledger (docs/revenue.md "Obligations").
 
 One obligation per line of an issued document (``ledger.document_lines``), one reversal per line of a
-voided document (``'VOID-' || line_id``) and one ``CONTRACT_END`` per committed contract whose commitment
-ended (``'END-' || contract_id``, pipelines/revenue/allocation.py). Each obligation has a kind, a
+voided document (``'VOID-' || line_id``), one ``CONTRACT_END`` per committed contract whose commitment
+ended (``'END-' || contract_id``, pipelines/revenue/allocation.py) and one estimate per one-time item
+delivered and not yet invoiced (``'ACCRUED-' || order_item_id``: billed 0, recognized like the line that
+will invoice it, which replaces it). Each obligation has a kind, a
 recognition pattern and window, the product line it credits, the month its billing is booked in and
 the transaction price allocated to it.
 
 Named steps (each a SELECT over the steps before it, composed with ``with_steps``): :func:`ledger_lines`
-→ :func:`line_obligations` (kind, pattern, window) → the allocation steps → :func:`obligation_table`.
+and :func:`accrued_items` → :func:`obligation_lines` → :func:`line_obligations` (kind, pattern,
+window) → the allocation steps → :func:`obligation_table`.
 """
 
 from __future__ import annotations
@@ -20,16 +23,21 @@ from domain.money import AMOUNT
 from domain.periods import OPEN_END_DATE, month_literal
 from domain.sql import live
 from pipelines.invoicing.engine import with_steps
+from pipelines.invoicing.lines import ONE_TIME_UNIT_PRICE
 from pipelines.revenue import allocation
 from warehouse.tables import TABLES
 
-__all__ = ["obligation_rows", "obligation_steps", "EXPECTED_SERVICE_MONTHS", "OBLIGATION_COLUMNS"]
+__all__ = ["obligation_rows", "obligation_steps", "is_estimate", "last_month_sql", "EXPECTED_SERVICE_MONTHS",
+           "ESTIMATE_PREFIX", "OBLIGATION_COLUMNS"]
 
 OBLIGATION_COLUMNS = list(TABLES["revenue.performance_obligations"].column_names)
 
 # Finance's estimate of a customer's life in months: the term an activation fee of a month-to-month
 # service is recognized over (a committed contract uses its own term).
 EXPECTED_SERVICE_MONTHS = 24
+
+# The obligation_id prefix of an estimate: a one-time item delivered and not yet invoiced ('ACCRUED-<order_item_id>').
+ESTIMATE_PREFIX = "ACCRUED-"
 
 RECURRING_TYPES = ("RECURRING", "RECURRING_CREDIT")
 ONE_TIME_TYPES = ("ONE_TIME", "ONE_TIME_CREDIT")
@@ -45,25 +53,73 @@ def first_open_literal(first_open: date | None) -> str:
     return month_literal(first_open) if first_open else "CAST(NULL AS DATE)"
 
 
-def ledger_lines(con: duckdb.DuckDBPyConnection) -> str:
-    """Step: every issued line with its document's issue date, its void date (if voided), its product line,
-    the order it traces to (the subscription's activating order; a one-time item's order) and the
-    subscription's bundle and end."""
-    subscriptions, order_items = live(con, "core.subscriptions"), live(con, "core.order_items")
+def last_month_sql(first_open: date | None) -> str:
+    """Scalar SQL: the latest month the engine computes (the open journal's last month L): the latest month with
+    activity — a document issued, a void, a payment application, a finalized billing month — never before F."""
+    return f"""greatest({first_open_literal(first_open)}, (SELECT max(m) FROM (
+        SELECT max(CAST(date_trunc('month', issue_date) AS DATE)) AS m FROM ledger.documents
+        UNION ALL SELECT max(CAST(date_trunc('month', voided_on) AS DATE)) FROM ledger.voids
+        UNION ALL SELECT max(CAST(date_trunc('month', applied_on) AS DATE)) FROM ledger.payment_applications
+        UNION ALL SELECT max(billing_month) FROM ledger.finalized_months)))"""
+
+
+def is_estimate(obligation_id: str = "obligation_id") -> str:
+    """SQL: whether ``obligation_id`` is an estimate (``ACCRUED-<order_item_id>``): revenue of a one-time item
+    delivered and not yet invoiced, replaced by the invoiced line once it is."""
+    return f"starts_with({obligation_id}, '{ESTIMATE_PREFIX}')"
+
+
+def ledger_lines() -> str:
+    """Step: every issued line with its document's issue date, its void date (if voided) and the order item a
+    one-time line bills (its source_ref); billed its net amount."""
     return f"""
     SELECT l.line_id, l.document_id, l.account_id, l.currency, l.subscription_id, l.line_type, l.product_id,
            l.plan_id, l.price_id, l.service_start, l.service_end, l.quantity, l.unit_price, l.days, l.period_days,
-           l.amount, CAST(l.net_amount AS {AMOUNT}) AS net_amount, l.reference_line_id,
-           d.issue_date, v.voided_on, coalesce(p.category, 'UNCLASSIFIED') AS product_line,
-           coalesce(s.created_order_id, oi.order_id) AS order_id, s.bundle_id
-    FROM (SELECT *, CASE WHEN subscription_id IS NULL AND line_type IN {_in(ONE_TIME_TYPES)}
-                         THEN TRY_CAST(source_ref AS BIGINT) END AS order_item_id
-          FROM ledger.document_lines) l
+           l.amount, CAST(l.net_amount AS {AMOUNT}) AS net_amount, CAST(l.net_amount AS {AMOUNT}) AS billed_amount,
+           l.reference_line_id, d.issue_date, v.voided_on,
+           CASE WHEN l.line_type IN {_in(ONE_TIME_TYPES)} THEN TRY_CAST(l.source_ref AS BIGINT) END AS order_item_id
+    FROM ledger.document_lines l
     JOIN ledger.documents d ON d.document_id = l.document_id
-    LEFT JOIN ledger.voids v ON v.document_id = l.document_id
+    LEFT JOIN ledger.voids v ON v.document_id = l.document_id"""
+
+
+def accrued_items(con: duckdb.DuckDBPyConnection, first_open: date | None) -> str:
+    """Step: the estimates: each one-time item (a ONE_TIME product) of a CONFIRMED order delivered (effective)
+    by the end of the latest month computed (:func:`last_month_sql`) with no line of a document not voided
+    (a ONE_TIME, or its ONE_TIME_CREDIT), as the ONE_TIME line invoicing will issue (delivered on the order's
+    effective date, at the order's unit price, else the product's base price): ``net_amount`` the estimate
+    round_money(unit_price x quantity) — before any coupon, applied when it is invoiced —, billed 0."""
+    price = ONE_TIME_UNIT_PRICE
+    return f"""
+    SELECT '{ESTIMATE_PREFIX}' || CAST(oi.order_item_id AS VARCHAR) AS line_id, CAST(NULL AS VARCHAR) AS document_id,
+           o.account_id, a.currency, oi.subscription_id, 'ONE_TIME' AS line_type, oi.product_id, oi.plan_id,
+           CAST(NULL AS BIGINT) AS price_id, o.effective_date AS service_start,
+           CAST(o.effective_date + 1 AS DATE) AS service_end, oi.quantity, {price} AS unit_price,
+           CAST(NULL AS INTEGER) AS days, CAST(NULL AS INTEGER) AS period_days,
+           round_money({price} * oi.quantity, a.currency) AS amount,
+           CAST(round_money({price} * oi.quantity, a.currency) AS {AMOUNT}) AS net_amount,
+           CAST(0 AS {AMOUNT}) AS billed_amount, CAST(NULL AS VARCHAR) AS reference_line_id,
+           CAST(NULL AS DATE) AS issue_date, CAST(NULL AS DATE) AS voided_on, oi.order_item_id
+    FROM {live(con, "core.order_items")} oi
+    JOIN {live(con, "core.orders")} o ON o.order_id = oi.order_id
+    JOIN {live(con, "core.products")} p ON p.product_id = oi.product_id
+    JOIN {live(con, "core.billing_accounts")} a ON a.account_id = o.account_id
+    WHERE o.status = 'CONFIRMED' AND p.product_type = 'ONE_TIME'
+      AND o.effective_date < CAST({last_month_sql(first_open)} + INTERVAL 1 MONTH AS DATE)
+      AND oi.order_item_id NOT IN (SELECT order_item_id FROM ledger_lines
+                                   WHERE order_item_id IS NOT NULL AND voided_on IS NULL)"""
+
+
+def obligation_lines(con: duckdb.DuckDBPyConnection) -> str:
+    """Step: the issued lines and the estimates, each with its product line, the order it traces to (the
+    subscription's activating order; a one-time item's order) and the subscription's bundle and end."""
+    return f"""
+    SELECT l.*, {is_estimate("l.line_id")} AS is_estimate, coalesce(p.category, 'UNCLASSIFIED') AS product_line,
+           coalesce(s.created_order_id, oi.order_id) AS order_id, s.bundle_id
+    FROM (SELECT * FROM ledger_lines UNION ALL BY NAME SELECT * FROM accrued_items) l
     LEFT JOIN {live(con, "core.products")} p ON p.product_id = l.product_id
-    LEFT JOIN {subscriptions} s ON s.subscription_id = l.subscription_id
-    LEFT JOIN {order_items} oi ON oi.order_item_id = l.order_item_id"""
+    LEFT JOIN {live(con, "core.subscriptions")} s ON s.subscription_id = l.subscription_id
+    LEFT JOIN {live(con, "core.order_items")} oi ON oi.order_item_id = l.order_item_id"""
 
 
 def fee_terms(con: duckdb.DuckDBPyConnection) -> str:
@@ -106,7 +162,7 @@ def line_obligations() -> str:
                         WHEN l.line_type IN {_in(ONE_TIME_TYPES)} AND l.product_line = 'DEVICE' THEN 'GOOD'
                         WHEN l.line_type IN {_in(ONE_TIME_TYPES)} THEN 'FEE'
                         ELSE 'USAGE' END AS kind
-            FROM ledger_lines l
+            FROM obligation_lines l
             LEFT JOIN fee_terms t ON t.order_id = l.order_id
         )
     )"""
@@ -120,21 +176,26 @@ def posted_billings() -> str:
 
 
 def obligation_table(first_open: date | None) -> str:
-    """Step: rows of revenue.performance_obligations: the lines (allocated their allocation, else their
-    billed amount), the reversals of voided lines (negated, booked in the void's month) and the ends of
-    commitments. billed_month = the posted month, else greatest(the month of the issue or void date, F)."""
+    """Step: rows of revenue.performance_obligations: the lines and the estimates (allocated their allocation,
+    else their net amount), the reversals of voided lines (negated, booked in the void's month) and the ends of
+    commitments. billed_month = the posted month, else greatest(the month of the issue or void date, F); an
+    estimate's (billed 0) the month of its delivery."""
     f = first_open_literal(first_open)
-    columns = """o.contract_id, o.account_id, o.currency, o.document_id, o.line_id, {reference}, o.obligation_kind,
+    columns = """o.contract_id, o.account_id, o.currency, o.document_id, {line}, {reference}, o.obligation_kind,
            o.pattern, o.product_id, o.product_line, o.recognition_start, o.recognition_end, o.spread_days"""
     return f"""
-    SELECT o.line_id AS obligation_id, {columns.format(reference="o.reference_line_id")},
-           coalesce(b.posted_month, greatest(CAST(date_trunc('month', o.issue_date) AS DATE), {f})) AS billed_month,
-           o.net_amount AS billed_amount, CAST(coalesce(a.allocated_amount, o.net_amount) AS {AMOUNT}) AS allocated_amount
+    SELECT o.line_id AS obligation_id,
+           {columns.format(line="CASE WHEN o.is_estimate THEN NULL ELSE o.line_id END AS line_id",
+                           reference="o.reference_line_id")},
+           CASE WHEN o.is_estimate THEN CAST(date_trunc('month', o.recognition_start) AS DATE)
+                ELSE coalesce(b.posted_month, greatest(CAST(date_trunc('month', o.issue_date) AS DATE), {f})) END
+             AS billed_month,
+           o.billed_amount, CAST(coalesce(a.allocated_amount, o.net_amount) AS {AMOUNT}) AS allocated_amount
     FROM line_obligations o
     LEFT JOIN obligation_allocations a ON a.obligation_id = o.line_id
     LEFT JOIN posted_billings b ON b.document_id = o.document_id AND b.entry_type = 'BILLING'
     UNION ALL
-    SELECT 'VOID-' || o.line_id, {columns.format(reference="o.line_id")},
+    SELECT 'VOID-' || o.line_id, {columns.format(line="o.line_id", reference="o.line_id")},
            coalesce(b.posted_month, greatest(CAST(date_trunc('month', o.voided_on) AS DATE), {f})),
            -o.net_amount, CAST(-o.net_amount AS {AMOUNT})
     FROM line_obligations o
@@ -147,10 +208,13 @@ def obligation_table(first_open: date | None) -> str:
     FROM contract_ends"""
 
 
-def obligation_steps(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    """The steps from the ledger to the obligations and their allocation (the allocation's steps included)."""
+def obligation_steps(con: duckdb.DuckDBPyConnection, first_open: date | None) -> dict[str, str]:
+    """The steps from the ledger and the orders to the obligations and their allocation (the allocation's steps
+    included); ``first_open`` bounds the estimates (:func:`accrued_items`)."""
     return {
-        "ledger_lines": ledger_lines(con),
+        "ledger_lines": ledger_lines(),
+        "accrued_items": accrued_items(con, first_open),
+        "obligation_lines": obligation_lines(con),
         "fee_terms": fee_terms(con),
         "line_obligations": line_obligations(),
         **allocation.allocation_steps(con),
@@ -159,6 +223,6 @@ def obligation_steps(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
 
 def obligation_rows(con: duckdb.DuckDBPyConnection, first_open: date | None) -> str:
     """SELECT of revenue.performance_obligations (contract column order), ``first_open`` the first open month."""
-    steps = {**obligation_steps(con), "posted_billings": posted_billings(),
+    steps = {**obligation_steps(con, first_open), "posted_billings": posted_billings(),
              "obligations": obligation_table(first_open)}
     return with_steps(steps, f"SELECT {', '.join(OBLIGATION_COLUMNS)} FROM obligations ORDER BY obligation_id")

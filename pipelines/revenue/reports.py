@@ -22,6 +22,7 @@ from pipelines.revenue.journals import (
     calendar_steps,
     contract_position_steps,
 )
+from pipelines.revenue.obligations import is_estimate
 
 OPEN_JOURNAL = "revenue.open_journal_lines"
 BOOK_COLUMNS = ", ".join(c for c in JOURNAL_COLUMNS if c != "run_id")
@@ -31,6 +32,17 @@ def books(open_journal: str = OPEN_JOURNAL) -> str:
     """Every journal line: the posted (closed months) and the provisional (open months)."""
     return f"SELECT {BOOK_COLUMNS} FROM revenue.journal_lines UNION ALL SELECT {BOOK_COLUMNS} FROM {open_journal}"
 
+
+BILLED_MONTHS = f"""
+    SELECT obligation_id, currency, billed_month, billed_amount, allocated_amount FROM revenue.performance_obligations
+    UNION ALL
+    SELECT obligation_id, any_value(currency), min(concerns_month), 0, 0 FROM revenue.recognized
+    WHERE {is_estimate()} AND obligation_id NOT IN (SELECT obligation_id FROM revenue.performance_obligations)
+    GROUP BY obligation_id"""
+"""Every obligation with revenue, its billed month, billed and allocated amounts: the obligations, and the
+estimates no longer obligations (invoiced, or their order reversed) that closed months posted revenue for (booked
+back by the schedule, or already posted back): billed and allocated 0, billed in the first month they recognized in
+(their delivery)."""
 
 MONTH_STATUS = "CASE WHEN accounting_month < (SELECT first_open FROM bounds) THEN 'CLOSED' ELSE 'OPEN' END AS month_status"
 """CLOSED before the first open month (posted in revenue.closed_months), else OPEN."""
@@ -129,10 +141,10 @@ def waterfall_rows(con: duckdb.DuckDBPyConnection, first_open: date | None) -> s
             UNION ALL
             SELECT obligation_id, booked_month, currency, open_amount FROM revenue.schedule WHERE open_amount <> 0""",
     }
-    return with_steps(steps, """
+    return with_steps(steps, f"""
         SELECT o.billed_month, r.recognition_month, r.currency, sum(r.amount)::DECIMAL(18,4) AS amount,
                r.recognition_month > coalesce((SELECT last_month FROM bounds), DATE '0001-01-01') AS is_scheduled
-        FROM booked r JOIN revenue.performance_obligations o USING (obligation_id)
+        FROM booked r JOIN ({BILLED_MONTHS}) o USING (obligation_id)
         GROUP BY ALL HAVING sum(r.amount) <> 0
         ORDER BY 1, 2, 3""")
 
@@ -225,9 +237,11 @@ def deferred_mismatches(con: duckdb.DuckDBPyConnection) -> list[tuple]:
       Σ contract_liability, Σ unbilled_ar, Σ contract_asset of revenue.contract_balances;
     * NET_DEFERRED = DEFERRED_REVENUE - UNBILLED_AR - CONTRACT_ASSET = Σ over the obligations billed by the month
       end of (billed - allocated + what their schedule has not booked by then: open amounts booked later and
-      posted revenue of later months) - revenue booked by then on obligations billed later.
+      posted revenue of later months) - revenue booked by then on obligations billed later; an estimate
+      replaced by its invoice (or gone with its order) counts as billed and allocated 0 from its delivery month
+      (:data:`BILLED_MONTHS`), its posted revenue and the schedule's reversal of it netting to 0.
     """
-    return con.execute("""
+    return con.execute(f"""
         WITH journal AS (
             SELECT accounting_month, currency,
                    -coalesce(sum(closing_balance) FILTER (WHERE account = 'DEFERRED_REVENUE'), 0) AS deferred,
@@ -243,7 +257,7 @@ def deferred_mismatches(con: duckdb.DuckDBPyConnection) -> list[tuple]:
             UNION ALL SELECT obligation_id, booked_month, open_amount FROM revenue.schedule
         ), allocation_part AS (
             SELECT j.accounting_month, j.currency, sum(o.billed_amount - o.allocated_amount) AS amount
-            FROM journal j JOIN revenue.performance_obligations o
+            FROM journal j JOIN ({BILLED_MONTHS}) o
               ON o.currency = j.currency AND o.billed_month <= j.accounting_month
             GROUP BY ALL
         ), booked_part AS (
@@ -251,7 +265,7 @@ def deferred_mismatches(con: duckdb.DuckDBPyConnection) -> list[tuple]:
                    sum(CASE WHEN o.billed_month <= j.accounting_month AND b.month > j.accounting_month THEN b.amount
                             WHEN o.billed_month > j.accounting_month AND b.month <= j.accounting_month THEN -b.amount
                             ELSE 0 END) AS amount
-            FROM booked b JOIN revenue.performance_obligations o USING (obligation_id)
+            FROM booked b JOIN ({BILLED_MONTHS}) o USING (obligation_id)
             JOIN journal j ON j.currency = o.currency
             GROUP BY ALL
         ), compared AS (
