@@ -240,3 +240,22 @@ def test_consumption_schedules_sum_exactly_and_days_sum_to_months(events, amount
     for month, value in con.sql(f"SELECT service_month, scheduled_amount FROM ({daily_schedule(con, 'obligations')})").fetchall():
         days[month] += value
     assert {m: v for m, v in days.items() if v != 0} == {m: r["scheduled_amount"] for m, r in monthly.items()}
+
+
+def test_the_code_block_of_docs_revenue_md_runs_as_written():
+    """docs/revenue.md's first code block, run as written on the 31-day example: 31.00 over [Jan 20, Feb 20)
+    recognizes 31 x 12/31 = 12.00 in January and 19.00 in February, and its 31 days sum to the same months."""
+    import re
+    from pathlib import Path
+
+    block = re.search(r"```python\n(.*?)```", (Path(__file__).parents[1] / "docs" / "revenue.md").read_text(), re.S)[1]
+    ln = line("RECURRING", "31.00", date(2025, 1, 20), date(2025, 2, 20), subscription_id=10)
+    scope = {"con": books(ledger__document_lines=[ln])}
+    exec(block, scope)
+    assert scope["f"] == date(2025, 1, 1)
+    months = scope["schedule"].filter(f"obligation_id = '{ln['line_id']}'").project("service_month, scheduled_amount")
+    assert sorted(months.fetchall()) == [(date(2025, 1, 1), D("12.00")), (date(2025, 2, 1), D("19.00"))]
+    by_day = scope["by_day"].filter(f"obligation_id = '{ln['line_id']}'")
+    assert by_day.aggregate("service_month, count(*), sum(scheduled_amount)", "service_month").order("service_month").fetchall() == [
+        (date(2025, 1, 1), 12, D("12.00")), (date(2025, 2, 1), 19, D("19.00"))]  # 12 and 19 days of 1.00
+    assert scope["allocations"].fetchall() == []  # a line alone is allocated what it bills: no allocation row
