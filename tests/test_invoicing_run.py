@@ -52,3 +52,23 @@ def test_shards_give_the_same_drafts_as_one_statement(con):
     one = month_rows(con, march)
     assert bill_month(con, march, accounts_per_shard=250) == whole and month_rows(con, march) == one
     assert whole["billing.invoices"] > 900  # March's invoices: the fees of April, March's usage
+
+
+def test_revenue_over_the_benchmark_ledger_passes_every_check(con):
+    """The revenue benchmark's work, small: February and March of the benchmark's 1,000 accounts finalized (quarterly,
+    annual in advance, bundles, upgrades, disconnects), every revenue table recomputed, and every revenue check
+    passes; each ledger line is an obligation."""
+    from pipelines.revenue.checks import revenue_problems
+    from pipelines.revenue.close import refresh
+
+    february, march = MONTHS
+    if not con.execute("SELECT count(*) FROM ledger.finalized_months WHERE billing_month = ?", [february]).fetchone()[0]:
+        bill_month(con, february)
+        finalize(con, february)
+    bill_month(con, march)
+    finalize(con, march)
+    refresh(con, "test")
+    assert {name: problems for name, problems in revenue_problems(con).items() if problems} == {}
+    lines, obligations = con.execute("SELECT (SELECT count(*) FROM ledger.document_lines), "
+                                     "count(*) FILTER (WHERE line_id IS NOT NULL) FROM revenue.performance_obligations").fetchone()
+    assert lines == obligations > 5_000
