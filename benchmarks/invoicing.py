@@ -224,14 +224,28 @@ def run(n: int, threads: int) -> dict:
     return out
 
 
-def run_in_subprocess(n: int, threads: int) -> dict:
-    """The benchmark in a fresh process (its peak RSS is its own)."""
-    res = subprocess.run([sys.executable, "-m", "benchmarks.invoicing", "--accounts", str(n), "--threads", str(threads),
+def run_in_subprocess(module: str, n: int, threads: int) -> dict:
+    """Benchmark ``module`` (its ``--raw`` run) in a fresh process (its peak RSS is its own): its JSON result."""
+    res = subprocess.run([sys.executable, "-m", module, "--accounts", str(n), "--threads", str(threads),
                           "--raw"], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     if res.returncode:
         sys.stderr.write(res.stderr)
-        raise SystemExit("invoicing benchmark failed")
+        raise SystemExit(f"{module} failed")
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def benchmark_main(module: str, doc: str, run, report, default_accounts: int, argv=None) -> None:
+    """The command line of a benchmark: ``--accounts``, ``--threads``; ``run`` in a fresh process, then ``report``."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--accounts", type=int, default=default_accounts)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    DATA.mkdir(exist_ok=True)
+    if a.raw:
+        print(json.dumps(run(a.accounts, a.threads), default=str))
+        return
+    report(run_in_subprocess(module, a.accounts, a.threads))
 
 
 def report(res: dict) -> None:
@@ -248,16 +262,7 @@ def report(res: dict) -> None:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--accounts", type=int, default=1_000_000)
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)
-    a = ap.parse_args(argv)
-    DATA.mkdir(exist_ok=True)
-    if a.raw:
-        print(json.dumps(run(a.accounts, a.threads), default=str))
-        return
-    report(run_in_subprocess(a.accounts, a.threads))
+    benchmark_main("benchmarks.invoicing", __doc__, run, report, 1_000_000, argv)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,6 @@ is the pipeline's (4 GB).
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import shutil
 import subprocess
 import sys
@@ -27,7 +24,7 @@ from pathlib import Path
 
 import duckdb
 
-from benchmarks.invoicing import DATA, MEMORY_LIMIT, peak_rss_mb
+from benchmarks.invoicing import DATA, MEMORY_LIMIT, benchmark_main, peak_rss_mb
 
 
 FLOOR = """
@@ -86,27 +83,12 @@ def report(res: dict) -> None:
     print(f"  refresh (every revenue table)            {rw:6.2f} s ({rc:.1f} CPU-s)  = {rw / fw:.1f}x the floor")
     print(f"  checks (11)                              {cw:6.2f} s ({cc:.1f} CPU-s)  failing: {res['failing'] or 'none'}")
     print(f"  peak RSS {res['peak_rss_mb']:,.0f} MB")
+    if res["failing"]:
+        raise SystemExit("revenue checks failed")
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--accounts", type=int, default=100_000)
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)
-    a = ap.parse_args(argv)
-    DATA.mkdir(exist_ok=True)
-    if a.raw:
-        print(json.dumps(run(a.accounts, a.threads), default=str))
-        return
-    res = subprocess.run([sys.executable, "-m", "benchmarks.revenue", "--accounts", str(a.accounts), "--threads",
-                          str(a.threads), "--raw"], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
-    if res.returncode:
-        sys.stderr.write(res.stderr)
-        raise SystemExit("revenue benchmark failed")
-    out = json.loads(res.stdout.strip().splitlines()[-1])
-    report(out)
-    if out["failing"]:
-        raise SystemExit("revenue checks failed")
+    benchmark_main("benchmarks.revenue", __doc__, run, report, 100_000, argv)
 
 
 if __name__ == "__main__":
