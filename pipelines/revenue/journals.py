@@ -26,11 +26,10 @@ from datetime import date
 
 import duckdb
 
-from domain.periods import month_literal
 from domain.sql import live, quote_literal
 from pipelines.invoicing.engine import with_steps
 from pipelines.receivables.payments import PAYMENT_MONEY
-from pipelines.revenue.obligations import is_estimate, last_month_sql
+from pipelines.revenue.obligations import first_open_literal, is_estimate, last_month_sql
 from warehouse.tables import TABLES
 
 JOURNAL_COLUMNS = TABLES["revenue.open_journal_lines"].column_names
@@ -55,10 +54,6 @@ def month_of(expr: str) -> str:
     return f"date_trunc('month', {expr})::DATE"
 
 
-def _first_open_sql(first_open: date | None) -> str:
-    return month_literal(first_open) if first_open else "NULL::DATE"
-
-
 def calendar_steps(first_open: date | None) -> dict[str, str]:
     """``bounds`` (first_open, first_month of the books, last_month = the latest month with activity),
     ``open_months`` (F .. last_month) and ``book_months`` (first_month .. last_month).
@@ -70,7 +65,7 @@ def calendar_steps(first_open: date | None) -> dict[str, str]:
         "bounds": f"""
             SELECT f.first_open, least(f.first_open, c.first_closed) AS first_month,
                    {last_month_sql(first_open)} AS last_month
-            FROM (SELECT {_first_open_sql(first_open)} AS first_open) f,
+            FROM (SELECT {first_open_literal(first_open)} AS first_open) f,
                  (SELECT min(accounting_month) AS first_closed FROM revenue.closed_months) c""",
         "open_months": """
             SELECT unnest(generate_series(first_open, last_month, INTERVAL 1 MONTH))::DATE AS accounting_month
@@ -242,7 +237,7 @@ def _payment_lines(first_open: str) -> dict[str, str]:
 
 def journal_rows(con: duckdb.DuckDBPyConnection, first_open: date | None, run_id: str | None) -> str:
     """SELECT of ``revenue.open_journal_lines``: the journal of the open months F .. the latest month with activity."""
-    f = _first_open_sql(first_open)
+    f = first_open_literal(first_open)
     steps = {
         **contract_position_steps(con, first_open),
         **_document_entries(f),
