@@ -972,14 +972,17 @@ def test_invoicing_checks_find_what_is_wrong(con):
     assert [check(con, MAR, MAR) for check in checks] == [["INV-1"], ["C1"], ["1/1000 x 1.0000000000"], ["L1"]]
 
 
+JANUARY_USAGE = {"rated_line_id": "r1", "billing_month": JAN, "account_id": 1, "subscription_id": 1, "plan_id": BASIC,
+                 "price_id": BASIC * 10 + 1, "charge_code": "DATA", "service_start": JAN, "service_end": FEB,
+                 "quantity": "500", "unit_price": "0.01", "amount_precise": "5", "amount": "5.00"}
+"""Usage of account 1 in January: rated line r1, 500 MB at 0.01 = 5.00."""
+
+
 def test_voided_document_is_billed_again(con):
     """January (January, February in advance, usage r1 5.00) was finalized, then its document voided: ISSUED no
     longer counts it, so February bills January again (service month January, reason VOIDED: 29.99 and the usage
     5.00 as a USAGE_ADJUSTMENT), February (the current period) and March in advance."""
-    rated = {"rated_line_id": "r1", "billing_month": JAN, "account_id": 1, "subscription_id": 1, "plan_id": BASIC,
-             "price_id": BASIC * 10 + 1, "charge_code": "DATA", "service_start": JAN, "service_end": FEB,
-             "quantity": "500", "unit_price": "0.01", "amount_precise": "5", "amount": "5.00"}
-    given(con, accounts=[account(1)], versions=[version(1, 1, BASIC, JAN)], rated=[rated])
+    given(con, accounts=[account(1)], versions=[version(1, 1, BASIC, JAN)], rated=[JANUARY_USAGE])
     bill(con, JAN)
     finalize(con, JAN)
     (document_id, number) = con.execute("SELECT DISTINCT document_id, document_number FROM core.document_lines").fetchone()

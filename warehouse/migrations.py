@@ -127,6 +127,8 @@ MIGRATIONS: tuple[Migration, ...] = (
                     add_table("raw.standalone_selling_prices"), add_table("core.standalone_selling_prices_history"),
                     add_table("core.standalone_selling_prices"),
                     *(add_column(t, "contract_term_months") for t in ("raw.orders", "core.orders_history", "core.orders")))),
+    Migration(6, "incremental settlement: billing.settlement_inputs (what each bill run settled per account)",
+              add_table("billing.settlement_inputs")),
 )
 
 

@@ -16,6 +16,7 @@ LINES = table_key("billing.invoice_lines")
 INVOICES = table_key("billing.invoices")
 REVIEW = table_key("billing.settlement_review")
 EXCEPTIONS = table_key("billing.billing_exceptions")
+SETTLEMENT_INPUTS = table_key("billing.settlement_inputs")
 INPUTS = ["billing.rated_usage", "billing.unrated_usage", "core.subscription_versions", "core.billing_accounts",
           "core.customers", "core.plan_charges", "core.products", "core.price_plans", "core.bundles",
           "core.bundle_members", "core.orders", "core.order_items", "core.tax_rates", "core.coupons",
@@ -147,6 +148,10 @@ CHECKS = {  # check name -> (asset, what it finds wrong, description)
         dg.AssetSpec(EXCEPTIONS, deps=[LINES],
                      description="Problems found by the bill run: lines without a tax rate (blocking finalization), "
                                  "differences beyond the lookback."),
+        dg.AssetSpec(SETTLEMENT_INPUTS, deps=[LINES],
+                     description="What the bill run settled per account: every period within the lookback "
+                                 "(resettled) or, nothing having changed since its previous run, from its current "
+                                 "period; and the fingerprint of its inputs the next run compares."),
         # Month M's lines settle what months before M drafted: the step of month M depends on month M-1's, so
         # re-running a month makes the next one stale.
         dg.AssetSpec(INVOICES, deps=[LINES, month_before(INVOICES)],
@@ -165,7 +170,7 @@ def invoicing(context: dg.AssetExecutionContext, config: InvoicingConfig, wareho
         for month in months:
             invoice_month(context, con, month, config)
         found = {name: check(con, months[0], months[-1]) for name, (_, check, _) in CHECKS.items()}
-    for key in (LINES, REVIEW, EXCEPTIONS, INVOICES):
+    for key in (LINES, REVIEW, EXCEPTIONS, INVOICES, SETTLEMENT_INPUTS):
         yield dg.MaterializeResult(asset_key=key)
     for name, (asset, _, _) in CHECKS.items():
         bad = found[name]
@@ -182,7 +187,7 @@ def invoice_month(context: dg.AssetExecutionContext, con: duckdb.DuckDBPyConnect
     if counts is None:
         context.log.info(f"{month:%Y-%m} is finalized: its drafts are not rewritten; later differences go to the "
                          "next open month")
-        for key in (LINES, REVIEW, EXCEPTIONS, INVOICES):
+        for key in (LINES, REVIEW, EXCEPTIONS, INVOICES, SETTLEMENT_INPUTS):
             context.add_asset_metadata({"finalized": True}, asset_key=key, partition_key=month.isoformat())
         return
     report_month(context, con, month, counts)
@@ -217,6 +222,11 @@ def report_month(context: dg.AssetExecutionContext, con: duckdb.DuckDBPyConnecti
                                asset_key=REVIEW, partition_key=partition)
     context.add_asset_metadata({"exceptions": exceptions, "blocking": exceptions.get("NO_TAX_RATE", 0)},
                                asset_key=EXCEPTIONS, partition_key=partition)
+    accounts, resettled = con.execute("SELECT count(*), count(*) FILTER (WHERE resettled) FROM billing.settlement_inputs "
+                                      "WHERE billing_month = ?", [month]).fetchone()
+    context.add_asset_metadata({"accounts": accounts, "resettled": resettled,
+                                "settled_from_current_period": accounts - resettled},
+                               asset_key=SETTLEMENT_INPUTS, partition_key=partition)
 
 
 defs = dg.Definitions(assets=[invoicing])

@@ -91,14 +91,22 @@ def billed_accounts(month: str, accounts: str, customers: str, credit_note_custo
     WHERE a.period_end IS NOT NULL"""
 
 
-def settled_accounts() -> str:
+def settled_accounts(month: str, resettled: str | None) -> str:
     """The billed accounts with the first day whose differences are billed (``bill_from``) and looked at
     (``report_from``): the start of the account period billed in bill_from_month / report_from_month (computed
-    once per bill cycle day and cycle)."""
-    return """
-    SELECT a.*, g.bill_from, g.report_from
-    FROM billed_accounts a
-    JOIN (SELECT bill_cycle_day, billing_cycle,
+    once per bill cycle day and cycle); ``resettle`` (from ``resettled``, by account: settle every period within
+    the lookback; all of them without ``resettled``, pipelines/invoicing/fingerprints.py) and where an account
+    settled from its current period starts: one-time items from ``items_from`` (the period's first day), rated
+    usage from ``usage_from_month`` (this run's month); recurring charges, see ``due_horizons``."""
+    accounts = (f"(SELECT b.*, coalesce(r.resettle, true) AS resettle FROM billed_accounts b "
+                f"LEFT JOIN (SELECT account_id, resettle FROM {resettled}) r USING (account_id))" if resettled
+                else "(SELECT *, true AS resettle FROM billed_accounts)")
+    return f"""
+    SELECT a.*, g.bill_from, g.report_from,
+           CASE WHEN a.resettle THEN g.report_from ELSE a.period_start END AS items_from,
+           CASE WHEN a.resettle THEN g.report_from_month ELSE {month} END AS usage_from_month
+    FROM {accounts} a
+    JOIN (SELECT bill_cycle_day, billing_cycle, s.report_from_month,
                  period_start_for(period_end_containing(s.bill_from_month, bill_cycle_day, billing_cycle),
                                   bill_cycle_day, billing_cycle) AS bill_from,
                  period_start_for(period_end_containing(s.report_from_month, bill_cycle_day, billing_cycle),
@@ -109,13 +117,17 @@ def settled_accounts() -> str:
 
 def due_horizons() -> str:
     """Per bill cycle day, cycle and charge interval, the end of the last charge period due in this run: in
-    advance, the period containing the day before N ends; in arrears, the last one ending by P's end."""
+    advance, the period containing the day before N ends; in arrears, the last one ending by P's end; and
+    ``settle_from``, the start of the charge period containing P's first day: where an account settled from its
+    current period starts (every charge period ending by then was due in full at its previous run)."""
     return """
     SELECT bill_cycle_day, billing_cycle, billing_interval,
            period_end_containing(CAST(next_period_end - 1 AS DATE), bill_cycle_day, billing_interval) AS advance_to,
            period_start_for(period_end_containing(period_end, bill_cycle_day, billing_interval),
-                            bill_cycle_day, billing_interval) AS arrears_to
-    FROM (SELECT DISTINCT bill_cycle_day, billing_cycle, period_end, next_period_end FROM billed_accounts)
+                            bill_cycle_day, billing_interval) AS arrears_to,
+           period_start_for(period_end_containing(period_start, bill_cycle_day, billing_interval),
+                            bill_cycle_day, billing_interval) AS settle_from
+    FROM (SELECT DISTINCT bill_cycle_day, billing_cycle, period_start, period_end, next_period_end FROM billed_accounts)
     CROSS JOIN (VALUES ('MONTHLY'), ('QUARTERLY'), ('ANNUAL')) i(billing_interval)"""
 
 

@@ -33,6 +33,7 @@ from pipelines.invoicing.accounts import (
     voided_lines,
 )
 from pipelines.invoicing.coupons import coupon_steps
+from pipelines.invoicing.fingerprints import account_inputs, catalog_hashes, rated_inputs, settlement_fingerprints, settlement_rules
 from pipelines.invoicing.headers import invoice_header_rows, invoice_totals
 from pipelines.invoicing.lines import (
     credited_lines,
@@ -65,7 +66,8 @@ from pipelines.invoicing.recurring import (
 )
 from warehouse.tables import TABLES
 
-__all__ = ["build_invoice_lines", "build_invoices", "build_settlement_lines", "INVOICE_LINE_COLUMNS", "INVOICE_COLUMNS"]
+__all__ = ["build_invoice_lines", "build_invoices", "build_settlement_lines", "build_settlement_fingerprints",
+           "INVOICE_LINE_COLUMNS", "INVOICE_COLUMNS"]
 
 INVOICE_LINE_COLUMNS = list(TABLES["billing.invoice_lines"].column_names)
 
@@ -88,25 +90,38 @@ INPUT_DEFAULTS = {
     "billed": "billing.invoice_lines", "document_lines": "ledger.document_lines", "voids": "ledger.voids",
     "finalized_months": "ledger.finalized_months", "coupons": "core.coupons",
     "coupon_products": "core.coupon_products", "coupon_redemptions": "core.coupon_redemptions",
+    "settlement_inputs": "billing.settlement_inputs",
 }
 
 
-def _settlement_steps(con: duckdb.DuckDBPyConnection, month: str, inputs: dict[str, str], lookback_months: int,
-                      credit_note_customer_types) -> dict[str, str]:
-    """The named steps of a bill run, from what was issued to the routed, taxed lines."""
-    known = set(INPUT_DEFAULTS)
-    if unknown := set(inputs) - known:
+def _inputs(inputs: dict[str, str]) -> dict[str, str]:
+    """The input relations by name: INPUT_DEFAULTS overridden by ``inputs`` (unknown names refused)."""
+    if unknown := set(inputs) - set(INPUT_DEFAULTS):
         raise TypeError(f"unknown invoicing inputs: {sorted(unknown)}")
-    i = {**INPUT_DEFAULTS, **inputs}
-    products, plans = live(con, i["products"]), live(con, i["plans"])
+    return {**INPUT_DEFAULTS, **inputs}
+
+
+def _account_steps(con: duckdb.DuckDBPyConnection, month: str, i: dict[str, str], lookback_months: int,
+                   credit_note_customer_types) -> dict[str, str]:
+    """The first steps of a bill run: the accounts billed and the months it settles."""
     return {
         "billed_accounts": billed_accounts(month, live(con, i["accounts"]), live(con, i["customers"]),
                                            tuple(credit_note_customer_types)),
-        "issued_lines": issued_lines(month, i["document_lines"], i["voids"], i["finalized_months"], i["billed"]),
-        "voided_lines": voided_lines(i["document_lines"], i["voids"]),
         "settlement_months": settlement_months(month, lookback_months, i["document_lines"], i["finalized_months"],
                                                i["billed"]),
-        "settled_accounts": settled_accounts(),
+    }
+
+
+def _settlement_steps(con: duckdb.DuckDBPyConnection, month: str, inputs: dict[str, str], lookback_months: int,
+                      credit_note_customer_types, resettled: str | None) -> dict[str, str]:
+    """The named steps of a bill run, from what was issued to the routed, taxed lines."""
+    i = _inputs(inputs)
+    products, plans = live(con, i["products"]), live(con, i["plans"])
+    return {
+        **_account_steps(con, month, i, lookback_months, credit_note_customer_types),
+        "issued_lines": issued_lines(month, i["document_lines"], i["voids"], i["finalized_months"], i["billed"]),
+        "voided_lines": voided_lines(i["document_lines"], i["voids"]),
+        "settled_accounts": settled_accounts(month, resettled),
         "due_horizons": due_horizons(),
         "account_tax_rates": account_tax_rates(live(con, i["tax_rates"])),
         "service_versions": service_versions(live(con, i["versions"])),
@@ -139,10 +154,11 @@ def _settlement_steps(con: duckdb.DuckDBPyConnection, month: str, inputs: dict[s
 
 
 def _bill_run(con: duckdb.DuckDBPyConnection, billing_month: date, final, *, lookback_months: int = LOOKBACK_MONTHS,
-              credit_note_customer_types=CREDIT_NOTE_CUSTOMER_TYPES, **inputs: str) -> duckdb.DuckDBPyRelation:
+              credit_note_customer_types=CREDIT_NOTE_CUSTOMER_TYPES, resettled: str | None = None,
+              **inputs: str) -> duckdb.DuckDBPyRelation:
     """The bill run's steps composed with the step ``final(month)`` reading them."""
     month = month_literal(billing_month)
-    steps = _settlement_steps(con, month, inputs, lookback_months, credit_note_customer_types)
+    steps = _settlement_steps(con, month, inputs, lookback_months, credit_note_customer_types, resettled)
     return con.sql(with_steps(steps, final(month)))
 
 
@@ -150,8 +166,34 @@ def build_settlement_lines(con: duckdb.DuckDBPyConnection, billing_month: date, 
     """Every difference the bill run of ``billing_month`` finds between what is owed and what was issued: the
     ``billing.invoice_lines`` columns plus ``beyond_lookback`` (true: older than the lookback, reported in
     settlement_review / billing_exceptions, never drafted; its invoice_id is NULL). Options as
-    :func:`build_invoice_lines`."""
+    :func:`build_invoice_lines`, plus ``resettled``: a relation (account_id, resettle) from
+    :func:`build_settlement_fingerprints`; an account whose resettle is false is settled from its current period
+    (pipelines/invoicing/fingerprints.py), which finds the same differences. Without it every account is
+    settled in full."""
     return _bill_run(con, billing_month, settled_line_rows, **options)
+
+
+def build_settlement_fingerprints(con: duckdb.DuckDBPyConnection, billing_month: date, *,
+                                  lookback_months: int = LOOKBACK_MONTHS,
+                                  credit_note_customer_types=CREDIT_NOTE_CUSTOMER_TYPES,
+                                  **inputs: str) -> duckdb.DuckDBPyRelation:
+    """Per account billed by the run of ``billing_month``: period_start, period_end, inputs_hash and resettle
+    (pipelines/invoicing/fingerprints.py), compared with ``settlement_inputs`` (billing.settlement_inputs, what
+    earlier runs stored). Options as :func:`build_invoice_lines`."""
+    month = month_literal(billing_month)
+    i = _inputs(inputs)
+    steps = {
+        **_account_steps(con, month, i, lookback_months, credit_note_customer_types),
+        "catalog_hashes": catalog_hashes(*(live(con, i[k]) for k in ("charges", "plans", "products", "bundles",
+                                                                     "bundle_members", "coupons", "coupon_products"))),
+        "account_inputs": account_inputs(*(live(con, i[k]) for k in ("accounts", "customers", "versions", "orders",
+                                                                     "order_items", "coupon_redemptions")),
+                                         i["document_lines"], i["voids"]),
+        "rated_inputs": rated_inputs(month, i["rated"], lookback_months),
+    }
+    final = settlement_fingerprints(month, i["settlement_inputs"], i["finalized_months"],
+                                    settlement_rules(lookback_months))
+    return con.sql(with_steps(steps, final))
 
 
 def build_invoice_lines(con: duckdb.DuckDBPyConnection, billing_month: date, **options) -> duckdb.DuckDBPyRelation:

@@ -215,7 +215,8 @@ def recurring_lines(month: str, products: str, plans: str, bundle_history: str, 
 
 
 def usage_owed(month: str, rated: str, rated_columns: set[str]) -> str:
-    """Rated lines of the billed accounts, billing months from report_from_month to ``month``. A line of a
+    """Rated lines of the billed accounts, billing months from their usage_from_month (report_from_month, or
+    ``month`` for an account settled from its current period) to ``month``. A line of a
     charge with no usage at all (no events, or no quantity when ``rated`` has no event count) and a zero
     amount is left out. ``unit_price`` is the rated one when ``rated`` has the column."""
     unit_price = "u.unit_price" if "unit_price" in rated_columns else "NULL"
@@ -226,15 +227,15 @@ def usage_owed(month: str, rated: str, rated_columns: set[str]) -> str:
            CAST(u.billable_quantity AS {MONEY}) AS quantity, CAST({unit_price} AS {MONEY}) AS unit_price,
            CAST(u.amount_precise AS {MONEY}) AS amount_precise, CAST(u.amount AS {AMOUNT}) AS amount
     FROM {rated} u
-    JOIN billed_accounts a ON a.account_id = u.account_id
+    JOIN settled_accounts a ON a.account_id = u.account_id
     WHERE u.billing_month <= {month}
-      AND u.billing_month >= (SELECT report_from_month FROM settlement_months)
+      AND u.billing_month >= a.usage_from_month
       AND NOT (coalesce(u.amount_precise, 0) = 0 AND coalesce(u.amount, 0) = 0
                AND coalesce({usage_seen}, 0) = 0)"""
 
 
 def usage_issued() -> str:
-    """Per rated line (source_ref) issued to a billed account since report_from_month: the sums issued and the
+    """Per rated line (source_ref) issued to a billed account since its usage_from_month: the sums issued and the
     latest issued line (what an adjustment references and, for a credit, whose tax it reverses)."""
     return f"""
     SELECT * EXCLUDE (latest), latest.line_id AS latest_line_id, latest.document_number AS latest_document_number,
@@ -250,10 +251,9 @@ def usage_issued() -> str:
            any_value(price_id) AS price_id, any_value(charge_code) AS charge_code,
            any_value(product_id) AS product_id,
            min(service_start) AS service_start, max(service_end) AS service_end
-    FROM issued_lines
-    WHERE line_type NOT IN {_NOT_USAGE}
-      AND account_id IN (SELECT account_id FROM billed_accounts)
-      AND coalesce(service_month, billing_month) >= (SELECT report_from_month FROM settlement_months)
+    FROM (SELECT i.* FROM issued_lines i JOIN settled_accounts a USING (account_id)
+          WHERE i.line_type NOT IN {_NOT_USAGE}
+            AND coalesce(i.service_month, i.billing_month) >= a.usage_from_month)
     GROUP BY source_ref
     )"""
 
@@ -324,7 +324,8 @@ price. Invoicing bills it; revenue estimates an item delivered and not yet invoi
 
 
 def one_time_owed(orders: str, order_items: str, products: str) -> str:
-    """ONE_TIME items of CONFIRMED orders of the billed accounts effective from report_from up to P's end, at
+    """ONE_TIME items of CONFIRMED orders of the billed accounts effective from their items_from (report_from, or
+    P's start for an account settled from its current period) up to P's end, at
     the agreed unit price (else the product's base price)."""
     return f"""
     SELECT oi.order_item_id, o.account_id, oi.subscription_id, oi.product_id, oi.plan_id, p.sku AS charge_code,
@@ -336,11 +337,11 @@ def one_time_owed(orders: str, order_items: str, products: str) -> str:
     JOIN {products} p ON p.product_id = oi.product_id
     JOIN settled_accounts a ON a.account_id = o.account_id
     WHERE o.status = 'CONFIRMED' AND p.product_type = 'ONE_TIME'
-      AND o.effective_date >= a.report_from AND o.effective_date < a.period_end"""
+      AND o.effective_date >= a.items_from AND o.effective_date < a.period_end"""
 
 
 def one_time_issued() -> str:
-    """Per order item issued to a billed account since report_from: net count issued (ONE_TIME - ONE_TIME_CREDIT)
+    """Per order item issued to a billed account since its items_from: net count issued (ONE_TIME - ONE_TIME_CREDIT)
     and the latest ONE_TIME line, whose values a reversal negates exactly."""
     return """
     SELECT i.source_ref, sum(CASE WHEN i.line_type = 'ONE_TIME' THEN 1 ELSE -1 END) AS net_issued,
@@ -348,7 +349,7 @@ def one_time_issued() -> str:
              AS latest_line_id
     FROM issued_lines i
     JOIN settled_accounts a ON a.account_id = i.account_id
-    WHERE i.line_type IN ('ONE_TIME', 'ONE_TIME_CREDIT') AND i.service_start >= a.report_from
+    WHERE i.line_type IN ('ONE_TIME', 'ONE_TIME_CREDIT') AND i.service_start >= a.items_from
     GROUP BY i.source_ref"""
 
 

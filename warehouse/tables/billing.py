@@ -147,6 +147,20 @@ TABLES = (
         partition="billing_month",
     ),
     Table(
+        'billing', 'settlement_inputs', DERIVED, ("billing_month", "account_id"), 'one row per account billed by a bill run',
+        'What each bill run settled per account (docs/billing.md "Incremental settlement"): whether it settled the account\'s earlier periods again (resettled) or only from its current period, whether every difference it found was drafted (settled_clean: nothing beyond the lookback), and the fingerprint of the inputs that decide what is owed for the periods it settled (inputs_hash), which the account\'s next bill run compares. Partitioned by billing_month (a re-run replaces the month; a finalized month is never rewritten).',
+        (
+            _c('billing_month', 'DATE', 'Bill run (first day of the month).', False),
+            _c('account_id', 'BIGINT', 'Billing account billed.', False),
+            _c('period_start', 'DATE', 'Start of the period billed (inclusive).', False),
+            _c('period_end', 'DATE', 'End of the period billed (exclusive): the next bill run of the account settles from here when nothing changed.', False),
+            _c('inputs_hash', 'UBIGINT', "Hash of the account's inputs up to this run (its account and customer rows, subscription versions, orders and items, coupon redemptions, the catalog rows they reference, its rated usage of the months settled, its voided documents) and of the settlement rules (pipelines/invoicing/fingerprints.py): equal at the next run means nothing about the periods settled here changed. Not stable across DuckDB versions (a new version settles everything once).", False),
+            _c('resettled', 'BOOLEAN', "True: this run settled every period of the account within the lookback; false: only from its current period (per charge interval, the charge period containing the period's first day), since nothing about the earlier ones changed.", False),
+            _c('settled_clean', 'BOOLEAN', 'True when every difference this run found for the account was drafted (none beyond the lookback): a condition for its next run to settle from the current period only.', False),
+        ),
+        partition="billing_month",
+    ),
+    Table(
         'billing', 'billing_exceptions', DERIVED, ("billing_month", "exception_id"), 'one row per problem found by a bill run',
         'Problems a bill run found in its drafts, never billed silently (docs/billing.md "Exceptions"): lines without a tax rate for their jurisdiction on their tax point (blocking: the draft cannot be finalized), differences beyond the lookback. Partitioned by billing_month.',
         (
