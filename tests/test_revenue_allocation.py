@@ -10,7 +10,7 @@ from decimal import Decimal as D
 from domain.periods import add_months
 from domain.recognition import recognized_share
 from pipelines.revenue.allocation import ALLOCATION_COLUMNS, allocation_rows
-from tests.test_revenue_obligations import books, line, obligations
+from tests.test_revenue_obligations import books, estimate_id, line, obligations
 
 JAN = date(2025, 1, 1)
 
@@ -134,17 +134,18 @@ def test_handset_with_a_24_month_plan_allocates_more_to_the_device_than_it_bills
 
 
 def test_an_estimated_handset_is_allocated_as_the_invoiced_one():
-    """The phone delivered Jan 1 and not invoiced yet, three months of service billed: its estimate ACCRUED-700
-    brings the order's price 99.00 into the transaction price and is allocated as the invoiced phone above:
+    """The phone delivered Jan 1 and not invoiced yet, three months of service billed: its estimate (the January
+    run's line for item 700, on draft INV-AC-1-20250201) brings the order's price 99.00 into the transaction price and is allocated as the invoiced phone above:
     819.00 x 599/1319 -> 371.93, billed 0 (a contract asset); the service lines 18.63, 18.63, 18.62."""
     con, _, services = handset_books(device_invoiced=False, billed_months=3)
     rows = allocations(con)
     assert_groups_sum_to_their_price(rows)
-    good = rows[("TERM-ORD-50", "ACCRUED-700")]
+    phone = estimate_id("INV-AC-1-20250201", "ONE_TIME|700")
+    good = rows[("TERM-ORD-50", phone)]
     assert (good["component_price"], good["transaction_price"], good["billed_amount"], good["allocated_amount"]) == \
         (D("99.00"), D("819.00"), D("0"), D("371.93"))
     assert [rows[("TERM-ORD-50", s)]["allocated_amount"] for s in services] == [D("18.63"), D("18.63"), D("18.62")]
-    o = obligations(con)["ACCRUED-700"]
+    o = obligations(con)[phone]
     assert (o["obligation_kind"], o["billed_amount"], o["allocated_amount"]) == ("GOOD", D("0"), D("371.93"))
 
 

@@ -27,7 +27,7 @@ from pipelines.revenue.reports import (
 from warehouse.ddl import create_tables
 from warehouse.fixtures import create_table_with_rows
 from tests.test_revenue_obligations import DEFAULTS as CORE
-from tests.test_revenue_obligations import PRODUCTS
+from tests.test_revenue_obligations import PRODUCTS, estimate_id
 from warehouse.writer import write
 
 JAN, FEB, MAR = date(2025, 1, 1), date(2025, 2, 1), date(2025, 3, 1)
@@ -387,6 +387,10 @@ def test_closed_month_entries_are_not_booked_again_and_late_ones_go_to_the_open_
                        [JAN]).fetchall() == [("CLOSED",)]
 
 
+# The estimates of the phones: the lines of the February run (its draft INV-AC-1-20250215) for order items 600 and 610.
+PHONE_600, PHONE_610 = (estimate_id("INV-AC-1-20250215", f"ONE_TIME|{item}") for item in (600, 610))
+
+
 def delivered_device(coupon: str = "0") -> tuple[duckdb.DuckDBPyConnection, dict]:
     """The engine on a bill-cycle-15 account (USD, no tax): INV-1 (Jan 15) bills [Jan 15, Feb 15) 31.00; order 60's
     phone (599.00) is delivered Jan 20 and order 61's (599.00) Jan 22, order 61 cancelled before January closes.
@@ -423,7 +427,7 @@ def delivered_device(coupon: str = "0") -> tuple[duckdb.DuckDBPyConnection, dict
     given("ledger.finalized_months", [{"billing_month": JAN}])
     refresh(con)
     assert {r[0] for r in con.execute("SELECT obligation_id FROM revenue.performance_obligations").fetchall()} == {
-        "INV-1-0", "ACCRUED-600", "ACCRUED-610"}
+        "INV-1-0", PHONE_600, PHONE_610}
     given("core.orders", [orders[0], {**orders[1], "status": "CANCELLED"}])  # the estimate of 610 disappears
     january = close_month(con, JAN)
     net = str(D("599.00") - D(coupon))
@@ -441,12 +445,12 @@ def test_a_device_delivered_before_its_invoice_is_revenue_of_its_delivery_month_
     assert january["totals"]["USD"] == {"revenue": "616.0000", "corrections": "0.0000", "deferred_revenue": "14.0000",
                                         "unbilled_ar": "599.0000", "contract_assets": "0.0000", "ar": "31.0000"}
     good = "SELECT obligation_id, amount FROM revenue.recognized WHERE obligation_kind = 'GOOD'"
-    assert con.execute(good).fetchall() == [("ACCRUED-600", D("599.00"))]
-    # February: INV-2 invoices the phone at its estimate: ACCRUED-600's posted 599.00 comes back (-599.00) and the line
+    assert con.execute(good).fetchall() == [(PHONE_600, D("599.00"))]
+    # February: INV-2 invoices the phone at its estimate: the estimate's posted 599.00 comes back (-599.00) and the line
     # books 599.00, both concerning January: 0, no entry, no contra revenue; UNBILLED_AR 599.00 cleared.
     assert con.execute("""SELECT obligation_id, service_month, scheduled_amount, posted_amount, open_amount, booked_month
                           FROM revenue.schedule WHERE obligation_kind = 'GOOD' ORDER BY 1""").fetchall() == [
-        ("ACCRUED-600", JAN, D("0"), D("599.00"), D("-599.00"), FEB),
+        (PHONE_600, JAN, D("0"), D("599.00"), D("-599.00"), FEB),
         ("INV-2-0", JAN, D("599.00"), D("0"), D("599.00"), FEB)]
     assert lines(con, "concerns_month = DATE '2025-01-01' OR account LIKE 'CONTRA%'") == []
     assert lines(con, "entry_type = 'CONTRACT_BALANCE'") == [
@@ -460,8 +464,8 @@ def test_a_device_delivered_before_its_invoice_is_revenue_of_its_delivery_month_
     # February closed: the estimate is gone with its revenue posted and posted back (599.00 - 599.00); the books agree.
     close_month(con, FEB)
     refresh(con)
-    assert con.execute("SELECT accounting_month, amount FROM revenue.recognized WHERE obligation_id = 'ACCRUED-600' "
-                       "ORDER BY 1").fetchall() == [(JAN, D("599.00")), (FEB, D("-599.00"))]
+    assert con.execute("SELECT accounting_month, amount FROM revenue.recognized WHERE obligation_id = ? "
+                       "ORDER BY 1", [PHONE_600]).fetchall() == [(JAN, D("599.00")), (FEB, D("-599.00"))]
     assert revenue_problems(con) == {name: [] for name in revenue_problems(con)}
 
 

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 
 import duckdb
 
-from warehouse.contract import Table
+from warehouse.contract import DERIVED, Table
 from warehouse.ddl import comment_sql, create_schemas, create_table_sql
 from warehouse.tables import TABLES
 
@@ -83,6 +83,16 @@ def drop_table(name: str) -> Callable[[duckdb.DuckDBPyConnection, Mapping[str, T
     return step
 
 
+def recreate_derived(name: str) -> Callable[[duckdb.DuckDBPyConnection, Mapping[str, Table]], None]:
+    """A step recreating the DERIVED table ``name`` with the contract's columns, empty: its rows are recomputed whole
+    by the next run of its asset (whether an earlier migration created it at an older or at the current contract)."""
+    def step(con: duckdb.DuckDBPyConnection, tables: Mapping[str, Table]) -> None:
+        assert tables[name].kind == DERIVED, f"{name} is not DERIVED: its rows cannot be recomputed"
+        con.execute(f"DROP TABLE IF EXISTS {name}")
+        add_table(name)(con, tables)
+    return step
+
+
 # Version 1 is the baseline: the contract as it stood when versioning started.
 def steps(*parts: Callable[[duckdb.DuckDBPyConnection, Mapping[str, Table]], None]) -> Callable[[duckdb.DuckDBPyConnection, Mapping[str, Table]], None]:
     """One migration made of several steps, applied in order (in the migration's transaction)."""
@@ -129,6 +139,9 @@ MIGRATIONS: tuple[Migration, ...] = (
                     *(add_column(t, "contract_term_months") for t in ("raw.orders", "core.orders_history", "core.orders")))),
     Migration(6, "incremental settlement: billing.settlement_inputs (what each bill run settled per account)",
               add_table("billing.settlement_inputs")),
+    Migration(7, "estimates of what is rendered and not yet invoiced: performance obligations carry their line's "
+                 "subscription and price version (the usage a consumption estimate is recognized by)",
+              recreate_derived("revenue.performance_obligations")),
 )
 
 

@@ -22,7 +22,10 @@ from pipelines.revenue import CHECKS, DERIVED_TABLES, CloseRefused, close_month,
 INPUTS = [table_key(t) for t in (
     "ledger.documents", "ledger.document_lines", "ledger.voids", "ledger.payment_applications", "ledger.finalized_months",
     "core.products", "core.orders", "core.order_items", "core.subscriptions", "core.plan_charges", "core.bundles",
-    "core.standalone_selling_prices", "core.usage_events")]
+    "core.standalone_selling_prices", "core.usage_events",
+    # the estimates rate and settle the bill runs still to come (pipelines/revenue/accrual.py): their other inputs
+    "billing.rated_usage", "core.billing_accounts", "core.customers", "core.subscription_versions", "core.price_plans",
+    "core.bundle_members", "core.tax_rates", "core.coupons", "core.coupon_products", "core.coupon_redemptions")]
 RECOGNIZED, JOURNAL, CLOSED = (table_key(t) for t in ("revenue.recognized", "revenue.journal_lines", "revenue.closed_months"))
 RECONCILED = [table_key(t) for t in ("billing.document_status", "billing.account_balances")]  # the AR and credit checks read them
 # close_month also reads the derived tables, which it recomputes first: not declared as deps (no cycle in the graph).
@@ -34,7 +37,8 @@ DERIVED_SPECS = [  # each table's deps: what its rows are computed from (the wri
                  description="Transaction price allocated by relative standalone selling price (bundles, committed contracts)."),
     dg.AssetSpec(OBLIGATIONS, deps=[*INPUTS, ALLOCATIONS, JOURNAL, CLOSED],
                  description="Performance obligations: every line of an issued or voided document, committed contracts ended early, "
-                             "and one-time items delivered and not yet invoiced (estimates)."),
+                             "and the lines the bill runs still to come will invoice for what is rendered (estimates: usage of a "
+                             "period in progress, service days, one-time items delivered)."),
     dg.AssetSpec(SCHEDULE, deps=[OBLIGATIONS, RECOGNIZED],
                  description="Recognition schedule, obligation x month: scheduled, posted by closed months, open and the month it is booked in."),
     dg.AssetSpec(OPEN_JOURNAL, deps=[OBLIGATIONS, SCHEDULE, JOURNAL],

@@ -320,7 +320,7 @@ def usage_lines(month: str, products: str, plans: str) -> str:
 
 ONE_TIME_UNIT_PRICE = "coalesce(oi.unit_price, p.base_price)"
 """The price of a one-time order item (alias ``oi``, its product ``p``): the agreed unit price, else the product's base
-price. Invoicing bills it; revenue estimates an item delivered and not yet invoiced with it."""
+price."""
 
 
 def one_time_owed(orders: str, order_items: str, products: str) -> str:

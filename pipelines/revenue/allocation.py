@@ -267,10 +267,10 @@ def allocation_steps(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     }
 
 
-def allocation_rows(con: duckdb.DuckDBPyConnection, first_open: date | None) -> str:
-    """SELECT of revenue.allocations (contract column order); ``first_open`` bounds the estimated goods and fees
-    of committed contracts (pipelines/revenue/obligations.py accrued_items)."""
+def allocation_rows(con: duckdb.DuckDBPyConnection, first_open: date | None, unbilled: str | None = None) -> str:
+    """SELECT of revenue.allocations (contract column order); ``first_open`` and ``unbilled`` bound the estimates of
+    committed contracts and bundles as in pipelines/revenue/obligations.py obligation_steps."""
     from pipelines.revenue.obligations import obligation_steps  # obligations compose the allocation's steps
 
-    return with_steps(obligation_steps(con, first_open), f"SELECT {', '.join(ALLOCATION_COLUMNS)} FROM allocation_table "
-                                             "ORDER BY allocation_group, obligation_id")
+    return with_steps(obligation_steps(con, first_open, unbilled),
+                      f"SELECT {', '.join(ALLOCATION_COLUMNS)} FROM allocation_table ORDER BY allocation_group, obligation_id")

@@ -19,6 +19,7 @@ import duckdb
 
 from domain.periods import add_months, month_literal
 from domain.sql import quote_literal
+from pipelines.revenue.accrual import unbilled_estimates
 from pipelines.revenue.allocation import allocation_rows
 from pipelines.revenue.checks import month_hashes, revenue_problems
 from pipelines.revenue.journals import journal_rows
@@ -37,12 +38,14 @@ class CloseRefused(Exception):
     """The month cannot be closed (the message says why and what to do); nothing was posted."""
 
 
-def derived_rows(con: duckdb.DuckDBPyConnection, first_open: date | None, run_id: str | None) -> dict[str, str]:
+def derived_rows(con: duckdb.DuckDBPyConnection, first_open: date | None, run_id: str | None,
+                 unbilled: str) -> dict[str, str]:
     """The SELECT of each derived revenue table's rows for the open months from ``first_open`` (None: nothing has
-    activity and nothing is closed), in write order."""
+    activity and nothing is closed), in write order; ``unbilled`` the lines rendered and not yet invoiced
+    (pipelines/revenue/accrual.py)."""
     return dict(zip(DERIVED_TABLES, (
-        obligation_rows(con, first_open),
-        allocation_rows(con, first_open),
+        obligation_rows(con, first_open, unbilled),
+        allocation_rows(con, first_open, unbilled),
         schedule_rows(con, "revenue.performance_obligations", first_open),
         journal_rows(con, first_open, run_id),
         contract_balance_rows(con, first_open),
@@ -53,10 +56,12 @@ def derived_rows(con: duckdb.DuckDBPyConnection, first_open: date | None, run_id
 
 
 def refresh(con: duckdb.DuckDBPyConnection, run_id: str | None = None) -> dict:
-    """Recompute every derived revenue table (whole tables, ONE transaction); return the first open month and the
-    rows written per table."""
+    """Recompute every derived revenue table (whole tables, ONE transaction; the estimates of what is rendered and not
+    yet invoiced computed first, their temp table dropped after); return the first open month and the rows written
+    per table."""
     first_open = first_open_month(con)
-    counts = write(con, [(t, con.sql(rows), "true") for t, rows in derived_rows(con, first_open, run_id).items()])
+    with unbilled_estimates(con, first_open) as unbilled:
+        counts = write(con, [(t, con.sql(rows), "true") for t, rows in derived_rows(con, first_open, run_id, unbilled).items()])
     return {"first_open_month": first_open, "rows": counts}
 
 

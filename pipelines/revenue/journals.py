@@ -170,9 +170,9 @@ RECOGNITION_LINES = {
 """RECOGNITION: the schedule's open amounts booked in each open month, per currency, product line and month
 concerned; Dr DEFERRED_REVENUE / Cr REVENUE. A negative amount booked after the month it concerns (a credit or void
 of service already recognized, a lower re-measurement after close) goes gross to Dr CONTRA_REVENUE: it is summed
-apart from the positive corrections of the same month, never netted with them. The reversal of an estimate (a
-delivered item's accrual, replaced by its invoiced line or gone with its order) is no credit to the customer: it
-nets with the month's REVENUE, so an item invoiced at its estimated price books nothing more."""
+apart from the positive corrections of the same month, never netted with them. The reversal of an estimate (what was
+rendered before its invoice, replaced by its invoiced line or no longer owed) is no credit to the customer: it
+nets with the month's REVENUE, so a line invoiced at its estimated amount books nothing more."""
 
 CONTRACT_BALANCE_LINES = {
     "reclass_targets": """

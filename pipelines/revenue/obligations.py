@@ -2,14 +2,15 @@
 
 One obligation per line of an issued document (``ledger.document_lines``), one reversal per line of a
 voided document (``'VOID-' || line_id``), one ``CONTRACT_END`` per committed contract whose commitment
-ended (``'END-' || contract_id``, pipelines/revenue/allocation.py) and one estimate per one-time item
-delivered and not yet invoiced (``'ACCRUED-' || order_item_id``: billed 0, recognized like the line that
-will invoice it, which replaces it). Each obligation has a kind, a
-recognition pattern and window, the product line it credits, the month its billing is booked in and
+ended (``'END-' || contract_id``, pipelines/revenue/allocation.py) and one estimate per line the bill runs
+still to come will invoice for what is rendered by the end of the latest month computed (``'ACCRUED-' ||
+<settlement line id>``, pipelines/revenue/accrual.py: usage of a period in progress, service days, one-time items
+delivered; billed 0, recognized like the line that will invoice it, which replaces it). Each obligation has a
+kind, a recognition pattern and window, the product line it credits, the month its billing is booked in and
 the transaction price allocated to it.
 
 Named steps (each a SELECT over the steps before it, composed with ``with_steps``): :func:`ledger_lines`
-and :func:`accrued_items` → :func:`obligation_lines` → :func:`line_obligations` (kind, pattern,
+and :func:`estimated_lines` → :func:`obligation_lines` → :func:`line_obligations` (kind, pattern,
 window) → the allocation steps → :func:`obligation_table`.
 """
 
@@ -23,7 +24,6 @@ from domain.money import AMOUNT
 from domain.periods import OPEN_END_DATE, month_literal
 from domain.sql import live
 from pipelines.invoicing.engine import with_steps
-from pipelines.invoicing.lines import ONE_TIME_UNIT_PRICE
 from pipelines.revenue import allocation
 from warehouse.tables import TABLES
 
@@ -36,7 +36,7 @@ OBLIGATION_COLUMNS = list(TABLES["revenue.performance_obligations"].column_names
 # service is recognized over (a committed contract uses its own term).
 EXPECTED_SERVICE_MONTHS = 24
 
-# The obligation_id prefix of an estimate: a one-time item delivered and not yet invoiced ('ACCRUED-<order_item_id>').
+# The obligation_id prefix of an estimate: a line rendered and not yet invoiced ('ACCRUED-<settlement line id>').
 ESTIMATE_PREFIX = "ACCRUED-"
 
 RECURRING_TYPES = ("RECURRING", "RECURRING_CREDIT")
@@ -64,8 +64,8 @@ def last_month_sql(first_open: date | None) -> str:
 
 
 def is_estimate(obligation_id: str = "obligation_id") -> str:
-    """SQL: whether ``obligation_id`` is an estimate (``ACCRUED-<order_item_id>``): revenue of a one-time item
-    delivered and not yet invoiced, replaced by the invoiced line once it is."""
+    """SQL: whether ``obligation_id`` is an estimate (``ACCRUED-<settlement line id>``): revenue rendered and not
+    yet invoiced, replaced by the invoiced line once it is."""
     return f"starts_with({obligation_id}, '{ESTIMATE_PREFIX}')"
 
 
@@ -83,31 +83,19 @@ def ledger_lines() -> str:
     LEFT JOIN ledger.voids v ON v.document_id = l.document_id"""
 
 
-def accrued_items(con: duckdb.DuckDBPyConnection, first_open: date | None) -> str:
-    """Step: the estimates: each one-time item (a ONE_TIME product) of a CONFIRMED order delivered (effective)
-    by the end of the latest month computed (:func:`last_month_sql`) with no line of a document not voided
-    (a ONE_TIME, or its ONE_TIME_CREDIT), as the ONE_TIME line invoicing will issue (delivered on the order's
-    effective date, at the order's unit price, else the product's base price): ``net_amount`` the estimate
-    round_money(unit_price x quantity) — before any coupon, applied when it is invoiced —, billed 0."""
-    price = ONE_TIME_UNIT_PRICE
+def estimated_lines(unbilled: str) -> str:
+    """Step: the estimates: each settlement line of ``unbilled`` (pipelines/revenue/accrual.py: rendered by the end
+    of the latest month computed and not yet invoiced, from the account's next bill run) as the ledger line it will
+    be: ``'ACCRUED-' || line_id``, its draft invoice as document, its net amount (after bundle discount and coupon),
+    billed 0."""
     return f"""
-    SELECT '{ESTIMATE_PREFIX}' || CAST(oi.order_item_id AS VARCHAR) AS line_id, CAST(NULL AS VARCHAR) AS document_id,
-           o.account_id, a.currency, oi.subscription_id, 'ONE_TIME' AS line_type, oi.product_id, oi.plan_id,
-           CAST(NULL AS BIGINT) AS price_id, o.effective_date AS service_start,
-           CAST(o.effective_date + 1 AS DATE) AS service_end, oi.quantity, {price} AS unit_price,
-           CAST(NULL AS INTEGER) AS days, CAST(NULL AS INTEGER) AS period_days,
-           round_money({price} * oi.quantity, a.currency) AS amount,
-           CAST(round_money({price} * oi.quantity, a.currency) AS {AMOUNT}) AS net_amount,
-           CAST(0 AS {AMOUNT}) AS billed_amount, CAST(NULL AS VARCHAR) AS reference_line_id,
-           CAST(NULL AS DATE) AS issue_date, CAST(NULL AS DATE) AS voided_on, oi.order_item_id
-    FROM {live(con, "core.order_items")} oi
-    JOIN {live(con, "core.orders")} o ON o.order_id = oi.order_id
-    JOIN {live(con, "core.products")} p ON p.product_id = oi.product_id
-    JOIN {live(con, "core.billing_accounts")} a ON a.account_id = o.account_id
-    WHERE o.status = 'CONFIRMED' AND p.product_type = 'ONE_TIME'
-      AND o.effective_date < CAST({last_month_sql(first_open)} + INTERVAL 1 MONTH AS DATE)
-      AND oi.order_item_id NOT IN (SELECT order_item_id FROM ledger_lines
-                                   WHERE order_item_id IS NOT NULL AND voided_on IS NULL)"""
+    SELECT '{ESTIMATE_PREFIX}' || u.line_id AS line_id, u.invoice_id AS document_id, u.account_id, u.currency,
+           u.subscription_id, u.line_type, u.product_id, u.plan_id, u.price_id, u.service_start, u.service_end,
+           u.quantity, u.unit_price, u.days, u.period_days, u.amount, CAST(u.net_amount AS {AMOUNT}) AS net_amount,
+           CAST(0 AS {AMOUNT}) AS billed_amount, u.reference_line_id, CAST(NULL AS DATE) AS issue_date,
+           CAST(NULL AS DATE) AS voided_on,
+           CASE WHEN u.line_type IN {_in(ONE_TIME_TYPES)} THEN TRY_CAST(u.source_ref AS BIGINT) END AS order_item_id
+    FROM {unbilled} u"""
 
 
 def obligation_lines(con: duckdb.DuckDBPyConnection) -> str:
@@ -116,7 +104,7 @@ def obligation_lines(con: duckdb.DuckDBPyConnection) -> str:
     return f"""
     SELECT l.*, {is_estimate("l.line_id")} AS is_estimate, coalesce(p.category, 'UNCLASSIFIED') AS product_line,
            coalesce(s.created_order_id, oi.order_id) AS order_id, s.bundle_id
-    FROM (SELECT * FROM ledger_lines UNION ALL BY NAME SELECT * FROM accrued_items) l
+    FROM (SELECT * FROM ledger_lines UNION ALL BY NAME SELECT * FROM estimated_lines) l
     LEFT JOIN {live(con, "core.products")} p ON p.product_id = l.product_id
     LEFT JOIN {live(con, "core.subscriptions")} s ON s.subscription_id = l.subscription_id
     LEFT JOIN {live(con, "core.order_items")} oi ON oi.order_item_id = l.order_item_id"""
@@ -179,41 +167,47 @@ def obligation_table(first_open: date | None) -> str:
     """Step: rows of revenue.performance_obligations: the lines and the estimates (allocated their allocation,
     else their net amount), the reversals of voided lines (negated, booked in the void's month) and the ends of
     commitments. billed_month = the posted month, else greatest(the month of the issue or void date, F); an
-    estimate's (billed 0) the month of its delivery."""
+    estimate's (billed 0) the month its recognition starts (delivery, first day of service or usage)."""
     f = first_open_literal(first_open)
-    columns = """o.contract_id, o.account_id, o.currency, o.document_id, {line}, {reference}, o.obligation_kind,
+    columns = """o.contract_id, o.account_id, o.currency, {document}, {line}, {reference}, o.obligation_kind,
            o.pattern, o.product_id, o.product_line, o.recognition_start, o.recognition_end, o.spread_days"""
     return f"""
     SELECT o.line_id AS obligation_id,
-           {columns.format(line="CASE WHEN o.is_estimate THEN NULL ELSE o.line_id END AS line_id",
+           {columns.format(document="CASE WHEN o.is_estimate THEN NULL ELSE o.document_id END AS document_id",
+                           line="CASE WHEN o.is_estimate THEN NULL ELSE o.line_id END AS line_id",
                            reference="o.reference_line_id")},
            CASE WHEN o.is_estimate THEN CAST(date_trunc('month', o.recognition_start) AS DATE)
                 ELSE coalesce(b.posted_month, greatest(CAST(date_trunc('month', o.issue_date) AS DATE), {f})) END
              AS billed_month,
-           o.billed_amount, CAST(coalesce(a.allocated_amount, o.net_amount) AS {AMOUNT}) AS allocated_amount
+           o.billed_amount, CAST(coalesce(a.allocated_amount, o.net_amount) AS {AMOUNT}) AS allocated_amount,
+           o.subscription_id, o.price_id
     FROM line_obligations o
     LEFT JOIN obligation_allocations a ON a.obligation_id = o.line_id
     LEFT JOIN posted_billings b ON b.document_id = o.document_id AND b.entry_type = 'BILLING'
     UNION ALL
-    SELECT 'VOID-' || o.line_id, {columns.format(line="o.line_id", reference="o.line_id")},
+    SELECT 'VOID-' || o.line_id, {columns.format(document="o.document_id", line="o.line_id", reference="o.line_id")},
            coalesce(b.posted_month, greatest(CAST(date_trunc('month', o.voided_on) AS DATE), {f})),
-           -o.net_amount, CAST(-o.net_amount AS {AMOUNT})
+           -o.net_amount, CAST(-o.net_amount AS {AMOUNT}), o.subscription_id, o.price_id
     FROM line_obligations o
     LEFT JOIN posted_billings b ON b.document_id = o.document_id AND b.entry_type = 'VOID'
     WHERE o.voided_on IS NOT NULL
     UNION ALL
     SELECT obligation_id, contract_id, account_id, currency, NULL, NULL, NULL, 'CONTRACT_END', 'POINT_IN_TIME',
            product_id, product_line, end_date, CAST(end_date + 1 AS DATE), 1,
-           greatest(CAST(date_trunc('month', end_date) AS DATE), {f}), CAST(0 AS {AMOUNT}), allocated_amount
+           greatest(CAST(date_trunc('month', end_date) AS DATE), {f}), CAST(0 AS {AMOUNT}), allocated_amount,
+           CAST(NULL AS BIGINT), CAST(NULL AS BIGINT)
     FROM contract_ends"""
 
 
-def obligation_steps(con: duckdb.DuckDBPyConnection, first_open: date | None) -> dict[str, str]:
-    """The steps from the ledger and the orders to the obligations and their allocation (the allocation's steps
-    included); ``first_open`` bounds the estimates (:func:`accrued_items`)."""
+def obligation_steps(con: duckdb.DuckDBPyConnection, first_open: date | None, unbilled: str | None = None) -> dict[str, str]:
+    """The steps from the ledger and the estimates to the obligations and their allocation (the allocation's steps
+    included); ``unbilled`` the relation of the lines rendered and not yet invoiced (pipelines/revenue/accrual.py),
+    built now for ``first_open`` when not given."""
+    from pipelines.revenue.accrual import build_unbilled_lines  # the accrual reads this module's bounds
+
     return {
         "ledger_lines": ledger_lines(),
-        "accrued_items": accrued_items(con, first_open),
+        "estimated_lines": estimated_lines(unbilled or build_unbilled_lines(con, first_open)),
         "obligation_lines": obligation_lines(con),
         "fee_terms": fee_terms(con),
         "line_obligations": line_obligations(),
@@ -221,8 +215,9 @@ def obligation_steps(con: duckdb.DuckDBPyConnection, first_open: date | None) ->
     }
 
 
-def obligation_rows(con: duckdb.DuckDBPyConnection, first_open: date | None) -> str:
-    """SELECT of revenue.performance_obligations (contract column order), ``first_open`` the first open month."""
-    steps = {**obligation_steps(con, first_open), "posted_billings": posted_billings(),
+def obligation_rows(con: duckdb.DuckDBPyConnection, first_open: date | None, unbilled: str | None = None) -> str:
+    """SELECT of revenue.performance_obligations (contract column order), ``first_open`` the first open month,
+    ``unbilled`` as in :func:`obligation_steps`."""
+    steps = {**obligation_steps(con, first_open, unbilled), "posted_billings": posted_billings(),
              "obligations": obligation_table(first_open)}
     return with_steps(steps, f"SELECT {', '.join(OBLIGATION_COLUMNS)} FROM obligations ORDER BY obligation_id")

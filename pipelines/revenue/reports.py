@@ -40,9 +40,9 @@ BILLED_MONTHS = f"""
     WHERE {is_estimate()} AND obligation_id NOT IN (SELECT obligation_id FROM revenue.performance_obligations)
     GROUP BY obligation_id"""
 """Every obligation with revenue, its billed month, billed and allocated amounts: the obligations, and the
-estimates no longer obligations (invoiced, or their order reversed) that closed months posted revenue for (booked
+estimates no longer obligations (invoiced, or no longer owed) that closed months posted revenue for (booked
 back by the schedule, or already posted back): billed and allocated 0, billed in the first month they recognized in
-(their delivery)."""
+(where their recognition starts)."""
 
 MONTH_STATUS = "CASE WHEN accounting_month < (SELECT first_open FROM bounds) THEN 'CLOSED' ELSE 'OPEN' END AS month_status"
 """CLOSED before the first open month (posted in revenue.closed_months), else OPEN."""
@@ -238,7 +238,7 @@ def deferred_mismatches(con: duckdb.DuckDBPyConnection) -> list[tuple]:
     * NET_DEFERRED = DEFERRED_REVENUE - UNBILLED_AR - CONTRACT_ASSET = Σ over the obligations billed by the month
       end of (billed - allocated + what their schedule has not booked by then: open amounts booked later and
       posted revenue of later months) - revenue booked by then on obligations billed later; an estimate
-      replaced by its invoice (or gone with its order) counts as billed and allocated 0 from its delivery month
+      replaced by its invoice (or no longer owed) counts as billed and allocated 0 from its first month
       (:data:`BILLED_MONTHS`), its posted revenue and the schedule's reversal of it netting to 0.
     """
     return con.execute(f"""

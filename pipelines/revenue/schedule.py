@@ -61,7 +61,7 @@ def obligation_periods(obligations: str, grain: str) -> str:
     step = _GRAINS[grain]
     return f"""
     SELECT o.obligation_id, o.contract_id, o.account_id, o.currency, o.obligation_kind, o.product_line, o.pattern,
-           o.line_id, o.recognition_start, o.recognition_end, o.spread_days,
+           o.subscription_id, o.price_id, o.recognition_start, o.recognition_end, o.spread_days,
            CAST(o.allocated_amount AS {AMOUNT}) AS allocated_amount, p.period,
            least(CAST(p.period + {step} AS DATE), o.recognition_end) AS cut,
            CAST(least(CAST(p.period + {step} AS DATE), o.recognition_end) - o.recognition_start AS BIGINT) AS elapsed,
@@ -76,17 +76,17 @@ def obligation_periods(obligations: str, grain: str) -> str:
 
 def consumption_weights(con: duckdb.DuckDBPyConnection, grain: str) -> str:
     """Step: per CONSUMPTION obligation whose window crosses a period boundary, the weight of the usage of its
-    line's service and metric consumed in each period of the window (event time in [start, end)) and in all."""
+    line's service (subscription_id) and charge's metric (price_id) consumed in each period of the window (event
+    time in [start, end)) and in all."""
     return f"""
     SELECT obligation_id, period, weight, sum(weight) OVER (PARTITION BY obligation_id) AS total_weight
     FROM (
         SELECT w.obligation_id, CAST(date_trunc('{grain}', e.event_time) AS DATE) AS period, sum({_EVENT_WEIGHT}) AS weight
-        FROM (SELECT DISTINCT obligation_id, line_id, recognition_start, recognition_end FROM obligation_periods
-              WHERE pattern = 'CONSUMPTION' AND crosses) w
-        JOIN ledger.document_lines l ON l.line_id = w.line_id
-        JOIN {live(con, "core.plan_charges")} pc ON pc.price_id = l.price_id
+        FROM (SELECT DISTINCT obligation_id, subscription_id, price_id, recognition_start, recognition_end
+              FROM obligation_periods WHERE pattern = 'CONSUMPTION' AND crosses) w
+        JOIN {live(con, "core.plan_charges")} pc ON pc.price_id = w.price_id
         JOIN {live(con, "core.usage_events")} e
-          ON e.subscription_id = l.subscription_id AND e.metric = pc.metric
+          ON e.subscription_id = w.subscription_id AND e.metric = pc.metric
          AND e.event_time >= CAST(w.recognition_start AS TIMESTAMP) AND e.event_time < CAST(w.recognition_end AS TIMESTAMP)
         WHERE {_EVENT_WEIGHT} IS NOT NULL
         GROUP BY ALL

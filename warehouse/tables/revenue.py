@@ -56,11 +56,12 @@ TABLES = (
         'revenue', 'performance_obligations', DERIVED, ("obligation_id",), 'one row per performance obligation',
         'Performance obligations (docs/revenue.md "Obligations"): one row per line of an issued document (a service period, '
         'a usage charge, a good, a fee, a credit or an adjustment), per line of a voided document (its reversal), and per '
-        'committed contract ended early (its remaining contract asset), and per one-time item delivered and not yet invoiced (an '
-        'estimate, replaced by its invoiced line). Recognized by pattern over '
+        'committed contract ended early (its remaining contract asset), and per line the bill runs still to come will invoice for '
+        'what is rendered by the end of the latest month computed (an estimate: usage of a period in progress, service days, '
+        'one-time items delivered; replaced by its invoiced line). Recognized by pattern over '
         '[recognition_start, recognition_end); its schedule sums exactly to allocated_amount.',
         (
-            _c('obligation_id', 'VARCHAR', "The ledger line_id; 'VOID-' || line_id for a voided line's reversal; 'END-' || contract_id for the remaining contract asset of a commitment that ended early; 'ACCRUED-' || order_item_id for the estimate of a one-time item (core.order_items of a CONFIRMED order) delivered and not yet invoiced.", False),
+            _c('obligation_id', 'VARCHAR', "The ledger line_id; 'VOID-' || line_id for a voided line's reversal; 'END-' || contract_id for the remaining contract asset of a commitment that ended early; 'ACCRUED-' || the settlement line id (its draft line_id) for the estimate of a line rendered and not yet invoiced (docs/revenue.md \"Estimates\").", False),
             _c('contract_id', 'VARCHAR', "'ORD-<order_id>': the order that activated the line's service or sold its item; 'ACC-<account_id>' for lines traced to no order.", False),
             _c('account_id', 'BIGINT', 'Billing account.', False),
             _CURRENCY,
@@ -76,10 +77,12 @@ TABLES = (
             _c('spread_days', 'INTEGER', 'RATABLE: the days the amount is spread over at an even daily rate; the window\'s length, '
                'except for a fee whose expected service term outlives its service: the term\'s days, the rest recognized on '
                'the window\'s last day. The window\'s length for the other patterns.', False),
-            _c('billed_month', 'DATE', 'Accounting month the billing is booked in: the month of the document\'s issue date (of the void date for a reversal), or the first open month if that month is closed; for an estimate (nothing billed), the month of delivery.', False),
+            _c('billed_month', 'DATE', 'Accounting month the billing is booked in: the month of the document\'s issue date (of the void date for a reversal), or the first open month if that month is closed; for an estimate (nothing billed), the month its recognition starts.', False),
             _c('billed_amount', AMOUNT, 'Net amount billed for it (the line\'s net_amount, negative for credits; 0 for CONTRACT_END and estimates).', False),
             _c('allocated_amount', AMOUNT, 'Transaction price allocated to it (revenue.allocations): what its schedule recognizes in total. '
-               'An estimate: round_money(unit price on the order x quantity), or its committed contract\'s allocation (coupons apply when it is invoiced).', False),
+               'An estimate: the net amount of the settlement line it estimates, or its allocation.', False),
+            _c('subscription_id', 'BIGINT', 'Subscription of the line (its service): a CONSUMPTION obligation is recognized by the usage events of this subscription.'),
+            _c('price_id', 'BIGINT', 'Price version of the line (its charge): the metric and aggregation of a CONSUMPTION obligation\'s events.'),
         ),
     ),
     Table(
