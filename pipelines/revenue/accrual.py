@@ -8,7 +8,8 @@ of its next bill date (monthly accounts S, quarterly up to S+2, annual up to S+1
 accounts only, :func:`pipelines.rating.engine.rate_usage` rates the usage of the periods billed in B from the
 events timed before L's end, and :func:`pipelines.invoicing.engine.build_settlement_lines` settles B against the
 ledger with that rating (earlier months: ``billing.rated_usage``) and without drafts (revenue reads the ledger
-only). Of the settlement lines, those rendered by L's end are kept (:func:`rendered_lines`): service_start before
+only), incrementally as a bill run settles (an account unchanged since its previous finalized run from its current
+period: docs/billing.md "Incremental settlement"). Of the settlement lines, those rendered by L's end are kept (:func:`rendered_lines`): service_start before
 it, within the lookback. :func:`unbilled_estimates` writes them to the temp table
 :data:`UNBILLED_LINES`, where the obligations' step ``estimated_lines`` reads them. No Dagster imports.
 """
@@ -23,7 +24,12 @@ import duckdb
 
 from domain.periods import month_literal
 from domain.sql import live
-from pipelines.invoicing.engine import INVOICE_LINE_COLUMNS, LOOKBACK_MONTHS, build_settlement_lines
+from pipelines.invoicing.engine import (
+    INVOICE_LINE_COLUMNS,
+    LOOKBACK_MONTHS,
+    build_settlement_fingerprints,
+    build_settlement_lines,
+)
 from pipelines.rating.engine import RATED_COLUMNS, rate_usage
 from pipelines.revenue.obligations import first_open_literal, last_month_sql
 
@@ -33,8 +39,8 @@ __all__ = ["UNBILLED_LINES", "estimate_bounds", "next_bill_months", "rendered_li
 UNBILLED_LINES = "_revenue_unbilled_lines"
 """Temp table of the settlement lines rendered and not yet invoiced (``billing.invoice_lines`` columns)."""
 
-_NEXT_BILLS, _ACCOUNTS, _RATED, _SETTLED = ("_revenue_next_bills", "_revenue_billed_accounts", "_revenue_rated",
-                                            "_revenue_settled")
+_NEXT_BILLS, _ACCOUNTS, _RATED, _FINGERPRINTS, _SETTLED = (
+    "_revenue_next_bills", "_revenue_billed_accounts", "_revenue_rated", "_revenue_fingerprints", "_revenue_settled")
 
 
 def estimate_bounds(con: duckdb.DuckDBPyConnection, first_open: date | None) -> tuple[date, date] | None:
@@ -98,12 +104,15 @@ def _settle_bill_month(con: duckdb.DuckDBPyConnection, month: date, cut: date) -
                         WHERE billing_month < {m} AND billing_month >= CAST({m} - INTERVAL {2 * LOOKBACK_MONTHS} MONTH AS DATE)
                           AND account_id IN (SELECT account_id FROM {_ACCOUNTS})
                         UNION ALL SELECT {columns} FROM {rating.tag}_rated""")
-        settled = build_settlement_lines(con, month, accounts=_ACCOUNTS, rated=_RATED,
-                                         billed="(SELECT * FROM billing.invoice_lines WHERE false)")
+        inputs = {"accounts": _ACCOUNTS, "rated": _RATED, "billed": "(SELECT * FROM billing.invoice_lines WHERE false)"}
+        fingerprints = build_settlement_fingerprints(con, month, **inputs)  # unchanged accounts: from their period
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {_FINGERPRINTS} AS {fingerprints.sql_query()}")
+        settled = build_settlement_lines(con, month, resettled=_FINGERPRINTS, **inputs)
         settled.create_view(_SETTLED, replace=True)
         con.execute(f"INSERT INTO {UNBILLED_LINES} {rendered_lines(_SETTLED, cut)}")
     finally:
         con.execute(f"DROP VIEW IF EXISTS {_SETTLED}")
+        con.execute(f"DROP TABLE IF EXISTS {_FINGERPRINTS}")
         con.execute(f"DROP TABLE IF EXISTS {_RATED}")
         con.execute(f"DROP VIEW IF EXISTS {_ACCOUNTS}")
         _drop_temp_tables(con, rating.tag + "_")
