@@ -137,11 +137,26 @@ def test_settled_accounts(con):
     """bill_from / report_from: the start of the account period billed in bill_from_month (February) /
     report_from_month (January): calendar [Feb 1, Mar 1) / [Jan 1, Feb 1); day 15 [Jan 15, Feb 15) / [Dec 15, Jan 15);
     quarterly calendar [Jan 1, Apr 1) (billed in March) for both."""
-    given(con, billed_accounts=("account_id BIGINT, bill_cycle_day INTEGER, billing_cycle VARCHAR",
-                                [(1, 1, "MONTHLY"), (2, 15, "MONTHLY"), (3, 1, "QUARTERLY")]),
+    given(con, billed_accounts=("account_id BIGINT, bill_cycle_day INTEGER, billing_cycle VARCHAR, period_start DATE",
+                                [(1, 1, "MONTHLY", mar(1)), (2, 15, "MONTHLY", feb(15)), (3, 1, "QUARTERLY", jan(1))]),
           settlement_months=("go_live DATE, bill_from_month DATE, report_from_month DATE", [(jan(1), feb(1), jan(1))]))
-    assert rows(con, accounts.settled_accounts(), "account_id, bill_from, report_from") == Counter([
+    assert rows(con, accounts.settled_accounts(MARCH, None), "account_id, bill_from, report_from") == Counter([
         (1, feb(1), jan(1)), (2, jan(15), date(2024, 12, 15)), (3, jan(1), jan(1))])
+
+
+def test_settled_accounts_of_an_incremental_run(con):
+    """Without ``resettled`` every account is settled in full: one-time items from report_from, usage from
+    report_from_month (January). With it, account 1 (resettle false: unchanged) from its period: items from P's
+    start (Mar 1), usage of March only; account 2 (true) and account 3 (not in the relation) in full."""
+    given(con, billed_accounts=("account_id BIGINT, bill_cycle_day INTEGER, billing_cycle VARCHAR, period_start DATE",
+                                [(1, 1, "MONTHLY", mar(1)), (2, 15, "MONTHLY", feb(15)), (3, 1, "QUARTERLY", jan(1))]),
+          settlement_months=("go_live DATE, bill_from_month DATE, report_from_month DATE", [(jan(1), feb(1), jan(1))]),
+          fingerprints=("account_id BIGINT, resettle BOOLEAN", [(1, False), (2, True)]))
+    columns = "account_id, resettle, items_from, usage_from_month"
+    assert rows(con, accounts.settled_accounts(MARCH, None), columns) == Counter([
+        (1, True, jan(1), jan(1)), (2, True, date(2024, 12, 15), jan(1)), (3, True, jan(1), jan(1))])
+    assert rows(con, accounts.settled_accounts(MARCH, "fingerprints"), columns) == Counter([
+        (1, False, mar(1), mar(1)), (2, True, date(2024, 12, 15), jan(1)), (3, True, jan(1), jan(1))])
 
 
 def test_account_tax_rates(con):
@@ -198,30 +213,40 @@ def test_due_horizons(con):
     ending by Apr 1 ends Apr 1, the last quarter Apr 1, the last year Jan 1 2025. Day 15 (P = [Feb 15, Mar 15),
     N = [Mar 15, Apr 15)): advance Apr 15 (monthly); arrears Mar 15 (monthly), Jan 15 (quarterly: quarters end
     Jan 15, Apr 15, ...)."""
-    given(con, billed_accounts=("account_id BIGINT, bill_cycle_day INTEGER, billing_cycle VARCHAR, period_end DATE, "
-                                "next_period_end DATE",
-                                [(1, 1, "MONTHLY", apr(1), may(1)), (2, 1, "MONTHLY", apr(1), may(1)),
-                                 (3, 15, "MONTHLY", mar(15), apr(15))]))
-    assert rows(con, accounts.due_horizons(), "bill_cycle_day, billing_interval, advance_to, arrears_to") == Counter([
-        (1, "MONTHLY", may(1), apr(1)), (1, "QUARTERLY", date(2025, 7, 1), apr(1)),
-        (1, "ANNUAL", date(2026, 1, 1), jan(1)),
-        (15, "MONTHLY", apr(15), mar(15)), (15, "QUARTERLY", apr(15), jan(15)), (15, "ANNUAL", date(2026, 1, 15), jan(15))])
+    given(con, billed_accounts=("account_id BIGINT, bill_cycle_day INTEGER, billing_cycle VARCHAR, period_start DATE, "
+                                "period_end DATE, next_period_end DATE",
+                                [(1, 1, "MONTHLY", mar(1), apr(1), may(1)), (2, 1, "MONTHLY", mar(1), apr(1), may(1)),
+                                 (3, 15, "MONTHLY", feb(15), mar(15), apr(15))]))
+    # settle_from: the charge period of each interval containing P's first day (Mar 1: the month, the quarter
+    # [Jan 1, Apr 1), the year [Jan 1, Jan 1 2026); Feb 15: [Feb 15, Mar 15), [Jan 15, Apr 15), [Jan 15, Jan 15 2026)).
+    assert rows(con, accounts.due_horizons(),
+                "bill_cycle_day, billing_interval, advance_to, arrears_to, settle_from") == Counter([
+        (1, "MONTHLY", may(1), apr(1), mar(1)), (1, "QUARTERLY", date(2025, 7, 1), apr(1), jan(1)),
+        (1, "ANNUAL", date(2026, 1, 1), jan(1), jan(1)),
+        (15, "MONTHLY", apr(15), mar(15), feb(15)), (15, "QUARTERLY", apr(15), jan(15), jan(15)),
+        (15, "ANNUAL", date(2026, 1, 15), jan(15), jan(15))])
 
 
 # the March run of a calendar account: P = [Mar 1, Apr 1), N = [Apr 1, May 1), looked at from Feb 1, billed from Mar 1
-SETTLED = ("account_id BIGINT, bill_cycle_day INTEGER, billing_cycle VARCHAR, report_from DATE, bill_from DATE",
-           [(1, 1, "MONTHLY", feb(1), mar(1))])
-HORIZONS = ("bill_cycle_day INTEGER, billing_cycle VARCHAR, billing_interval VARCHAR, advance_to DATE, arrears_to DATE",
-            [(1, "MONTHLY", "MONTHLY", may(1), apr(1)), (1, "MONTHLY", "QUARTERLY", date(2025, 7, 1), apr(1)),
-             (1, "MONTHLY", "ANNUAL", date(2026, 1, 1), jan(1))])
+SETTLED = ("account_id BIGINT, bill_cycle_day INTEGER, billing_cycle VARCHAR, report_from DATE, bill_from DATE, "
+           "resettle BOOLEAN", [(1, 1, "MONTHLY", feb(1), mar(1), True)])
+HORIZONS = ("bill_cycle_day INTEGER, billing_cycle VARCHAR, billing_interval VARCHAR, advance_to DATE, arrears_to DATE, "
+            "settle_from DATE",
+            [(1, "MONTHLY", "MONTHLY", may(1), apr(1), mar(1)),
+             (1, "MONTHLY", "QUARTERLY", date(2025, 7, 1), apr(1), jan(1)),
+             (1, "MONTHLY", "ANNUAL", date(2026, 1, 1), jan(1), jan(1))])
 
 
-def test_recurring_due(con):
+@pytest.mark.parametrize("resettle, monthly_from", [(True, feb(1)), (False, mar(1))])
+def test_recurring_due(con, resettle, monthly_from):
     """Due spans from report_from (Feb 1) to the horizon of the charge's interval and timing:
     sub 1 monthly in advance since Jan 1, price 1000 until Mar 15 then 1001: [Feb 1, Mar 15) and [Mar 15, May 1)
     (the monthly period containing Apr 30 ends May 1); sub 2 monthly in arrears from Mar 20: up to P's end
     [Mar 20, Apr 1); sub 3 annual in advance from Mar 20: the annual period containing Apr 30 ends Jan 1 2026;
-    sub 4 quarterly in arrears: the last quarter ending by Apr 1: [Feb 1, Apr 1); sub 5 ended Feb 1: nothing."""
+    sub 4 quarterly in arrears: the last quarter ending by Apr 1: [Feb 1, Apr 1); sub 5 ended Feb 1: nothing.
+    An account settled from its current period (resettle false) starts each interval at its settle_from: the
+    monthly sub 1 at Mar 1 ([Mar 1, Mar 15)); the quarter [Jan 1, Apr 1) and the year start before report_from:
+    Feb 1 and Mar 20 as before."""
     given(con,
           service_versions=("subscription_id BIGINT, account_id BIGINT, product_id BIGINT, plan_id BIGINT, "
                             "bundle_id BIGINT, quantity DECIMAL(38,10), valid_from DATE, valid_to DATE",
@@ -235,9 +260,10 @@ def test_recurring_due(con):
                              (2000, 200, "IN_ARREARS", "MONTHLY", True, "2020-01-01", OPEN_END),
                              (3000, 300, "IN_ADVANCE", "ANNUAL", True, "2020-01-01", OPEN_END),
                              (4000, 400, "IN_ARREARS", "QUARTERLY", True, "2020-01-01", OPEN_END)]),
-          settled_accounts=SETTLED, due_horizons=HORIZONS)
+          settled_accounts=(SETTLED[0], [SETTLED[1][0][:-1] + (resettle,)]),
+          due_horizons=HORIZONS)
     assert rows(con, recurring.recurring_due(), "subscription_id, price_id, billing_interval, span_from, span_to") == Counter([
-        (1, 1000, "MONTHLY", feb(1), mar(15)), (1, 1001, "MONTHLY", mar(15), may(1)),
+        (1, 1000, "MONTHLY", monthly_from, mar(15)), (1, 1001, "MONTHLY", mar(15), may(1)),
         (2, 2000, "MONTHLY", mar(20), apr(1)), (3, 3000, "ANNUAL", mar(20), date(2026, 1, 1)),
         (4, 4000, "QUARTERLY", feb(1), apr(1))])
 
@@ -544,14 +570,18 @@ def test_recurring_lines(con):
 
 # usage and one-time lines ----------------------------------------------------------------------
 
-def _billed_account_1(con, report_from_month=feb(1), bill_from_month=feb(1)):
+def _billed_account_1(con, report_from_month=feb(1), bill_from_month=feb(1), resettle=True):
+    """Account 1, calendar monthly, billed by the March run (P = [Mar 1, Apr 1)); ``resettle`` false: settled from
+    its current period (one-time items from Mar 1, usage of March)."""
     given(con,
           billed_accounts=("account_id BIGINT, invoice_id VARCHAR, tax_jurisdiction VARCHAR, currency VARCHAR, "
                            "period_start DATE, period_end DATE, tax_point DATE, bill_cycle_day INTEGER, "
                            "billing_cycle VARCHAR",
                            [(1, "INV-A0001-20250401", "US-CA", "USD", mar(1), apr(1), apr(1), 1, "MONTHLY")]),
-          settled_accounts=("account_id BIGINT, period_end DATE, report_from DATE",
-                            [(1, apr(1), report_from_month)]),
+          settled_accounts=("account_id BIGINT, period_end DATE, report_from DATE, resettle BOOLEAN, items_from DATE, "
+                            "usage_from_month DATE",
+                            [(1, apr(1), report_from_month, resettle, report_from_month if resettle else mar(1),
+                              report_from_month if resettle else mar(1))]),
           settlement_months=("report_from_month DATE, bill_from_month DATE", [(report_from_month, bill_from_month)]),
           account_tax_rates=("account_id BIGINT, tax_name VARCHAR, tax_rate DECIMAL(9,6)", [(1, "CA sales tax", "0.0725")]))
 
@@ -678,11 +708,13 @@ def test_usage_lines(con):
         ("r7", "MAXIMUM_CAP", mar(1), D("-3.50"), D("0.0725"), apr(1), None, None, None, False)])
 
 
-def test_one_time_owed(con):
+@pytest.mark.parametrize("resettle", [True, False])
+def test_one_time_owed(con, resettle):
     """Items of CONFIRMED orders effective from report_from (Feb 1) up to P's end (Apr 1): 1 x 499.00 agreed; no
     agreed price: the base price 25.00; a February item (a backdated order) too. Not owed: a subscription
-    product, a cancelled order, an order effective in N, an order effective in January."""
-    _billed_account_1(con)
+    product, a cancelled order, an order effective in N, an order effective in January. An account settled from
+    its current period (resettle false) looks from P's start (Mar 1): not the February item."""
+    _billed_account_1(con, resettle=resettle)
     given(con,
           orders=("order_id BIGINT, order_number VARCHAR, account_id BIGINT, status VARCHAR, effective_date DATE",
                   [(500, "O500", 1, "CONFIRMED", mar(20)), (501, "O501", 1, "CANCELLED", mar(21)),
@@ -700,7 +732,7 @@ def test_one_time_owed(con):
                 "order_item_id, charge_code, description, effective_date, quantity, unit_price") == Counter([
         (1, "SKU20", "Phone X (order O500)", mar(20), D(1), D("499.00")),
         (2, "SKU21", "Activation fee (order O500)", mar(20), D(1), D("25.00")),
-        (6, "SKU22", "Router (order O503)", feb(3), D(2), D("333.333"))])
+        (6, "SKU22", "Router (order O503)", feb(3), D(2), D("333.333"))][:3 if resettle else 2])
 
 
 def test_one_time_issued(con):

@@ -23,7 +23,7 @@ INPUTS = ("ledger.documents", "ledger.document_lines", "ledger.voids", "ledger.p
           "revenue.journal_lines", "revenue.recognized", "revenue.closed_months",
           # what the bill runs still to come read (the estimates, pipelines/revenue/accrual.py)
           "core.customers", "core.price_plans", "core.tax_rates", "core.coupons", "core.coupon_products",
-          "core.coupon_redemptions", "billing.rated_usage", "billing.invoice_lines")
+          "core.coupon_redemptions", "billing.rated_usage", "billing.invoice_lines", "billing.settlement_inputs")
 HISTORY = {"valid_from": "2000-01-01", "valid_to": "9999-12-31", "is_deleted": False, "_op": "r", "_file": "fixture"}
 DEFAULTS = {
     "core.billing_accounts": {**HISTORY, "customer_id": 1, "account_number": "AC-1", "billing_cycle": "MONTHLY",
