@@ -139,9 +139,11 @@ def test_incremental_settlement_equals_full_settlement_for_random_histories():
         given(c, accounts=history[0])
         for i, month in enumerate(MONTHS):
             _state_as_known_at(c, i, *history)
-            full, incremental, resettled = both_ways(c, month)
-            assert incremental == full, (seed, month)
-            settled_from_current_period += sum(not r for r in resettled.values())
+            incremental, resettled = bill_run(c, month)
+            if not all(resettled.values()):  # some account settled from its current period: compare with a full run
+                full, _ = bill_run(c, month, incremental=False)
+                assert incremental == full, (seed, month)
+                settled_from_current_period += sum(not r for r in resettled.values())
             if i <= finalize_through:
                 finalize(c, month)
         c.close()
