@@ -109,8 +109,12 @@ def usage_in_progress(late_event: bool):
     march = close_month(con, MAR)
     refresh(con)
     closed = derived(con)
+    temp_tables = "SELECT table_name FROM duckdb_tables() WHERE temporary ORDER BY 1"
+    before = con.execute(temp_tables).fetchall()  # the bill runs' own ratings (month_end)
     refresh(con)  # a re-run changes nothing
     assert derived(con) == closed
+    # and leaves nothing behind: the estimate's rating, fingerprints and settlement are dropped (drop_rating)
+    assert con.execute(temp_tables).fetchall() == before
     if late_event:
         usage(con, [{"subscription_id": 10, "quantity": "600", "event_time": "2025-03-20 10:00"},
                     {"subscription_id": 10, "quantity": "50", "event_time": "2025-03-25 10:00"}])

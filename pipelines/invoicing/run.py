@@ -66,8 +66,9 @@ def settled(con: duckdb.DuckDBPyConnection, month: date, accounts_per_shard: int
             con.execute(f"CREATE OR REPLACE TEMP VIEW _settling_accounts AS SELECT * FROM {all_accounts} "
                         f"WHERE {accounts}")
             fingerprints = build_settlement_fingerprints(con, month, accounts="_settling_accounts", **options)
-            con.execute(f"CREATE OR REPLACE TEMP TABLE _shard_fingerprints AS SELECT * REPLACE "
-                        f"({'resettle' if incremental else 'true'} AS resettle) FROM ({fingerprints.sql_query()})")
+            in_full = "" if incremental else " REPLACE (true AS resettle)"
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _shard_fingerprints AS SELECT *{in_full} "
+                        f"FROM ({fingerprints.sql_query()})")
             lines = build_settlement_lines(con, month, accounts="_settling_accounts", resettled="_shard_fingerprints",
                                            **options)
             lines.create_view("_settling_shard", replace=True)

@@ -131,6 +131,14 @@ def rate_usage(
     return result
 
 
+def drop_rating(con: duckdb.DuckDBPyConnection, result: RatingResult) -> None:
+    """Drop the temp tables :func:`rate_usage` created for ``result`` (its ``.rated`` and ``.unrated`` with them),
+    for a caller that rates on a long-lived connection."""
+    for (name,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary AND starts_with(table_name, ?)",
+                               [result.tag + "_"]).fetchall():
+        con.execute(f'DROP TABLE IF EXISTS "{name}"')
+
+
 def _dimension_values(alias: str, prices: str = "c") -> str:
     """SQL: ``dim{k}_value`` (k = 1..3), the matrix dimension values decoded from the keys of ``alias``."""
     return ", ".join(f"{decode_dimension(k, f'{alias}.dim{k}_key', prices)} AS dim{k}_value" for k in (1, 2, 3))

@@ -30,7 +30,7 @@ from pipelines.invoicing.engine import (
     build_settlement_fingerprints,
     build_settlement_lines,
 )
-from pipelines.rating.engine import RATED_COLUMNS, rate_usage
+from pipelines.rating.engine import RATED_COLUMNS, drop_rating, rate_usage
 from pipelines.revenue.obligations import first_open_literal, last_month_sql
 
 __all__ = ["UNBILLED_LINES", "estimate_bounds", "next_bill_months", "rendered_lines", "unbilled_estimates",
@@ -82,13 +82,6 @@ def rendered_lines(settled: str, cut: date) -> str:
     WHERE service_start < {month_literal(cut)} AND NOT beyond_lookback"""
 
 
-def _drop_temp_tables(con: duckdb.DuckDBPyConnection, prefix: str) -> None:
-    """Drop the temp tables whose names start with ``prefix`` (a rating's intermediate tables)."""
-    for (name,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary AND starts_with(table_name, ?)",
-                               [prefix]).fetchall():
-        con.execute(f'DROP TABLE IF EXISTS "{name}"')
-
-
 def _settle_bill_month(con: duckdb.DuckDBPyConnection, month: date, cut: date) -> None:
     """Rate and settle the bill run of ``month`` over the accounts billed next in it (:data:`_NEXT_BILLS`), the usage
     timed before ``cut``; append its rendered lines to :data:`UNBILLED_LINES`; drop what it created."""
@@ -115,7 +108,7 @@ def _settle_bill_month(con: duckdb.DuckDBPyConnection, month: date, cut: date) -
         con.execute(f"DROP TABLE IF EXISTS {_FINGERPRINTS}")
         con.execute(f"DROP TABLE IF EXISTS {_RATED}")
         con.execute(f"DROP VIEW IF EXISTS {_ACCOUNTS}")
-        _drop_temp_tables(con, rating.tag + "_")
+        drop_rating(con, rating)
 
 
 def build_unbilled_lines(con: duckdb.DuckDBPyConnection, first_open: date | None) -> str:
