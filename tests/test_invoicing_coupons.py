@@ -200,20 +200,25 @@ def test_shares_sum_exactly_and_stay_within_a_unit_of_the_exact_share(bases, tot
 def test_coupon_allocations(con):
     """A covered line takes its share; a credit of a line that had a coupon reverses it pro rata:
     -10.00 x -26.67 / 50.00 = 5.334 -> +5.33; the whole line -50.00: +10.00 exactly; JPY -150 x -333 / 1000 =
-    49.95 -> 50. A line without a coupon, and a credit of a line without one: NULL and 0."""
+    49.95 -> 50. A line without a coupon, and a credit of a line without one: NULL and 0. Account 2 has no coupon in
+    force (its lines are not looked up in the shares): its credit of a line that had one still reverses it."""
     given(con,
           coupon_shares=("invoice_id VARCHAR, lineage VARCHAR, coupon_id BIGINT, coupon_amount DECIMAL(18,4)",
                          [("INV-1", "x", 1, "-6.00")]),
+          coupons_in_force=(IN_FORCE, [(1, 7, 1, None, None, "PERCENT", "0.2", None)]),
           discounted_lines=(LINES, [
               line("x", "30.00"),
               line("y", "-26.67", line_type="RECURRING_CREDIT", credited=(1, "-10.00", "50.00")),
               line("z", "-50.00", line_type="RECURRING_CREDIT", credited=(1, "-10.00", "50.00")),
               line("j", "-333", line_type="RECURRING_CREDIT", currency="JPY", credited=(2, "-150", "1000")),
               line("w", "12.00"),
-              line("v", "-4.00", line_type="RECURRING_CREDIT")]))
+              line("v", "-4.00", line_type="RECURRING_CREDIT"),
+              line("k", "-26.67", account_id=2, line_type="RECURRING_CREDIT", credited=(1, "-10.00", "50.00")),
+              line("m", "8.00", account_id=2)]))
     assert rows(con, coupons.coupon_allocations(), "lineage, amount, coupon_id, coupon_amount") == Counter([
         ("x", D("30.00"), 1, D("-6.00")), ("y", D("-26.67"), 1, D("5.33")), ("z", D("-50.00"), 1, D("10.00")),
-        ("j", D("-333"), 2, D("50")), ("w", D("12.00"), None, D("0")), ("v", D("-4.00"), None, D("0"))])
+        ("j", D("-333"), 2, D("50")), ("w", D("12.00"), None, D("0")), ("v", D("-4.00"), None, D("0")),
+        ("k", D("-26.67"), 1, D("5.33")), ("m", D("8.00"), None, D("0"))])
 
 
 # the steps together ---------------------------------------------------------------------------------------------

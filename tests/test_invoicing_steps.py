@@ -92,26 +92,62 @@ ISSUED = "core.invoice_lines"
 def test_issued_and_voided_lines(con):
     """ISSUED = lines of ledger documents not voided (with their number) + drafts of months before March that
     are not finalized (no number). January's drafts are finalized (their ledger lines count, not them); March's
-    own drafts are not issued; the voided document's line is a voided line. Only the billed accounts' lines are
-    read (a run over a shard of accounts): account 3's line is not."""
-    given(con, billed_accounts=("account_id BIGINT", [(1,), (2,)]))
+    own drafts are not issued; the voided document's line is a voided line. Only the settled accounts' lines are
+    read (a run over a shard of accounts): account 3's line is not. Of those, only the lines the run looks at
+    (``looked_at``): account 1 looks at everything; account 2, settled from its current period, looks at recurring
+    lines ending after Feb 1, one-time lines from Feb 1 and usage of March on."""
+    given(con, billed_accounts=("account_id BIGINT", [(1,), (2,)]),
+          looked_at=("account_id BIGINT, items_from DATE, usage_from_month DATE, recurring_from DATE",
+                     [(1, date(2024, 1, 1), date(2024, 1, 1), date(2024, 1, 1)), (2, feb(1), mar(1), feb(1))]))
+
+    def line(line_id, month, account, line_type="USAGE", start=None, end=None, **more):
+        return {"line_id": line_id, "document_id": f"INV-{line_id}", "document_number": f"N-{line_id}",
+                "billing_month": month, "account_id": account, "amount": "1.00", "line_type": line_type,
+                "service_start": start or month, "service_end": end or month, **more}
+
     kw = create_invoicing_inputs(
         con, "core",
         document_lines=[{"line_id": "L-jan", "document_id": "INV-A-20250201", "document_number": "INV-2025-000001",
-                         "billing_month": jan(1), "account_id": 1, "amount": "29.99"},
+                         "billing_month": jan(1), "account_id": 1, "amount": "29.99", "line_type": "USAGE"},
                         {"line_id": "L-void", "document_id": "INV-B-20250201", "document_number": "INV-2025-000002",
                          "billing_month": jan(1), "account_id": 2, "amount": "10.00"},
                         {"line_id": "L-other", "document_id": "INV-C-20250201", "document_number": "INV-2025-000003",
-                         "billing_month": jan(1), "account_id": 3, "amount": "5.00"}],
+                         "billing_month": jan(1), "account_id": 3, "amount": "5.00"},
+                        line("R-ends-feb1", jan(1), 2, "RECURRING", jan(1), feb(1)),      # ends on recurring_from: out
+                        line("R-ends-mar1", feb(1), 2, "RECURRING", feb(1), mar(1)),      # ends after it: in
+                        line("C-ends-feb2", feb(1), 2, "RECURRING_CREDIT", jan(20), feb(2)),  # in
+                        line("O-jan31", feb(1), 2, "ONE_TIME", jan(31), feb(1)),          # before items_from: out
+                        line("O-feb1", feb(1), 2, "ONE_TIME_CREDIT", feb(1), feb(2)),     # from items_from: in
+                        line("U-feb", feb(1), 2),                                         # usage of Feb: out
+                        line("U-late-mar", feb(1), 2, service_month=mar(1))],             # service month March: in
         voids=[{"document_id": "INV-B-20250201", "document_number": "INV-2025-000002", "account_id": 2, "voided_on": feb(3),
                 "voided_at": "2025-02-03 10:00:00"}],
         finalized_months=[{"billing_month": jan(1), "finalized_at": "2025-02-02 10:00:00"}],
-        billed=[{"line_id": lid, "invoice_id": "INV-A-x", "billing_month": m, "account_id": a, "amount": "1.00"}
+        billed=[{"line_id": lid, "invoice_id": "INV-A-x", "billing_month": m, "account_id": a, "amount": "1.00",
+                 "line_type": "USAGE"}
                 for lid, m, a in [("L-jan", jan(1), 1), ("D-feb", feb(1), 1), ("D-mar", mar(1), 1), ("D-other", feb(1), 3)]])
     step = accounts.issued_lines(MARCH, kw["document_lines"], kw["voids"], kw["finalized_months"], kw["billed"])
-    assert rows(con, step, "line_id, document_number, voided") == Counter([("L-jan", "INV-2025-000001", False),
-                                                                          ("D-feb", None, False)])
+    assert rows(con, step, "line_id, voided") == Counter(
+        [("L-jan", False), ("D-feb", False), ("R-ends-mar1", False), ("C-ends-feb2", False), ("O-feb1", False),
+         ("U-late-mar", False)])
+    assert rows(con, step, "line_id, document_number") >= Counter([("L-jan", "INV-2025-000001"), ("D-feb", None)])
     assert rows(con, accounts.voided_lines(kw["document_lines"], kw["voids"]), "line_id, voided") == Counter([("L-void", True)])
+
+
+def test_looked_at(con):
+    """Per settled account, where each kind of issued line is looked at from. Account 1 is settled in full: report_from
+    for recurring lines. Account 2 is settled from its current period: the earliest settle_from of its bill cycle day
+    and cycle over the charge intervals (annual: Jan 1 2025), not before report_from (Mar 1 2024)."""
+    given(con,
+          settled_accounts=("account_id BIGINT, bill_cycle_day INTEGER, billing_cycle VARCHAR, resettle BOOLEAN, "
+                            "report_from DATE, items_from DATE, usage_from_month DATE",
+                            [(1, 1, "MONTHLY", True, date(2024, 3, 1), date(2024, 3, 1), date(2024, 3, 1)),
+                             (2, 1, "MONTHLY", False, date(2024, 3, 1), feb(1), mar(1))]),
+          due_horizons=("bill_cycle_day INTEGER, billing_cycle VARCHAR, billing_interval VARCHAR, settle_from DATE",
+                        [(1, "MONTHLY", "MONTHLY", feb(1)), (1, "MONTHLY", "QUARTERLY", jan(1)),
+                         (1, "MONTHLY", "ANNUAL", jan(1))]))
+    assert rows(con, accounts.looked_at(), "account_id, items_from, usage_from_month, recurring_from") == Counter(
+        [(1, date(2024, 3, 1), date(2024, 3, 1), date(2024, 3, 1)), (2, feb(1), mar(1), jan(1))])
 
 
 @pytest.mark.parametrize("ledger_months, draft_months, expected", [
@@ -642,20 +678,16 @@ ISSUED_LINE = ("line_id VARCHAR, billing_month DATE, service_month DATE, account
 
 
 def test_usage_issued(con):
-    """Per rated line issued to a billed account since report_from_month (February): r1 issued 10.00 in February
-    (document INV-1) then +2.50 in March's pending draft: 12.50, latest line A1; January's r0 is out of range;
-    recurring and one-time lines are not usage; account 2 is not billed."""
+    """Per rated line issued (issued_lines holds those looked at): r1 issued 10.00 in February (document INV-1)
+    then +2.50 in March's pending draft: 12.50, latest line A1; recurring and one-time lines are not usage."""
     usage = dict(account_id=1, line_type="USAGE", tax_jurisdiction="US-CA", tax_name="CA sales tax", tax_rate="0.0725")
     given(con, issued_lines=(ISSUED_LINE, [
         {**usage, "line_id": "U1", "billing_month": feb(1), "service_month": feb(1), "source_ref": "r1", "amount": "10.00",
          "amount_precise": "10", "quantity": "1000", "tax_point": mar(1), "document_number": "INV-1"},
         {**usage, "line_id": "A1", "billing_month": mar(1), "service_month": feb(1), "line_type": "USAGE_ADJUSTMENT",
          "source_ref": "r1", "amount": "2.50", "amount_precise": "2.5", "quantity": "250", "tax_point": apr(1)},
-        {**usage, "line_id": "U0", "billing_month": jan(1), "service_month": jan(1), "source_ref": "r0", "amount": "1.00"},
         {**usage, "line_id": "R1", "billing_month": feb(1), "line_type": "RECURRING", "source_ref": "1/1000", "amount": "29.99"},
-        {**usage, "line_id": "O1", "billing_month": feb(1), "line_type": "ONE_TIME", "source_ref": "7", "amount": "9.00"},
-        {**usage, "account_id": 2, "line_id": "X1", "billing_month": feb(1), "source_ref": "rx", "amount": "1.00"}]))
-    _billed_account_1(con)
+        {**usage, "line_id": "O1", "billing_month": feb(1), "line_type": "ONE_TIME", "source_ref": "7", "amount": "9.00"}]))
     assert rows(con, lines.usage_issued(), "source_ref, rated_month, amount, quantity, latest_line_id, latest_document_number, tax_point") == Counter([
         ("r1", feb(1), D("12.50"), D(1250), "A1", None, apr(1))])
 
@@ -736,14 +768,12 @@ def test_one_time_owed(con, resettle):
 
 
 def test_one_time_issued(con):
-    """Net issued per item since report_from: item 7 charged once (line O7); item 8 charged then credited: 0;
-    item 9 issued in January, before report_from (Feb 1): not looked at."""
+    """Net issued per item (issued_lines holds those looked at): item 7 charged once (line O7); item 8 charged
+    then credited: 0; a usage line with the same source_ref is not an item."""
     given(con, issued_lines=("line_id VARCHAR, billing_month DATE, account_id BIGINT, line_type VARCHAR, source_ref VARCHAR, "
                              "service_start DATE",
                              [("O7", feb(1), 1, "ONE_TIME", "7", feb(3)), ("O8", feb(1), 1, "ONE_TIME", "8", feb(5)),
-                              ("C8", mar(1), 1, "ONE_TIME_CREDIT", "8", feb(5)), ("O9", jan(1), 1, "ONE_TIME", "9", jan(20)),
-                              ("U1", feb(1), 1, "USAGE", "7", feb(1))]))
-    _billed_account_1(con)
+                              ("C8", mar(1), 1, "ONE_TIME_CREDIT", "8", feb(5)), ("U1", feb(1), 1, "USAGE", "7", feb(1))]))
     assert rows(con, lines.one_time_issued(), "source_ref, net_issued, latest_line_id") == Counter([("7", 1, "O7"), ("8", 0, "O8")])
 
 

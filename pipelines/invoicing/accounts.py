@@ -2,7 +2,8 @@
 (docs/billing.md "Settlement", "Which accounts are billed", "Tax point").
 
 Each function returns the SELECT of one named step (``issued_lines``, ``voided_lines``,
-``settlement_months``, ``billed_accounts``, ``settled_accounts``, ``due_horizons``, ``account_tax_rates``); a step reads its input relations by the names of the steps
+``settlement_months``, ``billed_accounts``, ``settled_accounts``, ``due_horizons``, ``looked_at``,
+``account_tax_rates``); a step reads its input relations by the names of the steps
 before it. :func:`service_month_of` is the one place a service day's billing month is computed
 (:func:`with_service_month` adds it to a relation, once per distinct day).
 """
@@ -30,17 +31,35 @@ def service_month_of(day: str, month: str, bill_cycle_day: str = "a.bill_cycle_d
 def issued_lines(month: str, document_lines: str, voids: str, finalized_months: str, drafts: str) -> str:
     """ISSUED: lines of ledger documents not voided (with their document number), plus the draft lines of
     billing months before ``month`` that are not finalized (pending drafts: no document number yet), of the
-    accounts billed (step ``billed_accounts``: a run over a shard of accounts reads only their lines)."""
+    settled accounts (a run over a shard of accounts reads only their lines), and of those only the lines the
+    run looks at (:func:`looked_at`): a line older than that can change nothing this run bills."""
     return f"""
     SELECT {ISSUED_COLUMNS}, d.document_number, false AS voided
-    FROM {document_lines} d
-    WHERE d.document_id NOT IN (SELECT document_id FROM {voids})
-      AND d.account_id IN (SELECT account_id FROM billed_accounts)
+    FROM {document_lines} d JOIN looked_at f USING (account_id)
+    WHERE d.document_id NOT IN (SELECT document_id FROM {voids}) AND {_looked_at_condition('d')}
     UNION ALL BY NAME
     SELECT {ISSUED_COLUMNS}, CAST(NULL AS VARCHAR) AS document_number, false AS voided
-    FROM {drafts}
+    FROM {drafts} d JOIN looked_at f USING (account_id)
     WHERE billing_month < {month} AND billing_month NOT IN (SELECT billing_month FROM {finalized_months})
-      AND account_id IN (SELECT account_id FROM billed_accounts)"""
+      AND {_looked_at_condition('d')}"""
+
+
+def looked_at() -> str:
+    """Per settled account, the first day, or month, each kind of issued line is looked at from: recurring lines
+    ending after ``recurring_from`` (the first day looked at, :func:`looked_at_from`, at the account's earliest
+    charge interval), one-time lines from ``items_from``, usage lines of service months from ``usage_from_month``."""
+    return f"""
+    SELECT a.account_id, a.items_from, a.usage_from_month, {looked_at_from()} AS recurring_from
+    FROM settled_accounts a
+    JOIN (SELECT bill_cycle_day, billing_cycle, min(settle_from) AS settle_from FROM due_horizons GROUP BY ALL) h
+      USING (bill_cycle_day, billing_cycle)"""
+
+
+def _looked_at_condition(line: str) -> str:
+    """SQL: the issued line ``line`` (joined to ``looked_at f``) is one the run looks at."""
+    return f"""CASE WHEN {line}.line_type IN ('RECURRING', 'RECURRING_CREDIT') THEN {line}.service_end > f.recurring_from
+                 WHEN {line}.line_type IN ('ONE_TIME', 'ONE_TIME_CREDIT') THEN {line}.service_start >= f.items_from
+                 ELSE coalesce({line}.service_month, {line}.billing_month) >= f.usage_from_month END"""
 
 
 def voided_lines(document_lines: str, voids: str) -> str:
@@ -113,6 +132,13 @@ def settled_accounts(month: str, resettled: str | None) -> str:
                                   bill_cycle_day, billing_cycle) AS report_from
           FROM (SELECT DISTINCT bill_cycle_day, billing_cycle FROM billed_accounts) CROSS JOIN settlement_months s) g
       USING (bill_cycle_day, billing_cycle)"""
+
+
+def looked_at_from() -> str:
+    """SQL: the first day a key's charge periods are looked at (``a`` = settled_accounts, ``h`` = its due horizon
+    for the charge's interval): report_from, or for an account settled from its current period the charge period
+    containing that period's first day (``h.settle_from``)."""
+    return "CASE WHEN a.resettle THEN a.report_from ELSE greatest(a.report_from, h.settle_from) END"
 
 
 def due_horizons() -> str:

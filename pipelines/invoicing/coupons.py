@@ -138,10 +138,10 @@ def coupon_allocations() -> str:
     """Every line of ``discounted_lines`` with ``coupon_id`` and ``coupon_amount``: a covered line its share; a
     credit (amount < 0) of a line that had a coupon (``credited_coupon_id``, ``credited_coupon_amount``,
     ``credited_amount`` > 0) that coupon and round_money(credited_coupon_amount x amount / credited_amount),
-    so a credit of the whole line reverses its share exactly; every other line NULL and 0."""
+    so a credit of the whole line reverses its share exactly; every other line NULL and 0. Only the lines of
+    accounts with a coupon in force are looked up in the shares (a join of every line costs more than the rest)."""
     credits_coupon = "l.amount < 0 AND l.credited_coupon_id IS NOT NULL AND l.credited_amount > 0"
-    return f"""
-    SELECT l.*,
+    columns = f"""l.*,
            CASE WHEN s.coupon_id IS NOT NULL THEN s.coupon_id
                 WHEN {credits_coupon} THEN l.credited_coupon_id END AS coupon_id,
            CAST(CASE WHEN s.coupon_id IS NOT NULL THEN s.coupon_amount
@@ -149,6 +149,13 @@ def coupon_allocations() -> str:
                      THEN div_round(l.credited_coupon_amount * l.amount
                                       * CAST(pow(10, minor_unit(l.currency)) AS BIGINT),
                                     {_minor_units("l.credited_amount", "l.currency")}, minor_unit(l.currency))
-                     ELSE 0 END AS {AMOUNT}) AS coupon_amount
+                     ELSE 0 END AS {AMOUNT}) AS coupon_amount"""
+    return f"""
+    SELECT {columns}
     FROM discounted_lines l
-    LEFT JOIN coupon_shares s ON s.invoice_id = l.invoice_id AND s.lineage = l.lineage"""
+    LEFT JOIN coupon_shares s ON s.invoice_id = l.invoice_id AND s.lineage = l.lineage
+    WHERE l.account_id IN (SELECT account_id FROM coupons_in_force)
+    UNION ALL
+    SELECT {columns}
+    FROM discounted_lines l, (SELECT CAST(NULL AS BIGINT) AS coupon_id, CAST(NULL AS {AMOUNT}) AS coupon_amount) s
+    WHERE l.account_id NOT IN (SELECT account_id FROM coupons_in_force)"""

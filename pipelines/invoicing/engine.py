@@ -28,6 +28,7 @@ from pipelines.invoicing.accounts import (
     billed_accounts,
     due_horizons,
     issued_lines,
+    looked_at,
     settled_accounts,
     settlement_months,
     voided_lines,
@@ -119,10 +120,11 @@ def _settlement_steps(con: duckdb.DuckDBPyConnection, month: str, inputs: dict[s
     products, plans = live(con, i["products"]), live(con, i["plans"])
     return {
         **_account_steps(con, month, i, lookback_months, credit_note_customer_types),
-        "issued_lines": issued_lines(month, i["document_lines"], i["voids"], i["finalized_months"], i["billed"]),
-        "voided_lines": voided_lines(i["document_lines"], i["voids"]),
         "settled_accounts": settled_accounts(month, resettled),
         "due_horizons": due_horizons(),
+        "looked_at": looked_at(),
+        "issued_lines": issued_lines(month, i["document_lines"], i["voids"], i["finalized_months"], i["billed"]),
+        "voided_lines": voided_lines(i["document_lines"], i["voids"]),
         "account_tax_rates": account_tax_rates(live(con, i["tax_rates"])),
         "service_versions": service_versions(live(con, i["versions"])),
         "recurring_prices": recurring_prices(live(con, i["charges"])),

@@ -251,9 +251,8 @@ def usage_issued() -> str:
            any_value(price_id) AS price_id, any_value(charge_code) AS charge_code,
            any_value(product_id) AS product_id,
            min(service_start) AS service_start, max(service_end) AS service_end
-    FROM (SELECT i.* FROM issued_lines i JOIN settled_accounts a USING (account_id)
-          WHERE i.line_type NOT IN {_NOT_USAGE}
-            AND coalesce(i.service_month, i.billing_month) >= a.usage_from_month)
+    FROM issued_lines
+    WHERE line_type NOT IN {_NOT_USAGE}
     GROUP BY source_ref
     )"""
 
@@ -348,8 +347,7 @@ def one_time_issued() -> str:
            arg_max(i.line_id, CAST(i.billing_month AS VARCHAR) || i.line_id) FILTER (WHERE i.line_type = 'ONE_TIME')
              AS latest_line_id
     FROM issued_lines i
-    JOIN settled_accounts a ON a.account_id = i.account_id
-    WHERE i.line_type IN ('ONE_TIME', 'ONE_TIME_CREDIT') AND i.service_start >= a.items_from
+    WHERE i.line_type IN ('ONE_TIME', 'ONE_TIME_CREDIT')
     GROUP BY i.source_ref"""
 
 

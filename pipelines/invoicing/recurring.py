@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from domain.money import MONEY
 from domain.periods import OPEN_END_DATE, OPEN_END_TIMESTAMP
+from pipelines.invoicing.accounts import looked_at_from
 
 RECURRING_KEY = "account_id, subscription_id, price_id, quantity, charge_start"
 _KEY_OF_INTERVAL = "i.account_id, i.subscription_id, i.price_id, i.quantity, i.charge_start, i.interval_start"
@@ -53,21 +54,14 @@ def _horizon(timing: str) -> str:
     return f"CASE WHEN coalesce({timing}, 'IN_ADVANCE') = 'IN_ARREARS' THEN h.arrears_to ELSE h.advance_to END"
 
 
-def _looked_at_from() -> str:
-    """SQL: the first day a key's charge periods are looked at (``a`` = settled_accounts, ``h`` = its due horizon
-    for the charge's interval): report_from, or for an account settled from its current period the charge period
-    containing that period's first day (``h.settle_from``)."""
-    return "CASE WHEN a.resettle THEN a.report_from ELSE greatest(a.report_from, h.settle_from) END"
-
-
 def recurring_due() -> str:
     """DUE spans: per key, the days of version x price version from the first day looked at
-    (:func:`_looked_at_from`) up to the due horizon of the charge's interval and timing."""
+    (:func:`~pipelines.invoicing.accounts.looked_at_from`) up to the due horizon of the charge's interval and timing."""
     return f"""
     SELECT * FROM (
         SELECT v.account_id, v.subscription_id, p.price_id, v.quantity, v.product_id, v.plan_id, v.bundle_id,
                p.billing_interval, p.prorate, a.bill_cycle_day,
-               greatest(v.valid_from, p.price_from, {_looked_at_from()}) AS span_from,
+               greatest(v.valid_from, p.price_from, {looked_at_from()}) AS span_from,
                least(v.valid_to, p.price_to, {_horizon('p.billing_timing')}) AS span_to
         FROM service_versions v
         JOIN recurring_prices p ON p.plan_id = v.plan_id
@@ -80,7 +74,7 @@ def recurring_due() -> str:
 
 def recurring_billed() -> str:
     """BILLED spans: issued RECURRING (+1) and RECURRING_CREDIT (-1) lines of the billed accounts, and lines of
-    voided documents (0, ``voided``), clipped to what this run looks at (:func:`_looked_at_from` to the due
+    voided documents (0, ``voided``), clipped to what this run looks at (:func:`~pipelines.invoicing.accounts.looked_at_from` to the due
     horizon of the line's price)."""
     return f"""
     SELECT * FROM (
@@ -88,7 +82,7 @@ def recurring_billed() -> str:
                b.line_id, b.billing_month, b.document_number, b.voided,
                CASE WHEN b.voided THEN 0 WHEN b.line_type = 'RECURRING' THEN 1 ELSE -1 END AS coverage,
                coalesce(p.billing_interval, 'MONTHLY') AS billing_interval, a.bill_cycle_day,
-               greatest(b.service_start, {_looked_at_from()}) AS span_from,
+               greatest(b.service_start, {looked_at_from()}) AS span_from,
                least(b.service_end, {_horizon('p.billing_timing')}) AS span_to
         FROM (SELECT * FROM issued_lines UNION ALL SELECT * FROM voided_lines) b
         JOIN settled_accounts a ON a.account_id = b.account_id

@@ -59,7 +59,7 @@ def settled(con: duckdb.DuckDBPyConnection, month: date, accounts_per_shard: int
     and what it settled per account (the rows of billing.settlement_inputs) into another: their names. With
     ``incremental`` false every account is settled in full (the fingerprints are still written). ``options``: the
     engine's (lookback, input relations by name)."""
-    temps = ("_month_settlement", "_month_settlement_inputs", "_shard_fingerprints")
+    temps = ("_month_settlement", "_month_settlement_inputs", "_shard_fingerprints", "_month_fingerprints")
     all_accounts = options.pop("accounts", "core.billing_accounts")
     try:
         for shard, accounts in enumerate(shard_ranges(con, accounts_per_shard, all_accounts)):
@@ -74,11 +74,13 @@ def settled(con: duckdb.DuckDBPyConnection, month: date, accounts_per_shard: int
             lines.create_view("_settling_shard", replace=True)
             into = "CREATE TEMP TABLE {} AS" if shard == 0 else "INSERT INTO {}"
             con.execute(f"{into.format('_month_settlement')} SELECT * FROM _settling_shard")
-            con.execute(f"""{into.format('_month_settlement_inputs')}
-                SELECT CAST(? AS DATE) AS billing_month, f.account_id, f.period_start, f.period_end, f.inputs_hash,
-                       f.resettle AS resettled,
-                       f.account_id NOT IN (SELECT account_id FROM _month_settlement WHERE beyond_lookback) AS settled_clean
-                FROM _shard_fingerprints f""", [month])
+            con.execute(f"{into.format('_month_fingerprints')} SELECT * FROM _shard_fingerprints")
+        con.execute("""CREATE TEMP TABLE _month_settlement_inputs AS
+            SELECT CAST(? AS DATE) AS billing_month, f.account_id, f.period_start, f.period_end, f.inputs_hash,
+                   f.resettle AS resettled, b.account_id IS NULL AS settled_clean
+            FROM _month_fingerprints f
+            LEFT JOIN (SELECT DISTINCT account_id FROM _month_settlement WHERE beyond_lookback) b USING (account_id)""",
+                    [month])
         yield temps[0], temps[1]
     finally:
         con.execute("DROP VIEW IF EXISTS _settling_shard")

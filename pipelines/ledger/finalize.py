@@ -189,14 +189,16 @@ def finalize(con: duckdb.DuckDBPyConnection, month: date, run_id: str | None = N
     m = month_literal(month)
     at = f"TIMESTAMP '{datetime.now(timezone.utc).replace(tzinfo=None).isoformat(sep=' ')}'"
     run = quote_literal(run_id) if run_id else "CAST(NULL AS VARCHAR)"
-    with (staged(con, con.sql(numbered_documents(m)), "_finalizing_numbered") as numbered,
-          staged(con, con.sql(document_line_rows(m, numbered)), "_finalizing_lines") as lines,  # hashed, then appended
-          staged(con, con.sql(document_rows(numbered, lines, at, run)), "_finalizing_documents") as documents):
+    # In order, in one transaction: the lines, then the documents hashed from the lines as appended (the month has
+    # no other ledger rows: it is finalized once), then their numbers and the month, from the documents appended.
+    appended_lines = f"(SELECT * FROM ledger.document_lines WHERE billing_month = {m})"
+    appended_documents = f"(SELECT * FROM ledger.documents WHERE billing_month = {m})"
+    with staged(con, con.sql(numbered_documents(m)), "_finalizing_numbered") as numbered:
         counts = append(con, [
-            ("ledger.documents", con.table(documents)),
-            ("ledger.document_lines", con.table(lines)),
-            ("ledger.document_numbers", con.sql(number_rows(documents, at))),
-            ("ledger.finalized_months", con.sql(finalized_month_row(m, documents, at, run))),
+            ("ledger.document_lines", con.sql(document_line_rows(m, numbered))),
+            ("ledger.documents", con.sql(document_rows(numbered, appended_lines, at, run))),
+            ("ledger.document_numbers", con.sql(number_rows(appended_documents, at))),
+            ("ledger.finalized_months", con.sql(finalized_month_row(m, appended_documents, at, run))),
         ])
     return finalized_summary(con, month, counts["ledger.document_lines"])
 
