@@ -7,7 +7,7 @@ export TALLY_LANDING_DIR   ?= $(CURDIR)/data/landing
 export TALLY_WAREHOUSE_PATH ?= $(CURDIR)/data/warehouse.duckdb
 export DAGSTER_HOME        ?= $(CURDIR)/.dagster_home
 
-.PHONY: demo test ui venv clean bench recover
+.PHONY: demo test ui check-defs venv clean bench recover
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -31,9 +31,15 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
-## Dagster webserver and daemon on 127.0.0.1:3000 over the same warehouse.
+## Dagster webserver and daemon on 127.0.0.1:$(PORT) (default 3000) over the same warehouse; the code location is
+## `tally` (pyproject.toml [tool.dagster]).
+PORT ?= 3000
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -m pipelines.definitions -h 127.0.0.1 -p 3000
+	$(BIN)/dagster dev -h 127.0.0.1 -p $(PORT)
+
+## Load and validate the Dagster definitions as `dg` does (pyproject.toml [tool.dg]); CI runs it.
+check-defs: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dg check defs
 
 ## Fail the runs whose worker died and free their duckdb_writer slots, then show what holds the pool;
 ## RUN=<run id> frees the slots of that one run (its worker on another host). See docs/operations.md.

@@ -31,6 +31,7 @@ from domain.periods import add_months
 from pipelines.documents import documents_dir
 from pipelines.documents.files import document_path
 from pipelines.ledger import changed_documents, number_gaps
+from pipelines.partitions import month_key, month_of_key
 from pipelines.recover import recover_dead_runs, worker_tags
 from pipelines.revenue.checks import changed_closed_months
 from warehouse.connection import connect, default_landing_dir, default_warehouse_path, snapshot_path
@@ -287,12 +288,12 @@ def _run(job_name: str, instance: dg.DagsterInstance, partition: date | None = N
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}, "ops": ops or {}}
     result = defs.resolve_job_def(job_name).execute_in_process(  # this process is the run's worker (pipelines/recover.py)
         instance=instance, raise_on_error=False, run_config=quiet, tags=worker_tags(),
-        partition_key=partition.isoformat() if partition else None,
+        partition_key=month_key(partition) if partition else None,
     )
-    what = f"{job_name}" + (f" for {partition:%Y-%m}" if partition else "")
+    what = f"{job_name}" + (f" for {month_key(partition)}" if partition else "")
     failed = [e.asset_check_evaluation_data for e in result.all_events
               if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed]
-    blocking = [f"{c.asset_key.to_user_string()} {c.check_name} {({k: m.value for k, m in c.metadata.items()})}"
+    blocking = [f"{c.asset_key.to_user_string()} {c.check_name}: {c.description or ''} {({k: m.value for k, m in c.metadata.items()})}"
                 for c in failed if c.severity == dg.AssetCheckSeverity.ERROR]
     if blocking:
         sys.exit(f"run of {what}: asset checks failed (run {result.run_id}): " + "; ".join(blocking))
@@ -314,7 +315,7 @@ def run_month(month: date, instance: dg.DagsterInstance, warehouse: Path) -> Non
 def close(month: date, instance: dg.DagsterInstance, warehouse: Path) -> None:
     """Recompute revenue from the ledger as it now stands, then close accounting ``month`` (its billing month is finalized)."""
     _run("revenue", instance)
-    _run("close_month", instance, ops={"revenue_close": {"config": {"month": f"{month:%Y-%m}"}}})
+    _run("close_month", instance, ops={"revenue_close": {"config": {"month": month_key(month)}}})
     print(f"         closed:    {closed_months(warehouse)[month]}")
 
 
@@ -424,7 +425,7 @@ def main(argv: list[str] | None = None) -> None:
 
     landing, warehouse = default_landing_dir(), default_warehouse_path()
     deliveries = (args.deliveries or landing.parent / "deliveries").resolve()
-    first = date.fromisoformat(args.start + "-01")
+    first = month_of_key(args.start)
     months = [add_months(first, i) for i in range(args.months)]
 
     stamp = sample_stamp(args)

@@ -7,9 +7,11 @@ opens DuckDB, so the engine behind it can be swapped without rewriting assets.
 
 The warehouse has one writer at a time: as a run starts, :meth:`Warehouse.setup_for_execution`
 takes the run's turn on the writer pool (:func:`pipelines.recover.take_turn`: record the worker,
-recover runs whose worker died, wait a bounded time for earlier live runs).
+recover runs whose worker died, wait a bounded time for earlier live runs). When another process
+holds the file's lock longer than ``$TALLY_LOCK_WAIT_SECONDS`` (:class:`WarehouseLocked`), the step
+logs so in the run's log and asks Dagster to retry it later with backoff (:data:`LOCKED_RETRIES`); any other
+failure is not retried (a refusal or a bad input fails the run at once, with its reason).
 """
-
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,9 +21,19 @@ import dagster as dg
 import duckdb
 
 from pipelines.recover import take_turn
-from warehouse.connection import connect, default_landing_dir, default_warehouse_path
+from warehouse.connection import WarehouseLocked, connect, default_landing_dir, default_warehouse_path
 from warehouse.migrations import migrate
 from warehouse.snapshot import publish_snapshot
+
+
+LOCKED_RETRIES = 4
+LOCKED_FIRST_WAIT_SECONDS = 10
+"""A step that meets the warehouse locked is retried 4 times, 10, 20, 40 then 80 s later."""
+
+
+def locked_retry_wait(retry_number: int) -> int:
+    """Seconds before retry ``retry_number + 1`` of a step that met the warehouse locked (exponential backoff)."""
+    return LOCKED_FIRST_WAIT_SECONDS * 2 ** retry_number
 
 
 class Warehouse(dg.ConfigurableResource):
@@ -36,10 +48,24 @@ class Warehouse(dg.ConfigurableResource):
 
     @contextmanager
     def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection to the warehouse, migrated to the contract's version, with the domain macros installed."""
-        with connect(Path(self.path)) as con:
-            migrate(con)
-            yield con
+        """A connection to the warehouse, migrated to the contract's version, with the domain macros installed.
+
+        When another process holds the file's lock past the wait, says so in the run's log, then asks Dagster to
+        retry the step (``dg.RetryRequested``, :func:`locked_retry_wait`); outside a run, raises :class:`WarehouseLocked`.
+        """
+        try:
+            with connect(Path(self.path)) as con:
+                migrate(con)
+                yield con
+        except WarehouseLocked as locked:
+            try:
+                retry_number = dg.OpExecutionContext.get().retry_number
+            except Exception:  # noqa: BLE001 - not inside a Dagster step: nothing to retry
+                raise locked from None
+            wait = locked_retry_wait(retry_number)
+            dg.get_dagster_logger().error(f"{locked} The step is retried in {wait} s "
+                                          f"(retry {retry_number + 1} of {LOCKED_RETRIES}).")
+            raise dg.RetryRequested(max_retries=LOCKED_RETRIES, seconds_to_wait=wait) from locked
 
     def publish_snapshot(self) -> Path:
         return publish_snapshot(Path(self.path))

@@ -21,6 +21,7 @@ class Column:
     description: str
     nullable: bool = True
     allowed: tuple[str, ...] | None = None  # closed set of values (validated on ingest)
+    personal: str | None = None  # the personal data it holds, masked in the analysts' snapshot (warehouse/snapshot.py MASKS)
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,8 @@ class Entity:
         return next(c for c in self.columns if c.name == name)
 
 
-def _c(name, sql_type, description, nullable=True, allowed=None):
-    return Column(name, sql_type, description, nullable, tuple(allowed) if allowed else None)
+def _c(name, sql_type, description, nullable=True, allowed=None, personal=None):
+    return Column(name, sql_type, description, nullable, tuple(allowed) if allowed else None, personal)
 
 
 CUSTOMER_STATUS = ("ACTIVE", "SUSPENDED", "CLOSED")
@@ -54,10 +55,10 @@ ENTITIES: dict[str, Entity] = {
             "customers", "crm", ("customer_id",),
             (
                 _c("customer_id", "BIGINT", "CRM customer id.", False),
-                _c("name", "VARCHAR", "Person or company name.", False),
-                _c("email", "VARCHAR", "Billing contact e-mail."),
-                _c("phone", "VARCHAR", "Contact phone number."),
-                _c("address_line", "VARCHAR", "Street address."),
+                _c("name", "VARCHAR", "Person or company name.", False, personal="name"),
+                _c("email", "VARCHAR", "Billing contact e-mail.", personal="email"),
+                _c("phone", "VARCHAR", "Contact phone number.", personal="phone"),
+                _c("address_line", "VARCHAR", "Street address.", personal="address"),
                 _c("city", "VARCHAR", "City."),
                 _c("state", "VARCHAR", "State or province code (tax jurisdiction within the country)."),
                 _c("postal_code", "VARCHAR", "Postal code."),

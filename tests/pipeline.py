@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.definitions import bill_cycle_job, close_month_job, defs, finalize_job, revenue_job, void_document_job
+from pipelines.partitions import month_key
 from pipelines.resources import LandingZone, Warehouse
 
 
@@ -29,11 +30,14 @@ def run_ingest(warehouse: Path, landing: Path, instance: dg.DagsterInstance | No
 
 def run_bill_cycle(warehouse: Path, landing: Path, first: date, last: date | None = None,
                    instance: dg.DagsterInstance | None = None, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
-    """Materialize what the `bill_cycle` job runs for one month, or a range of months in one run (a backfill)."""
-    last = last or first
-    tags = {"dagster/asset_partition_range_start": first.isoformat(), "dagster/asset_partition_range_end": last.isoformat()}
+    """Materialize what the `bill_cycle` job runs for one month (its partition, as the UI launches it), or a range
+    of months in one run (a backfill, as ``dagster asset materialize --partition-range`` tags it)."""
+    one_month = last is None or last == first
+    tags = {} if one_month else {"dagster/asset_partition_range_start": month_key(first),
+                                 "dagster/asset_partition_range_end": month_key(last)}
     return dg.materialize(
         _assets(), selection=bill_cycle_job.selection, resources=_resources(warehouse, landing),
+        partition_key=month_key(first) if one_month else None,
         instance=instance, tags=tags, raise_on_error=False, run_config=run_config,
     )
 
@@ -49,7 +53,7 @@ def run_finalize(warehouse: Path, landing: Path, month: date,
                  instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
     """Materialize what the `finalize` job runs, for one billing month."""
     return dg.materialize(
-        _assets(), selection=finalize_job.selection, partition_key=month.isoformat(), resources=_resources(warehouse, landing),
+        _assets(), selection=finalize_job.selection, partition_key=month_key(month), resources=_resources(warehouse, landing),
         instance=instance, raise_on_error=False,
     )
 

@@ -1,8 +1,8 @@
 """A snapshot of the Dagster definitions graph, so that no change to it goes unnoticed.
 
 The graph (every asset's step, group, deps with their partition mappings, partitions, checks,
-kinds, owners, tags, column schema and code file; every step's pool and backfill policy; the
-jobs and their selections; sensors; resources) is rendered as stable JSON and compared with
+kinds, owners, tags, column schema and code file; every step's pool, retry and backfill policy; the
+jobs and their selections; schedules; sensors; resources) is rendered as stable JSON and compared with
 ``tests/snapshots/definitions.json``. After an intended change, regenerate it and review the diff:
 
     .venv/bin/python -m tests.test_definitions_snapshot
@@ -63,11 +63,16 @@ def _asset(graph, assets_def: dg.AssetsDefinition, key: dg.AssetKey) -> dict:
     }
 
 
+def _retry_policy(policy: dg.RetryPolicy | None) -> str | None:
+    return policy and f"{policy.max_retries} retries, {policy.delay} s, {policy.backoff and policy.backoff.value}"
+
+
 def _step(assets_def: dg.AssetsDefinition) -> dict:
     policy = assets_def.backfill_policy
     return {
         "assets": sorted(_name(k) for k in assets_def.keys),
         "pool": assets_def.op.pool,
+        "retry_policy": _retry_policy(assets_def.op.retry_policy),
         "backfill_policy": policy and policy.policy_type.value,
         "partitions": _partitions(assets_def.partitions_def),
         "can_subset": assets_def.can_subset,
@@ -90,6 +95,11 @@ def _sensor(sensor: dg.SensorDefinition) -> dict:
             "default_status": sensor.default_status.value, "jobs": sorted(j.name for j in sensor.jobs) if sensor.has_jobs else []}
 
 
+def _schedule(schedule: dg.ScheduleDefinition) -> dict:
+    return {"description": schedule.description, "cron_schedule": schedule.cron_schedule, "job": schedule.job_name,
+            "execution_timezone": schedule.execution_timezone, "default_status": schedule.default_status.value}
+
+
 def render(definitions: dg.Definitions) -> dict:
     """The definitions graph as plain, sorted data (no line numbers, no absolute paths)."""
     graph = definitions.resolve_asset_graph()
@@ -99,6 +109,7 @@ def render(definitions: dg.Definitions) -> dict:
         "assets": {_name(k): _asset(graph, a, k) for a in assets_defs for k in sorted(a.keys, key=_name)},
         "steps": {a.node_def.name: _step(a) for a in sorted(assets_defs, key=lambda a: a.node_def.name)},
         "jobs": {j.name: _job(j) for j in sorted(repo.get_all_jobs(), key=lambda j: j.name) if not j.name.startswith("__")},
+        "schedules": {s.name: _schedule(s) for s in sorted(repo.schedule_defs, key=lambda s: s.name)},
         "sensors": {s.name: _sensor(s) for s in sorted(repo.sensor_defs, key=lambda s: s.name)},
         "resources": sorted(definitions.resources or {}),
     }
@@ -131,10 +142,11 @@ def _small(*, deps=(), blocking=True, pool_policy=BILL_CYCLE_STEP, group="g", se
     dict(deps=[month_before(dg.AssetKey("b"))]),  # a month-to-month dependency
     dict(blocking=False),  # a check no longer blocks
     dict(pool_policy={"pool": "other", "partitions_def": BILL_CYCLE_STEP["partitions_def"]}),  # pool and backfill policy
+    dict(pool_policy={**BILL_CYCLE_STEP, "retry_policy": dg.RetryPolicy(max_retries=1)}),  # retry policy
     dict(group="h", selection="h"),  # group
     dict(selection="nothing"),  # a job's selection
     dict(tags={"tally/table_kind": "ledger"}),  # tags
-], ids=["partition_mapping", "blocking", "pool", "group", "job_selection", "tags"])
+], ids=["partition_mapping", "blocking", "pool", "retry", "group", "job_selection", "tags"])
 def test_the_snapshot_notices_a_change(variant):
     assert render(_small(**variant)) != render(_small())
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from datetime import date
 from decimal import Decimal, Inexact
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from pipelines.assets.documents import customer_documents
 from pipelines.documents.__main__ import main as documents_command
 from pipelines.documents.pdf import ChromiumMissing, chromium_binary, print_to_pdf
 from pipelines.documents.render import Operator, money, percent, plain, render_document
+from pipelines.partitions import month_key
 from pipelines.resources import Warehouse
 from warehouse.connection import connect
 from warehouse.fixtures import create_table_with_rows
@@ -297,7 +299,8 @@ def test_percent():
 def test_the_finalize_asset_writes_the_months_documents(warehouse, tmp_path, monkeypatch):
     out = tmp_path / "documents"
     monkeypatch.setenv("TALLY_DOCUMENTS_DIR", str(out))
-    result = dg.materialize([customer_documents], resources={"warehouse": Warehouse(path=str(warehouse))}, partition_key=JAN,
+    result = dg.materialize([customer_documents], resources={"warehouse": Warehouse(path=str(warehouse))},
+                            partition_key=month_key(date.fromisoformat(JAN)),
                             raise_on_error=False)
     assert result.success
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.html")) == [

@@ -361,6 +361,7 @@ def test_the_finalize_and_void_jobs_through_dagster(tmp_path):
     assert read_ledger(warehouse) == before  # finalizing it again is refused
     again = run_finalize(warehouse, landing, jan, instance)
     assert not again.success and "finalize refused: 2025-01 is already finalized" in step_failures(again)[0]
+    assert run_bill_cycle(warehouse, landing, date(2025, 2, 1), instance=instance).success  # March waits for February's bill run
     assert run_bill_cycle(warehouse, landing, mar, instance=instance).success
     skipped = run_finalize(warehouse, landing, mar, instance)
     assert not skipped.success and "2025-03 cannot be finalized before 2025-02: finalize 2025-02 first" in step_failures(skipped)[0]

@@ -20,6 +20,7 @@ import duckdb
 import pytest
 
 from domain import install_macros
+from pipelines.partitions import month_key
 from pipelines.rating.late import late_usage
 from tests.extracts import DebeziumFile, write_usage
 from warehouse.fixtures import create_table_with_rows
@@ -428,8 +429,8 @@ def test_late_usage_beyond_the_lookback_is_not_rerated(narrow):
     before, after = narrow
     assert after["success"] and after["failed"] == []
     assert after["lines"][JAN] == before["lines"] and after["runs"][JAN] == before["runs"][JAN]
-    assert after["meta"][FEB.isoformat()]["rerated_months"].data == {}
-    assert JAN.isoformat() not in after["meta"]
+    assert after["meta"][month_key(FEB)]["rerated_months"].data == {}
+    assert month_key(JAN) not in after["meta"]
 
 
 def test_the_next_run_rerates_the_month_late_usage_landed_in(rerated):
@@ -441,7 +442,7 @@ def test_the_next_run_rerates_the_month_late_usage_landed_in(rerated):
     # February: AC10 12 units → 2 × 0.20 = 0.40; AC15 [Jan 15, Feb 15) 3 (Jan 20, not late) + 1 = 4 units, 10 included → 0
     assert rerated["lines"][FEB] == {5010: (D("12"), D("0.40")), 5015: (D("4"), D("0.00"))}
     assert rerated["runs"][FEB][1:] == (3, None)
-    feb, jan = rerated["meta"][FEB.isoformat()], rerated["meta"][JAN.isoformat()]
+    feb, jan = rerated["meta"][month_key(FEB)], rerated["meta"][month_key(JAN)]
     assert feb["rerated_months"].data == {"2025-01": 2} and feb["late_events"].value == 2
     assert (jan["rerated_by"].value, jan["late_events"].value) == ("2025-02", 2)   # January's partition re-materialized
 
@@ -449,13 +450,13 @@ def test_the_next_run_rerates_the_month_late_usage_landed_in(rerated):
 def test_rerunning_with_nothing_landed_rerates_nothing(rerated, rerun):
     assert rerun["success"]
     assert rerun["lines"] == rerated["lines"] and rerun["runs"][JAN] == rerated["runs"][JAN]
-    assert rerun["meta"][FEB.isoformat()]["rerated_months"].data == {}
-    assert JAN.isoformat() not in rerun["meta"]
+    assert rerun["meta"][month_key(FEB)]["rerated_months"].data == {}
+    assert month_key(JAN) not in rerun["meta"]
 
 
 def test_new_usage_outside_the_rated_periods_rerates_nothing(rerun, march):
     assert march["success"]
-    assert march["meta"][MAR.isoformat()]["rerated_months"].data == {}
+    assert march["meta"][month_key(MAR)]["rerated_months"].data == {}
     assert march["runs"][JAN] == rerun["runs"][JAN] and march["runs"][FEB] == rerun["runs"][FEB]
     assert march["lines"][FEB] == rerun["lines"][FEB]
     # March: AC10 1 unit, AC15 2 units, each within 10 included → 0

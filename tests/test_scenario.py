@@ -26,6 +26,7 @@ from dagster._utils.test.data_versions import get_stale_status_resolver  # Dagst
 
 from pipelines.assets.policy import table_key
 from pipelines.definitions import defs
+from pipelines.partitions import month_key
 from pipelines.revenue import DERIVED_TABLES
 from tests.extracts import DebeziumFile, write_usage
 from tests.pipeline import failed_checks, run_apply_payments, run_bill_cycle, run_finalize, run_ingest
@@ -408,7 +409,7 @@ def _stale(instance) -> set[tuple[str, str | None]]:
     """The (asset, month) of the bill cycle that Dagster shows as stale; (asset, None) for an unpartitioned one."""
     resolver = get_stale_status_resolver(instance, list(defs.assets))
     return {("/".join(key), f"{month:%Y-%m}") for key in BILL_CYCLE for month in (JAN, FEB)
-            if resolver.get_status(dg.AssetKey(key), month.isoformat()).value == "STALE"} | \
+            if resolver.get_status(dg.AssetKey(key), month_key(month)).value == "STALE"} | \
         {("/".join(key), None) for key in REVENUE if resolver.get_status(dg.AssetKey(key)).value == "STALE"}
 
 
@@ -431,10 +432,10 @@ def _metadata(result, key, name):
 
 def test_each_partition_of_a_range_run_reports_its_own_month(rerun):
     billed, ranged, _, _ = rerun
-    lines = dict(billed.execute("SELECT CAST(billing_month AS VARCHAR), count(*) FROM billing.invoice_lines GROUP BY 1").fetchall())
-    invoices = dict(billed.execute("SELECT CAST(billing_month AS VARCHAR), count(*) FROM billing.invoices GROUP BY 1").fetchall())
-    rated = dict(billed.execute("SELECT CAST(billing_month AS VARCHAR), count(*) FROM billing.rated_usage GROUP BY 1").fetchall())
-    assert lines["2025-01-01"] != lines["2025-02-01"]  # else a range total reported on both would pass too
+    lines, invoices, rated = ({month_key(m): n for m, n in billed.execute(
+        f"SELECT billing_month, count(*) FROM billing.{table} GROUP BY 1").fetchall()}
+        for table in ("invoice_lines", "invoices", "rated_usage"))
+    assert lines[month_key(JAN)] != lines[month_key(FEB)]  # else a range total reported on both would pass too
     assert _metadata(ranged, ["billing", "invoice_lines"], "lines") == lines
     assert _metadata(ranged, ["billing", "invoices"], "invoices") == invoices
     assert _metadata(ranged, ["billing", "rated_usage"], "rated_lines") == rated
@@ -535,7 +536,7 @@ def test_finalized_month_is_never_rewritten(lifecycle):
     assert [con.execute(q).fetchall() for q in LEDGER_SQL] == issued  # nothing issued changed
     # re-running February gives the same drafts; re-running January leaves its drafts and says why
     assert con.execute("SELECT * FROM billing.invoice_lines WHERE billing_month = ? ORDER BY line_id", [FEB]).fetchall() == february
-    assert _metadata(rerun_jan, ["billing", "invoice_lines"], "finalized") == {"2025-01-01": True}
+    assert _metadata(rerun_jan, ["billing", "invoice_lines"], "finalized") == {month_key(JAN): True}
     assert con.execute("SELECT count(*) FROM billing.invoice_lines l JOIN ledger.document_lines d USING (line_id) "
                        "WHERE l.billing_month = ? AND l.total_amount = d.total_amount", [JAN]).fetchone()[0] == \
         con.execute("SELECT count(*) FROM ledger.document_lines").fetchone()[0] > 0

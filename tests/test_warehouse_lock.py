@@ -1,5 +1,6 @@
 """Concurrent readers and writers: a run meeting the DuckDB file lock waits with backoff, naming the
-holder, then succeeds or fails with a clear message; two instances' bill cycles never corrupt anything."""
+holder, then succeeds or fails with a clear message, and its step is retried; two instances' bill cycles
+never corrupt anything."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import dagster as dg
 import pytest
 
 from sources.generator import generate_landing_zone
-from tests.pipeline import failed_checks, run_bill_cycle, run_ingest
+from tests.pipeline import failed_checks, run_bill_cycle, run_ingest, step_failures
 from tests.test_recovery import ROOT, home, wait_until  # noqa: F401 - home: the Dagster instance fixture
 from warehouse.connection import WarehouseLocked, connect
 
@@ -56,7 +57,7 @@ def test_connect_waits_for_a_reader_of_the_live_file_then_opens_it(warehouse, ca
         assert time.monotonic() - started > 0.5
     finally:
         stop(analyst)
-    assert f"locked by PID {analyst.pid}" in caplog.text
+    assert f"locked by another process, PID {analyst.pid}" in caplog.text and "Analysts query the snapshot" in caplog.text
 
 
 @pytest.mark.parametrize("read_only", [False, True])
@@ -68,7 +69,7 @@ def test_connect_gives_up_after_the_timeout_naming_the_holder_and_the_snapshot(w
             pass
     finally:
         stop(writer)
-    assert f"locked by PID {writer.pid}" in str(raised.value)
+    assert f"locked by another process, PID {writer.pid}" in str(raised.value)
     assert "TALLY_LOCK_WAIT_SECONDS" in str(raised.value) and "warehouse.snapshot.duckdb" in str(raised.value)
 
 
@@ -90,7 +91,7 @@ sys.exit(0 if r.success and not failed_checks(r) else 1)
 def logged_lock_waits(instance: dg.DagsterInstance, holder_pid: int) -> list[str]:
     """The run-log lines of ``instance`` saying the warehouse is locked by ``holder_pid``."""
     return [e.message for run in instance.get_runs() for e in instance.all_logs(run.run_id)
-            if e.message and f"locked by PID {holder_pid}" in e.message]
+            if e.message and f"locked by another process, PID {holder_pid}" in e.message]
 
 
 def test_two_instances_meeting_an_analyst_wait_log_it_and_leave_what_one_bill_cycle_leaves(tmp_path, home, monkeypatch):
@@ -136,3 +137,24 @@ def test_two_instances_meeting_an_analyst_wait_log_it_and_leave_what_one_bill_cy
 def bill_january(warehouse: Path, landing: Path, home: Path) -> dg.ExecuteInProcessResult:
     with dg.DagsterInstance.from_config(str(home)) as instance:
         return run_bill_cycle(warehouse, landing, JANUARY, instance=instance)
+
+
+def test_a_step_meeting_a_locked_warehouse_is_retried_with_backoff_and_succeeds_once_it_is_released(tmp_path, monkeypatch):
+    landing, warehouse = tmp_path / "landing", tmp_path / "warehouse.duckdb"
+    generate_landing_zone(landing, customers=5, start_month="2025-01", months=1, seed=5)
+    monkeypatch.setenv("TALLY_LOCK_WAIT_SECONDS", "1")  # each attempt waits 1 s in-process, then the step fails
+    writer = hold_open(warehouse, 4, read_only=False)  # another process writing, for 4 s
+    try:
+        with dg.DagsterInstance.ephemeral() as instance:
+            result = run_ingest(warehouse, landing, instance=instance)
+            logged = [e.message for e in instance.all_logs(result.run_id) if e.message]
+    finally:
+        stop(writer)
+    assert result.success, step_failures(result)
+    retried = [e.step_key for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    assert retried == ["ingest_landing_zone"]  # once: the retry 10 s later found the file released
+    (locked,) = [m for m in logged if "gave up after" in m]
+    assert f"locked by another process, PID {writer.pid}" in locked and "retried with backoff" in locked
+    assert "Analysts query the snapshot" in locked and "warehouse.snapshot.duckdb" in locked
+    with connect(warehouse, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM audit.ingested_files WHERE status = 'LOADED'").fetchone()[0] > 0

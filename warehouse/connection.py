@@ -1,11 +1,12 @@
 """Opening the warehouse: where it lives, and a connection with Tally's macros installed.
 
 DuckDB locks a database file per process: while one process has it open for writing no other can
-open it, not even read-only, and while readers have it open no process can write. :func:`connect` is the one place Tally opens the warehouse: when another
-process holds the file's lock (an analyst with the live file open, another Dagster instance's run),
-it retries with backoff, logging the holder DuckDB names (program and PID) on the ``tally.warehouse``
-logger (shown in the Dagster run logs, see dagster.yaml), and after ``$TALLY_LOCK_WAIT_SECONDS``
-(default 300) raises :class:`WarehouseLocked`. Analysts query the snapshot, which nothing locks.
+open it, not even read-only, and while readers have it open no process can write. :func:`connect` is
+the one place Tally opens the warehouse: when another process holds the file's lock (an analyst with
+the live file open, another Dagster instance's run), it retries with backoff, logging the holder
+DuckDB names (program and PID) on the ``tally.warehouse`` logger (shown in the Dagster run logs, see
+dagster.yaml), and after ``$TALLY_LOCK_WAIT_SECONDS`` (default 300) raises :class:`WarehouseLocked`
+(a Dagster step then retries, pipelines/assets/policy.py). Analysts query the snapshot, which nothing locks.
 """
 
 from __future__ import annotations
@@ -32,6 +33,17 @@ log = logging.getLogger("tally.warehouse")
 
 class WarehouseLocked(Exception):
     """Another process held the warehouse file's lock for longer than ``$TALLY_LOCK_WAIT_SECONDS``."""
+
+    def __init__(self, path: Path, holder: str, waited: float):
+        self.path, self.holder, self.waited = path, holder, waited
+        super().__init__(
+            f"The warehouse {path} is locked by another process, {holder}: gave up after {waited:.0f}s "
+            f"(${LOCK_WAIT_ENV}). DuckDB allows one process at a time on the file: close that process, or let it "
+            f"finish. {ANALYSTS_USE_THE_SNAPSHOT.format(snapshot=snapshot_path(path))}"
+        )
+
+
+ANALYSTS_USE_THE_SNAPSHOT = "Analysts query the snapshot ({snapshot}), never the live file."
 
 
 def duckdb_config() -> dict:
@@ -86,14 +98,11 @@ def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
             if holder is None:
                 raise
             if waited >= timeout:
-                raise WarehouseLocked(
-                    f"The warehouse {path} is locked by {holder}: gave up after {waited:.0f}s (${LOCK_WAIT_ENV}). "
-                    "DuckDB allows one process at a time on the file: close that process, or let it finish. "
-                    f"Analysts query the snapshot ({snapshot_path(path)}), never the live file."
-                ) from error
+                raise WarehouseLocked(path, holder, waited) from error
             if said_at is None or waited - said_at >= 30:
-                log.warning("The warehouse %s is locked by %s; retrying with backoff for up to %.0fs (waited %.0fs)",
-                            path, holder, timeout, waited)
+                log.warning("The warehouse %s is locked by another process, %s; retrying with backoff for up to %.0fs "
+                            "(waited %.0fs). %s", path, holder, timeout, waited,
+                            ANALYSTS_USE_THE_SNAPSHOT.format(snapshot=snapshot_path(path)))
                 said_at = waited
             time.sleep(min(delay, timeout - waited))
             delay = min(delay * 2, 2.0)

@@ -14,6 +14,10 @@ Two kinds of tables (DESIGN.md "Architecture"):
 * ``LEDGER``: what was received, issued or decided (raw change logs, the ingest ledger,
   quarantine, the schema history, and the billing ledger): rows are appended, never updated or
   deleted, and no migration rebuilds them.
+
+A column holding personal data (a name, an e-mail address, a phone number, a street address, or a raw
+payload that may carry them) says so (``Column.personal``): the analysts' snapshot masks it
+(:mod:`warehouse.snapshot`).
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ class Table:
         return next(c for c in self.columns if c.name == name)
 
 
-def column(name: str, sql_type: str, description: str, nullable: bool = True) -> Column:
-    """A column of a table (the record contract's :class:`~sources.entities.Column`)."""
-    return Column(name, sql_type, description, nullable)
+def column(name: str, sql_type: str, description: str, nullable: bool = True, personal: str | None = None) -> Column:
+    """A column of a table (the record contract's :class:`~sources.entities.Column`); ``personal`` names the personal
+    data it holds (a kind of :data:`warehouse.snapshot.MASKS`: masked in the analysts' snapshot)."""
+    return Column(name, sql_type, description, nullable, personal=personal)

@@ -115,6 +115,9 @@ REVENUE_TABLES = ("revenue.performance_obligations", "revenue.allocations", "rev
                   "revenue.journal_lines", "revenue.open_journal_lines", "revenue.trial_balance", "revenue.deferred_rollforward",
                   "revenue.waterfall", "revenue.contract_balances", "revenue.closed_months")
 
+MART_TABLES = ("marts.customer_mrr", "marts.mrr_movements", "marts.customer_churn", "marts.revenue_by_product",
+               "marts.deferred_revenue_rollforward", "marts.revenue_waterfall", "marts.ar_aging", "marts.customer_360")
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "SQL macros are installed per connection, no longer stored in the warehouse", drop_stored_macros),
     Migration(3, "the billing ledger: issued documents, numbers, finalized months, voids, payments; settlement review, "
@@ -142,6 +145,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "estimates of what is rendered and not yet invoiced: performance obligations carry their line's "
                  "subscription and price version (the usage a consumption estimate is recognized by)",
               recreate_derived("revenue.performance_obligations")),
+    Migration(8, "the analysts' marts: MRR and its movements, churn and ARPU, revenue by product, deferred revenue "
+                 "roll-forward, revenue waterfall, AR aging, customer 360",
+              steps(*(add_table(t) for t in MART_TABLES))),
 )
 
 

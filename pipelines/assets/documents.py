@@ -7,7 +7,7 @@ import dagster as dg
 from pipelines.assets.policy import BILL_CYCLE_STEP, table_key
 from pipelines.documents.files import documents_dir, write_month_documents
 from pipelines.documents.render import header_markdown
-from pipelines.partitions import months_in_run
+from pipelines.partitions import month_key, months_in_run
 from pipelines.resources import Warehouse
 
 DOCUMENTS = dg.AssetKey(["customer_documents"])
@@ -25,7 +25,7 @@ def customer_documents(context: dg.AssetExecutionContext, warehouse: Warehouse) 
                 header, path = written[0]
                 metadata["first_document"] = dg.MetadataValue.md(header_markdown(header))
                 metadata["first_file"] = dg.MetadataValue.path(str(Path(path)))
-            context.add_asset_metadata(metadata, asset_key=DOCUMENTS, partition_key=month.isoformat())
+            context.add_asset_metadata(metadata, asset_key=DOCUMENTS, partition_key=month_key(month))
     return dg.MaterializeResult(asset_key=DOCUMENTS)
 
 

@@ -6,6 +6,7 @@ import dagster as dg
 
 from pipelines.assets.policy import WAREHOUSE_STEP, table_key
 from pipelines.ingest.engine import accounting_violations, ingest_landing_zone
+from pipelines.partitions import row_count
 from pipelines.resources import LandingZone, Warehouse
 from sources.entities import ENTITIES
 
@@ -44,10 +45,12 @@ def ingest_landing_zone_asset(context: dg.AssetExecutionContext, warehouse: Ware
                 "SELECT status, count(*) FROM audit.ingested_files GROUP BY status"
             ).fetchall()
         )
+        rows = {key: row_count(con, ".".join(key.path)) for key in [*RAW_KEYS.values(), LEDGER, QUARANTINE]}
     for name, key in RAW_KEYS.items():
         yield dg.MaterializeResult(
             asset_key=key,
             metadata={
+                **rows[key],
                 "records_read": summary.records_read.get(name, 0),
                 "records_loaded": summary.records_loaded.get(name, 0),
                 "records_quarantined": summary.records_quarantined.get(name, 0),
@@ -56,13 +59,14 @@ def ingest_landing_zone_asset(context: dg.AssetExecutionContext, warehouse: Ware
     yield dg.MaterializeResult(
         asset_key=LEDGER,
         metadata={
+            **rows[LEDGER],
             "files_seen": summary.files_seen, "files_loaded": summary.files_loaded,
             "files_already_ingested": summary.files_skipped, "files_duplicate": summary.files_duplicate,
             "files_failed": summary.files_failed, "ledger_by_status": totals,
         },
     )
     yield dg.MaterializeResult(
-        asset_key=QUARANTINE, metadata={"records_quarantined": sum(summary.records_quarantined.values())}
+        asset_key=QUARANTINE, metadata={**rows[QUARANTINE], "records_quarantined": sum(summary.records_quarantined.values())}
     )
     yield dg.AssetCheckResult(
         check_name="records_accounted_for", asset_key=LEDGER, passed=not violations,

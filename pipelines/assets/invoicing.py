@@ -9,7 +9,9 @@ from pipelines.assets.policy import BILL_CYCLE_STEP, month_before, table_key
 from pipelines.invoicing.engine import CREDIT_NOTE_CUSTOMER_TYPES, LOOKBACK_MONTHS
 from pipelines.invoicing.lines import CORRECTION_TYPES
 from pipelines.invoicing.run import bill_month
-from pipelines.partitions import months_in_run
+from pipelines.partitions import (
+    billing_month, document_figures, markdown_table, month_key, months_in_run, row_count, run_months, top_documents,
+)
 from pipelines.resources import Warehouse
 
 LINES = table_key("billing.invoice_lines")
@@ -158,7 +160,7 @@ CHECKS = {  # check name -> (asset, what it finds wrong, description)
                      description="Draft invoices and credit notes per billing account and period, with totals equal "
                                  "to the sum of their lines."),
     ],
-    check_specs=[dg.AssetCheckSpec(name, asset=asset, blocking=True, description=description)
+    check_specs=[dg.AssetCheckSpec(name, asset=asset, blocking=True, description=description, partitions_def=billing_month)
                  for name, (asset, _, description) in CHECKS.items()],
     **BILL_CYCLE_STEP,
 )
@@ -175,7 +177,7 @@ def invoicing(context: dg.AssetExecutionContext, config: InvoicingConfig, wareho
     for name, (asset, _, _) in CHECKS.items():
         bad = found[name]
         yield dg.AssetCheckResult(check_name=name, asset_key=asset, passed=not bad,
-                                  metadata={"found": len(bad), "first": str(bad[:5])})
+                                  metadata={"found": len(bad), "first": str(bad[:5]), "months": run_months(months)})
 
 
 def invoice_month(context: dg.AssetExecutionContext, con: duckdb.DuckDBPyConnection, month: date,
@@ -188,14 +190,15 @@ def invoice_month(context: dg.AssetExecutionContext, con: duckdb.DuckDBPyConnect
         context.log.info(f"{month:%Y-%m} is finalized: its drafts are not rewritten; later differences go to the "
                          "next open month")
         for key in (LINES, REVIEW, EXCEPTIONS, INVOICES, SETTLEMENT_INPUTS):
-            context.add_asset_metadata({"finalized": True}, asset_key=key, partition_key=month.isoformat())
+            context.add_asset_metadata({"finalized": True}, asset_key=key, partition_key=month_key(month))
         return
     report_month(context, con, month, counts)
 
 
 def report_month(context: dg.AssetExecutionContext, con: duckdb.DuckDBPyConnection, month: date, counts: dict) -> None:
-    """The month's figures on its partitions: documents and totals, lines and adjustments, review, exceptions."""
-    partition = month.isoformat()
+    """The month's figures on its partitions: documents and their money per currency, the largest invoices, lines
+    and adjustments, review, exceptions by kind, accounts settled."""
+    partition = month_key(month)
     docs = con.execute(
         "SELECT document_type, currency, count(*), sum(total) FROM billing.invoices WHERE billing_month = ? "
         "GROUP BY ALL ORDER BY ALL", [month]).fetchall()
@@ -208,24 +211,35 @@ def report_month(context: dg.AssetExecutionContext, con: duckdb.DuckDBPyConnecti
     exceptions = dict(con.execute(
         "SELECT exception, count(*) FROM billing.billing_exceptions WHERE billing_month = ? GROUP BY 1 ORDER BY 1",
         [month]).fetchall())
+    exceptions_md = markdown_table(("exception", "count"), list(exceptions.items()))
     context.add_asset_metadata({
+        **row_count(con, "billing.invoice_lines", month),
         "lines": counts["billing.invoice_lines"],
         "adjustments": sum(n for _, n, _ in adjustments),
         "adjustments_net": {cur: str(net) for cur, _, net in adjustments},
     }, asset_key=LINES, partition_key=partition)
     context.add_asset_metadata({
+        **row_count(con, "billing.invoices", month),
         "invoices": sum(n for t, _, n, _ in docs if t == "INVOICE"),
         "credit_notes": sum(n for t, _, n, _ in docs if t == "CREDIT_NOTE"),
         "total": {f"{t} {cur}": str(total) for t, cur, _, total in docs},
+        **document_figures(con, "billing.invoices", month),
+        "preview": dg.MetadataValue.md(f"**Top invoices of {partition} by total**\n\n"
+                                       f"{top_documents(con, 'billing.invoices', 'invoice_id', month)}\n\n"
+                                       f"**Exceptions of {partition}**\n\n{exceptions_md}"),
     }, asset_key=INVOICES, partition_key=partition)
-    context.add_asset_metadata({"review": {k: f"{n} lines, net {net}" for k, n, net in review}},
+    context.add_asset_metadata({**row_count(con, "billing.settlement_review", month),
+                                "review": {k: f"{n} lines, net {net}" for k, n, net in review}},
                                asset_key=REVIEW, partition_key=partition)
-    context.add_asset_metadata({"exceptions": exceptions, "blocking": exceptions.get("NO_TAX_RATE", 0)},
+    context.add_asset_metadata({**row_count(con, "billing.billing_exceptions", month), "exceptions": exceptions,
+                                "blocking": exceptions.get("NO_TAX_RATE", 0),
+                                **{f"exceptions {kind}": n for kind, n in exceptions.items()},
+                                "by_kind": dg.MetadataValue.md(exceptions_md)},
                                asset_key=EXCEPTIONS, partition_key=partition)
     accounts, resettled = con.execute("SELECT count(*), count(*) FILTER (WHERE resettled) FROM billing.settlement_inputs "
                                       "WHERE billing_month = ?", [month]).fetchone()
-    context.add_asset_metadata({"accounts": accounts, "resettled": resettled,
-                                "settled_from_current_period": accounts - resettled},
+    context.add_asset_metadata({**row_count(con, "billing.settlement_inputs", month), "accounts": accounts,
+                                "resettled": resettled, "settled_from_current_period": accounts - resettled},
                                asset_key=SETTLEMENT_INPUTS, partition_key=partition)
 
 

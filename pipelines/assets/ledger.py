@@ -7,7 +7,10 @@ import duckdb
 
 from pipelines.assets.policy import BILL_CYCLE_STEP, WAREHOUSE_STEP, month_before, table_key
 from pipelines.ledger import FinalizeRefused, VoidRefused, changed_documents, finalize, number_gaps, void
-from pipelines.partitions import each_month_then_check
+from pipelines.partitions import (
+    ROW_COUNT, billing_month, document_figures, each_month_then_check, month_key, months_in_run, row_count, run_months,
+    top_documents,
+)
 from pipelines.resources import Warehouse
 
 DOCUMENTS = table_key("ledger.documents")
@@ -33,9 +36,9 @@ def ledger_problems(con: duckdb.DuckDBPyConnection, first: date, last: date) -> 
         dg.AssetSpec(FINALIZED, deps=[DOCUMENTS, month_before(FINALIZED)], description="The finalized month: counts, number range, hash of what was issued."),
     ],
     check_specs=[
-        dg.AssetCheckSpec("finalized_documents_unchanged", asset=DOCUMENTS, blocking=True,
+        dg.AssetCheckSpec("finalized_documents_unchanged", asset=DOCUMENTS, blocking=True, partitions_def=billing_month,
                           description="Every issued document and its lines still hash to the content hash stored at issue."),
-        dg.AssetCheckSpec("document_numbers_gapless", asset=DOCUMENTS, blocking=True,
+        dg.AssetCheckSpec("document_numbers_gapless", asset=DOCUMENTS, blocking=True, partitions_def=billing_month,
                           description="Numbers run 1..n without gaps or repeats per series and year, each the one assigned to its document."),
     ],
     **BILL_CYCLE_STEP,
@@ -47,7 +50,8 @@ def ledger_documents(context: dg.AssetExecutionContext, warehouse: Warehouse):
         yield dg.MaterializeResult(asset_key=key)
     for check, bad in problems.items():
         yield dg.AssetCheckResult(check_name=check, asset_key=DOCUMENTS, passed=not bad,
-                                  metadata={"problems": len(bad), "first": str(bad[:5])})
+                                  metadata={"problems": len(bad), "first": str(bad[:5]),
+                                            "months": run_months(months_in_run(context))})
 
 
 def finalize_month(context: dg.AssetExecutionContext, con: duckdb.DuckDBPyConnection, month: date) -> None:
@@ -55,17 +59,23 @@ def finalize_month(context: dg.AssetExecutionContext, con: duckdb.DuckDBPyConnec
     try:
         summary = finalize(con, month, context.run_id)
     except FinalizeRefused as refused:
-        raise dg.Failure(description=f"finalize refused: {refused}") from refused
+        raise dg.Failure(description=f"finalize refused: {refused}", allow_retries=False) from refused
     context.log.info(f"finalized {month:%Y-%m}: {summary['invoices']} invoices, {summary['credit_notes']} credit notes "
                      f"({summary['first_number']} to {summary['last_number']})")
-    partition = month.isoformat()
+    partition = month_key(month)
     numbers = {"first_number": summary["first_number"] or "none", "last_number": summary["last_number"] or "none",
                "number_ranges": summary["number_ranges"]}
-    context.add_asset_metadata({"invoices": summary["invoices"], "credit_notes": summary["credit_notes"], **numbers,
-                                "totals": summary["totals"]}, asset_key=DOCUMENTS, partition_key=partition)
-    context.add_asset_metadata({"lines": summary["lines"]}, asset_key=DOCUMENT_LINES, partition_key=partition)
-    context.add_asset_metadata(numbers, asset_key=NUMBERS, partition_key=partition)
-    context.add_asset_metadata({"invoices": summary["invoices"], "credit_notes": summary["credit_notes"]},
+    issued = {"invoices": summary["invoices"], "credit_notes": summary["credit_notes"]}
+    context.add_asset_metadata({**row_count(con, "ledger.documents", month), **issued, **numbers, "totals": summary["totals"],
+                                **document_figures(con, "ledger.documents", month),
+                                "preview": dg.MetadataValue.md(f"**Top invoices issued for {partition} by total**\n\n"
+                                                               f"{top_documents(con, 'ledger.documents', 'document_number', month)}")},
+                               asset_key=DOCUMENTS, partition_key=partition)
+    context.add_asset_metadata({**row_count(con, "ledger.document_lines", month), "lines": summary["lines"]},
+                               asset_key=DOCUMENT_LINES, partition_key=partition)
+    context.add_asset_metadata({ROW_COUNT: summary["invoices"] + summary["credit_notes"], **numbers},
+                               asset_key=NUMBERS, partition_key=partition)
+    context.add_asset_metadata({**row_count(con, "ledger.finalized_months", month), **issued},
                                asset_key=FINALIZED, partition_key=partition)
 
 
@@ -86,9 +96,10 @@ def voids(context: dg.AssetExecutionContext, config: VoidConfig, warehouse: Ware
         try:
             summary = void(con, config.document_number, config.reason, voided_on, context.run_id)
         except VoidRefused as refused:
-            raise dg.Failure(description=f"void refused: {refused}") from refused
+            raise dg.Failure(description=f"void refused: {refused}", allow_retries=False) from refused
+        voids_written = row_count(con, "ledger.voids")
     context.log.info(f"voided {summary['document_number']} ({summary['total']}): {summary['reason']}")
-    return dg.MaterializeResult(metadata=summary)
+    return dg.MaterializeResult(metadata=summary | voids_written)
 
 
 defs = dg.Definitions(assets=[ledger_documents, voids])

@@ -32,7 +32,8 @@ from warehouse.tables import TABLES, table
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
 
 WAREHOUSE_STEP = {"pool": POOL}
-"""Every step writes the warehouse: one at a time, in the ``duckdb_writer`` pool (dagster.yaml)."""
+"""Every step writes the warehouse: one at a time, in the ``duckdb_writer`` pool (dagster.yaml). A step that meets
+the warehouse file locked by another process asks to be retried later (pipelines/resources.py, ``LOCKED_RETRIES``)."""
 
 BILL_CYCLE_STEP = {**WAREHOUSE_STEP, "partitions_def": billing_month, "backfill_policy": dg.BackfillPolicy.single_run()}
 """A bill cycle step: one billing month, or a range of months in one run (a backfill)."""

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from pipelines.assets.policy import WAREHOUSE_STEP, table_key
+from pipelines.partitions import money_figures, row_count
 from pipelines.receivables import account_balances, apply_payments, document_status, month_end_aging
 from pipelines.receivables.balances import over_applied_documents, receivables_imbalances
 from pipelines.resources import Warehouse
@@ -48,19 +49,27 @@ def receivables(context: dg.AssetExecutionContext, warehouse: Warehouse):
         ])
         imbalances = receivables_imbalances(con)
         over_applied = over_applied_documents(con)
-        by_currency = {cur: {"open_ar": str(ar), "account_credit": str(credit), "accounts_over_credit_limit": over}
-                       for cur, ar, credit, over in con.execute("""
-            SELECT currency, sum(open_ar), sum(account_credit), count(*) FILTER (WHERE over_credit_limit)
-            FROM billing.account_balances GROUP BY 1 ORDER BY 1""").fetchall()}
+        balances = con.execute("""
+            SELECT currency, sum(invoiced), sum(credited), sum(paid_net), sum(open_ar), sum(account_credit),
+                   count(*) FILTER (WHERE over_credit_limit)
+            FROM billing.account_balances GROUP BY 1 ORDER BY 1""").fetchall()
         over_limit = [r[0] for r in con.execute(
             "SELECT account_id FROM billing.account_balances WHERE over_credit_limit ORDER BY 1 LIMIT 20").fetchall()]
         statuses = dict(con.execute("SELECT status, count(*) FROM billing.document_status GROUP BY 1 ORDER BY 1").fetchall())
-    yield dg.MaterializeResult(asset_key=EVENTS, metadata={"payments": summary["payments"]})
-    yield dg.MaterializeResult(asset_key=APPLICATIONS, metadata={"applications": summary["applications"]})
-    yield dg.MaterializeResult(asset_key=STATUS, metadata={"documents": counts["billing.document_status"], "by_status": statuses})
-    yield dg.MaterializeResult(asset_key=BALANCES, metadata={"accounts": counts["billing.account_balances"],
-                                                             "by_currency": by_currency, "over_credit_limit": str(over_limit)})
-    yield dg.MaterializeResult(asset_key=AGING, metadata={"rows": counts["billing.ar_aging"]})
+        rows = {key: row_count(con, ".".join(key.path)) for key in (EVENTS, APPLICATIONS, STATUS, BALANCES, AGING)}
+    by_currency = {cur: {"open_ar": str(ar), "account_credit": str(credit), "accounts_over_credit_limit": over}
+                   for cur, _, _, _, ar, credit, over in balances}
+    money = money_figures({name: {row[0]: row[i + 1] for row in balances}
+                           for i, name in enumerate(("invoiced", "credited", "paid", "open AR", "account credit"))})
+    yield dg.MaterializeResult(asset_key=EVENTS, metadata={**rows[EVENTS], "payments": summary["payments"]})
+    yield dg.MaterializeResult(asset_key=APPLICATIONS, metadata={**rows[APPLICATIONS], "applications": summary["applications"]})
+    yield dg.MaterializeResult(asset_key=STATUS, metadata={**rows[STATUS], "documents": counts["billing.document_status"],
+                                                           "by_status": statuses,
+                                                           **{f"documents {status}": n for status, n in statuses.items()}})
+    yield dg.MaterializeResult(asset_key=BALANCES, metadata={**rows[BALANCES], "accounts": counts["billing.account_balances"],
+                                                             "by_currency": by_currency, **money,
+                                                             "over_credit_limit": str(over_limit)})
+    yield dg.MaterializeResult(asset_key=AGING, metadata={**rows[AGING], "rows": counts["billing.ar_aging"]})
     yield dg.AssetCheckResult(check_name="receivables_balance", asset_key=BALANCES, passed=not imbalances,
                               metadata={"accounts_not_balancing": len(imbalances), "first": str(imbalances[:5])})
     yield dg.AssetCheckResult(check_name="applications_within_totals", asset_key=STATUS, passed=not over_applied,

@@ -16,6 +16,7 @@ from datetime import date
 import dagster as dg
 
 from pipelines.assets.policy import WAREHOUSE_STEP, table_key
+from pipelines.partitions import ROW_COUNT, month_key, month_of_key, row_count
 from pipelines.resources import Warehouse
 from pipelines.revenue import CHECKS, DERIVED_TABLES, CloseRefused, close_month, refresh, revenue_problems
 
@@ -72,12 +73,13 @@ def revenue(context: dg.AssetExecutionContext, warehouse: Warehouse):
     with warehouse.connection() as con:
         done = refresh(con, context.run_id)
         problems = revenue_problems(con)
-        closed = [m.isoformat() for (m,) in con.execute("SELECT accounting_month FROM revenue.closed_months ORDER BY 1").fetchall()]
+        closed = [month_key(m) for (m,) in con.execute("SELECT accounting_month FROM revenue.closed_months ORDER BY 1").fetchall()]
     first_open = done["first_open_month"]
     context.log.info(f"revenue: first open month {first_open or 'none'}, {len(closed)} closed months")
     for spec in DERIVED_SPECS:  # in their dependency order, as Dagster wants them yielded
+        rows = done["rows"][".".join(spec.key.path)]
         yield dg.MaterializeResult(asset_key=spec.key, metadata={
-            "rows": done["rows"][".".join(spec.key.path)], "first_open_month": first_open.isoformat() if first_open else "none",
+            ROW_COUNT: rows, "rows": rows, "first_open_month": month_key(first_open) if first_open else "none",
             "closed_months": str(closed)})
     yield from _check_results(problems)
 
@@ -109,12 +111,14 @@ def close(context: dg.AssetExecutionContext, config: CloseMonthConfig, warehouse
         try:
             summary = close_month(con, month, context.run_id)
         except CloseRefused as refused:
-            raise dg.Failure(description=f"close_month refused: {refused}") from refused
+            raise dg.Failure(description=f"close_month refused: {refused}", allow_retries=False) from refused
         changed = CHECKS["closed_months_unchanged"].problems(con)
+        rows = {key: row_count(con, ".".join(key.path)) for key in (RECOGNIZED, JOURNAL, CLOSED)}
     context.log.info(f"closed {month:%Y-%m}: {summary['recognized_rows']} revenue rows, {summary['journal_lines']} journal lines")
-    yield dg.MaterializeResult(asset_key=RECOGNIZED, metadata={"accounting_month": month.isoformat(), "rows": summary["recognized_rows"]})
-    yield dg.MaterializeResult(asset_key=JOURNAL, metadata={"accounting_month": month.isoformat(), "rows": summary["journal_lines"]})
-    yield dg.MaterializeResult(asset_key=CLOSED, metadata={"accounting_month": month.isoformat(), "totals": summary["totals"],
+    posted = {"accounting_month": month_key(month)}
+    yield dg.MaterializeResult(asset_key=RECOGNIZED, metadata={**rows[RECOGNIZED], **posted, "rows": summary["recognized_rows"]})
+    yield dg.MaterializeResult(asset_key=JOURNAL, metadata={**rows[JOURNAL], **posted, "rows": summary["journal_lines"]})
+    yield dg.MaterializeResult(asset_key=CLOSED, metadata={**rows[CLOSED], **posted, "totals": summary["totals"],
                                                            "content_hash": summary["content_hash"]})
     yield dg.AssetCheckResult(check_name="closed_months_unchanged", asset_key=CLOSED, passed=not changed,
                               metadata={"problems": len(changed), "first": str(changed[:5])})
@@ -123,9 +127,9 @@ def close(context: dg.AssetExecutionContext, config: CloseMonthConfig, warehouse
 def accounting_month(text: str) -> date:
     """The first day of accounting month ``text`` (YYYY-MM); a run config that is not one fails the run, saying so."""
     try:
-        return date.fromisoformat(f"{text}-01")
+        return month_of_key(text)
     except ValueError:
-        raise dg.Failure(description=f"close_month: month must be YYYY-MM (an accounting month), not {text!r}") from None
+        raise dg.Failure(description=f"close_month: month must be YYYY-MM (an accounting month), not {text!r}", allow_retries=False) from None
 
 
 defs = dg.Definitions(assets=[revenue, close])

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from pipelines.assets.policy import WAREHOUSE_STEP, table_key
+from pipelines.partitions import ROW_COUNT
 from pipelines.resources import Warehouse
 from pipelines.state import cdc
 from pipelines.state.subscriptions import build_services
@@ -43,10 +44,10 @@ def core_state(context: dg.AssetExecutionContext, warehouse: Warehouse):
             anomalies = dict(cdc.anomalies(con, entity, f"raw.{entity.name}").aggregate("kind, count(*) AS n", "kind").fetchall())
             yield dg.MaterializeResult(
                 asset_key=STATE_KEYS[entity.name],
-                metadata={"rows": n, "history_versions": versions, "deleted_keys": deleted, "cdc_anomalies": anomalies},
+                metadata={ROW_COUNT: n, "rows": n, "history_versions": versions, "deleted_keys": deleted, "cdc_anomalies": anomalies},
             )
         n = write(con, [("core.usage_events", cdc.usage_events(con, "raw.usage_records"), "true")])["core.usage_events"]
-        yield dg.MaterializeResult(asset_key=USAGE_EVENTS, metadata={"events": n})
+        yield dg.MaterializeResult(asset_key=USAGE_EVENTS, metadata={ROW_COUNT: n, "events": n})
 
 
 @dg.multi_asset(
@@ -67,9 +68,9 @@ def services(context: dg.AssetExecutionContext, warehouse: Warehouse):
         counts = write(con, [("core.subscription_versions", built.versions, "true"),
                              ("core.subscriptions", built.subscriptions, "true"),
                              ("core.order_exceptions", built.exceptions, "true")])
-    yield dg.MaterializeResult(asset_key=VERSIONS, metadata={"versions": counts["core.subscription_versions"]})
-    yield dg.MaterializeResult(asset_key=SUBSCRIPTIONS, metadata={"subscriptions": counts["core.subscriptions"]})
-    yield dg.MaterializeResult(asset_key=ORDER_EXCEPTIONS, metadata={"exceptions": counts["core.order_exceptions"]})
+    yield dg.MaterializeResult(asset_key=VERSIONS, metadata={ROW_COUNT: counts["core.subscription_versions"], "versions": counts["core.subscription_versions"]})
+    yield dg.MaterializeResult(asset_key=SUBSCRIPTIONS, metadata={ROW_COUNT: counts["core.subscriptions"], "subscriptions": counts["core.subscriptions"]})
+    yield dg.MaterializeResult(asset_key=ORDER_EXCEPTIONS, metadata={ROW_COUNT: counts["core.order_exceptions"], "exceptions": counts["core.order_exceptions"]})
 
 
 defs = dg.Definitions(assets=[core_state, services])

@@ -30,7 +30,7 @@ TABLES = (
             _c('record_no', 'BIGINT', '1-based record number (line or row) within the file.'),
             _c('position', 'BIGINT', 'Source log position when it could be read.'),
             _c('reason', 'VARCHAR', 'Why the record was rejected (column and rule).', False),
-            _c('raw_payload', 'VARCHAR', 'The record exactly as received (the line, or the row as JSON).'),
+            _c('raw_payload', 'VARCHAR', 'The record exactly as received (the line, or the row as JSON).', personal='payload'),
             _c('quarantined_at', 'TIMESTAMP', 'When it was quarantined (UTC).', False),
         ),
     ),
