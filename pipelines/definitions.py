@@ -84,7 +84,13 @@ def with_the_snapshot(stages: dg.Definitions) -> dg.Definitions:
     return dg.Definitions.merge(stages, policy.in_group("publish", publish.publishing(stages)))
 
 
-_graph = policy.apply(
+def with_quality_gates(graph: dg.Definitions) -> dg.Definitions:
+    """``graph`` and the quality gates (pipelines/quality/, docs/quality.md): a contract and expectations check step
+    after each of its table assets."""
+    return dg.Definitions.merge(graph, dg.Definitions(asset_checks=quality_checks(graph.assets)))
+
+
+defs = with_quality_gates(policy.apply(
     dg.Definitions.merge(
         with_the_snapshot(by_stage()),
         dg.Definitions(
@@ -97,6 +103,4 @@ _graph = policy.apply(
             executor=dg.in_process_executor,
         ),
     )
-)
-# The quality gates (pipelines/quality/, docs/quality.md): a contract and expectations check step after each table asset.
-defs = dg.Definitions.merge(_graph, dg.Definitions(asset_checks=quality_checks(_graph.assets)))
+))

@@ -7,13 +7,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pipelines.assets import documents, ingest, invoicing, ledger, policy, publish, rating, receivables, revenue, state
+from pipelines.assets import documents, ingest, invoicing, ledger, marts, policy, publish, rating, receivables, revenue, state
 from pipelines.definitions import defs
 from pipelines.partitions import first_billing_month, month_key
 from pipelines.resources import default_resources
 from warehouse.tables import TABLES
 
-MODULES = [ingest, state, rating, invoicing, revenue, publish, ledger, receivables, documents]
+MODULES = [ingest, state, rating, invoicing, revenue, marts, publish, ledger, receivables, documents]
 NOT_A_TABLE = {dg.AssetKey(["warehouse_snapshot"]), dg.AssetKey(["customer_documents"]),  # the analysts' copy; the customers' HTML files
                dg.AssetKey(["bill_cycle_inputs"])}  # what a bill cycle finds before it starts (its blocking check)
 
