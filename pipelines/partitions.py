@@ -1,5 +1,5 @@
-"""The one partitions definition of a bill cycle run, ``billing_month`` (UTC calendar months), its keys, and what a
-step reports on a month's partition.
+"""The one partitions definition of a bill cycle run, ``billing_month`` (UTC calendar months), its keys, and the
+check results tied to a month's partition (what a step reports as metadata: pipelines/assets/reporting.py).
 
 Partition ``YYYY-MM`` runs the bill cycles whose billing period ends in that month (DESIGN.md, "Time";
 :mod:`domain.periods`). The first month is configuration: ``TALLY_FIRST_BILLING_MONTH`` (default 2025-01).
@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal
 
 import dagster as dg
-import duckdb
 
 # Check results tied to their month need a partitioned check spec, a deliberate choice; Dagster flags it as preview.
 warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=dg.PreviewWarning)
 
-from domain.money import minor_unit
 from pipelines.resources import Warehouse
 
 FIRST_MONTH_ENV = "TALLY_FIRST_BILLING_MONTH"
@@ -82,56 +79,3 @@ def month_check_result(context: dg.AssetExecutionContext, asset_key: dg.AssetKey
         description=description or f"passed: {run_months(list(problems))}",
         metadata={"months": run_months(list(problems)), "problems": sum(map(len, failed.values())),
                   "failed_months": run_months(list(failed)) or "none"})
-
-
-ROW_COUNT = "dagster/row_count"
-
-
-def row_count(con: duckdb.DuckDBPyConnection, qualified: str, month: date | None = None) -> dict[str, int]:
-    """``{dagster/row_count: n}``: the rows of warehouse table ``qualified``, or, when ``month`` is given, the rows of
-    that billing month (its ``billing_month`` column)."""
-    where = "WHERE billing_month = ?" if month else ""
-    return {ROW_COUNT: con.execute(f"SELECT count(*) FROM {qualified} {where}", [month] if month else []).fetchone()[0]}
-
-
-def in_minor_units(amount: Decimal, currency: str) -> int:
-    """``amount`` in the currency's minor units (cents for USD), an exact integer Dagster can plot: the amount
-    rounded half away from zero to the minor unit, which every billed amount already is."""
-    return int((amount * 10 ** minor_unit(currency)).to_integral_value(rounding=ROUND_HALF_UP))
-
-
-def money_figures(figures: Mapping[str, Mapping[str, Decimal]]) -> dict[str, int]:
-    """Money per figure and currency (``{"net": {"USD": Decimal}}``) as plottable metadata: one integer per figure
-    and currency, in minor units, keyed ``<figure> <currency> (minor units)``."""
-    return {f"{name} {cur} (minor units)": in_minor_units(amount, cur)
-            for name, by_currency in figures.items() for cur, amount in by_currency.items()}
-
-
-def markdown_table(header: tuple[str, ...], rows: list[tuple]) -> str:
-    """A markdown table of ``rows`` (values as text, so decimals stay exact); ``(none)`` when there are none."""
-    if not rows:
-        return "(none)"
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows])
-
-
-def document_figures(con: duckdb.DuckDBPyConnection, documents: str, month: date) -> dict[str, int]:
-    """The money of billing month ``month``'s documents in ``documents`` (billing.invoices or ledger.documents), per
-    currency in minor units: net, tax and total, the invoices' total and the credit notes' (negative) total."""
-    rows = con.execute(f"""
-        SELECT currency, sum(net_total), sum(tax_total), sum(total),
-               coalesce(sum(total) FILTER (WHERE document_type = 'INVOICE'), 0),
-               coalesce(sum(total) FILTER (WHERE document_type = 'CREDIT_NOTE'), 0)
-        FROM {documents} WHERE billing_month = ? GROUP BY 1 ORDER BY 1""", [month]).fetchall()
-    names = ("net", "tax", "total", "invoiced", "credited")
-    return money_figures({name: {row[0]: row[i + 1] for row in rows} for i, name in enumerate(names)})
-
-
-def top_documents(con: duckdb.DuckDBPyConnection, documents: str, number: str, month: date, limit: int = 10) -> str:
-    """Markdown: the ``limit`` largest invoices of billing month ``month`` in ``documents`` by total (``number``: the
-    column that names them), with their exact amounts."""
-    rows = con.execute(f"""
-        SELECT {number}, account_id, currency, net_total, tax_total, total FROM {documents}
-        WHERE billing_month = ? AND document_type = 'INVOICE' ORDER BY total DESC, {number} LIMIT {int(limit)}""",
-                       [month]).fetchall()
-    return markdown_table(("invoice", "account", "currency", "net", "tax", "total"), rows)

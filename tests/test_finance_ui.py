@@ -17,7 +17,8 @@ import pytest
 from domain.money import minor_unit
 from pipelines.assets.rating import missing_for_month
 from pipelines.definitions import defs
-from pipelines.partitions import billing_month, in_minor_units, month_key, month_of_key
+from pipelines.assets.reporting import in_minor_units
+from pipelines.partitions import billing_month, month_key, month_of_key
 from tests.pipeline import failed_checks, run_apply_payments, run_bill_cycle, run_finalize, run_ingest
 
 JAN, FEB, MAR = date(2025, 1, 1), date(2025, 2, 1), date(2025, 3, 1)

@@ -6,7 +6,7 @@ import dagster as dg
 
 from pipelines.assets.policy import WAREHOUSE_STEP, table_key
 from pipelines.ingest.engine import accounting_violations, ingest_landing_zone
-from pipelines.partitions import row_count
+from pipelines.assets.reporting import row_count
 from pipelines.resources import LandingZone, Warehouse
 from sources.entities import ENTITIES
 

@@ -9,9 +9,8 @@ from pipelines.assets.policy import BILL_CYCLE_STEP, month_before, table_key
 from pipelines.invoicing.engine import CREDIT_NOTE_CUSTOMER_TYPES, LOOKBACK_MONTHS
 from pipelines.invoicing.lines import CORRECTION_TYPES
 from pipelines.invoicing.run import bill_month
-from pipelines.partitions import (
-    billing_month, document_figures, markdown_table, month_key, months_in_run, row_count, run_months, top_documents,
-)
+from pipelines.assets.reporting import document_figures, markdown_table, row_count, top_documents
+from pipelines.partitions import billing_month, month_key, months_in_run, run_months
 from pipelines.resources import Warehouse
 
 LINES = table_key("billing.invoice_lines")

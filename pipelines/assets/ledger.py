@@ -7,10 +7,8 @@ import duckdb
 
 from pipelines.assets.policy import BILL_CYCLE_STEP, WAREHOUSE_STEP, month_before, table_key
 from pipelines.ledger import FinalizeRefused, VoidRefused, changed_documents, finalize, number_gaps, void
-from pipelines.partitions import (
-    ROW_COUNT, billing_month, document_figures, each_month_then_check, month_key, months_in_run, row_count, run_months,
-    top_documents,
-)
+from pipelines.assets.reporting import ROW_COUNT, document_figures, row_count, top_documents
+from pipelines.partitions import billing_month, each_month_then_check, month_key, months_in_run, run_months
 from pipelines.resources import Warehouse
 
 DOCUMENTS = table_key("ledger.documents")

@@ -8,10 +8,8 @@ import duckdb
 from domain.periods import add_months
 from pipelines.assets.policy import BILL_CYCLE_STEP, table_key
 from pipelines.ingest.engine import accounting_violations
-from pipelines.partitions import (
-    billing_month, first_billing_month, markdown_table, money_figures, month_check_result, month_key, months_in_run,
-    row_count, run_months,
-)
+from pipelines.assets.reporting import markdown_table, money_figures, row_count
+from pipelines.partitions import billing_month, first_billing_month, month_check_result, month_key, months_in_run, run_months
 from pipelines.rating.engine import rate_usage, unrated_share
 from pipelines.rating.late import late_usage, rating_run
 from pipelines.resources import Warehouse

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from pipelines.assets.policy import WAREHOUSE_STEP, table_key
-from pipelines.partitions import money_figures, row_count
+from pipelines.assets.reporting import money_figures, row_count
 from pipelines.receivables import account_balances, apply_payments, document_status, month_end_aging
 from pipelines.receivables.balances import over_applied_documents, receivables_imbalances
 from pipelines.resources import Warehouse

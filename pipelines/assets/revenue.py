@@ -16,7 +16,8 @@ from datetime import date
 import dagster as dg
 
 from pipelines.assets.policy import WAREHOUSE_STEP, table_key
-from pipelines.partitions import ROW_COUNT, month_key, month_of_key, row_count
+from pipelines.assets.reporting import ROW_COUNT, row_count
+from pipelines.partitions import month_key, month_of_key
 from pipelines.resources import Warehouse
 from pipelines.revenue import CHECKS, DERIVED_TABLES, CloseRefused, close_month, refresh, revenue_problems
 

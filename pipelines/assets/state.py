@@ -3,7 +3,7 @@
 import dagster as dg
 
 from pipelines.assets.policy import WAREHOUSE_STEP, table_key
-from pipelines.partitions import ROW_COUNT
+from pipelines.assets.reporting import ROW_COUNT
 from pipelines.resources import Warehouse
 from pipelines.state import cdc
 from pipelines.state.subscriptions import build_services
