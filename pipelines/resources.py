@@ -63,7 +63,7 @@ class Warehouse(dg.ConfigurableResource):
             except Exception:  # noqa: BLE001 - not inside a Dagster step: nothing to retry
                 raise locked from None
             wait = locked_retry_wait(retry_number)
-            dg.get_dagster_logger().error(f"{locked} The step is retried in {wait} s "
+            dg.get_dagster_logger().error(f"{locked} The step is retried with backoff, in {wait} s "
                                           f"(retry {retry_number + 1} of {LOCKED_RETRIES}).")
             raise dg.RetryRequested(max_retries=LOCKED_RETRIES, seconds_to_wait=wait) from locked
 
