@@ -133,7 +133,8 @@ def test_a_run_waiting_on_a_live_holder_gives_up_naming_it_and_the_holder_finish
         assert pool_holders(instance) == [holding]  # the live holder is left alone
     finally:
         release.set()
-        holder.join(60)
+        holder.join(240)  # on a loaded machine the holder's run can take a minute to wind down after its step
+    assert not holder.is_alive(), "the holder's run did not finish within 240 s of its release"
     assert results[0].success and pool_holders(instance) == []
 
 
