@@ -74,6 +74,7 @@ def first_demo(tmp_path_factory) -> tuple[Path, str]:
 def test_demo_runs_each_month_through_the_lifecycle(first_demo):
     tmp_path, out = first_demo
     warehouse = tmp_path / "warehouse.duckdb"
+    assert "warning: check" not in out, out  # every quality gate passed on every run, warnings included
     # every batch landed from the deliveries with its name and modification time (the delivery order)
     delivered = {p.relative_to(tmp_path / "deliveries"): p.stat().st_mtime_ns for p in (tmp_path / "deliveries").rglob("*") if p.is_file()}
     landed = {p.relative_to(tmp_path / "landing"): p.stat().st_mtime_ns for p in (tmp_path / "landing").rglob("*") if p.is_file()}

@@ -52,6 +52,9 @@ def test_a_derived_table_requires_its_key_and_a_ledger_table_only_its_not_null_c
     assert "customer_id" in rules("core.customers").required  # every column of core.* is nullable in the contract
     assert "record_no" not in rules("audit.quarantine").required  # a file rejected whole has no record number
     assert set(rules(INVOICES).required) == {c.name for c in TABLES[INVOICES].columns if not c.nullable}
+    # a key column whose grain has an unknown (a posted estimate whose line is gone has no product) may be NULL
+    by_product = rules("marts.revenue_by_product")
+    assert "product_id" not in by_product.required and {"product_line", "customer_type"} <= set(by_product.required)
 
 
 # --- the contract check: exact SQL invariants and the pandera schema -------------------------------------------------

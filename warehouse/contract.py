@@ -41,12 +41,14 @@ class Table:
     description: str  # the table comment
     columns: tuple[Column, ...]
     partition: str | None = None  # the column a bill cycle run replaces by window (billing_month)
+    unknown_in_key: tuple[str, ...] = ()  # key columns where NULL is a value of the grain (unknown), grouped as one
 
     def __post_init__(self):
         names = self.column_names
         assert self.kind in KINDS, (self.qualified, self.kind)
         assert len(set(names)) == len(names), f"{self.qualified}: a column is declared twice"
         missing = [c for c in (*self.key, *([self.partition] if self.partition else [])) if c not in names]
+        missing += [c for c in self.unknown_in_key if c not in self.key]
         assert not missing, f"{self.qualified}: key or partition column {missing} is not a column"
 
     @property

@@ -5,6 +5,7 @@ revenue, the roll-forward and the waterfall already are the rules."""
 from __future__ import annotations
 
 from pipelines.invoicing.engine import with_steps
+from pipelines.revenue.obligations import ESTIMATE_PREFIX
 
 BOOKED = """
     SELECT accounting_month, obligation_id, account_id, currency, product_line, concerns_month, amount
@@ -17,10 +18,22 @@ BOOKED = """
 the latest month of the books (the forward schedule is the waterfall's)."""
 
 
+ESTIMATED_PRODUCTS = f"""
+    SELECT e.obligation_id, any_value(l.product_id) AS product_id
+    FROM (SELECT DISTINCT obligation_id FROM booked
+          WHERE obligation_id NOT IN (SELECT obligation_id FROM revenue.performance_obligations)) e
+    JOIN (SELECT line_id, product_id FROM ledger.document_lines
+          UNION ALL SELECT line_id, product_id FROM billing.invoice_lines) l ON e.obligation_id = '{ESTIMATE_PREFIX}' || l.line_id
+    GROUP BY ALL"""
+"""The product of a posted estimate that is no longer an obligation (its line was invoiced since, or re-estimated):
+the product of the line it estimated ('ACCRUED-<line id>'), issued or drafted; none when that line is gone."""
+
+
 def revenue_by_product_rows() -> str:
     """SELECT of ``marts.revenue_by_product``: booked revenue per month, currency, product and customer type."""
-    return with_steps({"booked": BOOKED}, """
-        SELECT b.accounting_month, b.currency, b.product_line, o.product_id, p.name AS product_name, c.customer_type,
+    return with_steps({"booked": BOOKED, "estimated_products": ESTIMATED_PRODUCTS}, """
+        SELECT b.accounting_month, b.currency, b.product_line, coalesce(o.product_id, e.product_id) AS product_id,
+               p.name AS product_name, c.customer_type,
                coalesce(sum(b.amount) FILTER (WHERE b.concerns_month >= b.accounting_month), 0)::DECIMAL(18,4) AS revenue,
                coalesce(sum(b.amount) FILTER (WHERE b.concerns_month < b.accounting_month), 0)::DECIMAL(18,4) AS corrections,
                count(DISTINCT b.account_id) AS accounts,
@@ -28,7 +41,8 @@ def revenue_by_product_rows() -> str:
                     ELSE 'OPEN' END AS month_status
         FROM booked b
         LEFT JOIN revenue.performance_obligations o USING (obligation_id)
-        LEFT JOIN core.products p ON p.product_id = o.product_id
+        LEFT JOIN estimated_products e USING (obligation_id)
+        LEFT JOIN core.products p ON p.product_id = coalesce(o.product_id, e.product_id)
         LEFT JOIN core.billing_accounts a ON a.account_id = b.account_id
         LEFT JOIN core.customers c ON c.customer_id = a.customer_id
         GROUP BY ALL""")

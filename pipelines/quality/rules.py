@@ -68,7 +68,8 @@ class TableRules:
 def rules(qualified: str) -> TableRules:
     """The rules of warehouse table ``schema.name`` (a KeyError when it is not in the contract)."""
     t = TABLES[qualified]
-    key = t.key if t.kind == DERIVED else ()  # a derived row is identified by its key; ledger rows are as received
+    # a derived row is identified by its key (a NULL only where the grain has an unknown); ledger rows are as received
+    key = tuple(c for c in t.key if c not in t.unknown_in_key) if t.kind == DERIVED else ()
     required = tuple(c.name for c in t.columns if not c.nullable or c.name in key)
     return TableRules(t, required, VALUE_SETS.get(qualified, {}))
 

@@ -100,12 +100,13 @@ TABLES = (
         "Revenue booked per accounting month by product and customer type (ASC 606, from the revenue tables): closed "
         "months as posted (revenue.recognized), open months as the schedule books them (revenue.schedule open_amount "
         "by booked_month) through the latest month of the books (the forward schedule is in marts.revenue_waterfall), so per month and currency revenue + corrections equals the trial balance's revenue and "
-        "contra-revenue accounts. Product from revenue.performance_obligations; NULL (product_line kept) for "
-        "estimates a closed month posted that are no longer obligations.",
+        "contra-revenue accounts. Product from revenue.performance_obligations; for an estimate a closed month posted "
+        "that is no longer an obligation, the product of the line it estimated (issued or drafted), NULL (product_line "
+        "kept) when that line is gone.",
         (
             _ACCOUNTING_MONTH, _CURRENCY,
             _c("product_line", "VARCHAR", "Revenue account: the product category (MOBILE, BROADBAND, TV, DEVICE, FEE, ADDON).", False),
-            _c("product_id", "BIGINT", "Product (core.products); NULL for posted estimates no longer obligations."),
+            _c("product_id", "BIGINT", "Product (core.products); NULL (unknown) for a posted estimate whose line is gone."),
             _c("product_name", "VARCHAR", "Product name (core.products)."),
             _CUSTOMER_TYPE,
             _money("revenue", "Revenue booked in the month for the month itself (and later months' estimates)."),
@@ -113,6 +114,7 @@ TABLES = (
             _c("accounts", "BIGINT", "Billing accounts with revenue in the row.", False),
             _MONTH_STATUS,
         ),
+        unknown_in_key=("product_id",),
     ),
     Table(
         "marts", "deferred_revenue_rollforward", DERIVED, ("accounting_month", "currency"), "one row per accounting month and currency",
