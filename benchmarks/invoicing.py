@@ -34,8 +34,10 @@ from pathlib import Path
 
 import duckdb
 
+from warehouse.connection import duckdb_config
+
 DATA = Path(__file__).resolve().parent / "data"
-MEMORY_LIMIT = "4GB"  # as pipeline runs (TALLY_DUCKDB_MEMORY_LIMIT default): larger work spills
+MEMORY_LIMIT = duckdb_config()["memory_limit"]  # as pipeline runs (TALLY_DUCKDB_MEMORY_LIMIT, default 4GB)
 MONTHS = (dt.date(2025, 2, 1), dt.date(2025, 3, 1))
 
 

@@ -92,14 +92,20 @@ INPUT_DEFAULTS = {
     "finalized_months": "ledger.finalized_months", "coupons": "core.coupons",
     "coupon_products": "core.coupon_products", "coupon_redemptions": "core.coupon_redemptions",
     "settlement_inputs": "billing.settlement_inputs",
+    "all_document_lines": None, "all_billed": None,
 }
+"""The input relations by name. ``all_document_lines`` and ``all_billed`` are the whole ledger and drafts the
+go-live month is taken over (``settlement_months``), when ``document_lines``, ``billed`` (and ``rated``) hold only
+the settled accounts' rows, as a shard's run passes them (pipelines/invoicing/run.py); by default the same."""
 
 
 def _inputs(inputs: dict[str, str]) -> dict[str, str]:
     """The input relations by name: INPUT_DEFAULTS overridden by ``inputs`` (unknown names refused)."""
     if unknown := set(inputs) - set(INPUT_DEFAULTS):
         raise TypeError(f"unknown invoicing inputs: {sorted(unknown)}")
-    return {**INPUT_DEFAULTS, **inputs}
+    i = {**INPUT_DEFAULTS, **inputs}
+    return {**i, "all_document_lines": i["all_document_lines"] or i["document_lines"],
+            "all_billed": i["all_billed"] or i["billed"]}
 
 
 def _account_steps(con: duckdb.DuckDBPyConnection, month: str, i: dict[str, str], lookback_months: int,
@@ -108,8 +114,8 @@ def _account_steps(con: duckdb.DuckDBPyConnection, month: str, i: dict[str, str]
     return {
         "billed_accounts": billed_accounts(month, live(con, i["accounts"]), live(con, i["customers"]),
                                            tuple(credit_note_customer_types)),
-        "settlement_months": settlement_months(month, lookback_months, i["document_lines"], i["finalized_months"],
-                                               i["billed"]),
+        "settlement_months": settlement_months(month, lookback_months, i["all_document_lines"], i["finalized_months"],
+                                               i["all_billed"]),
     }
 
 

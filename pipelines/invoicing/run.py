@@ -19,6 +19,7 @@ import duckdb
 
 from pipelines.invoicing.engine import (
     CREDIT_NOTE_CUSTOMER_TYPES,
+    INPUT_DEFAULTS,
     LOOKBACK_MONTHS,
     build_invoices,
     build_settlement_fingerprints,
@@ -52,6 +53,13 @@ def shard_ranges(con: duckdb.DuckDBPyConnection, accounts_per_shard: int, accoun
             for lo, hi in zip(lows, highs)]
 
 
+SHARD_RESTRICTED = ("document_lines", "billed", "rated", "settlement_inputs")
+"""The per-account inputs a shard reads through a filter on its account range (so the scans of the ledger, the
+drafts, the rated usage and the earlier runs' fingerprints skip the other shards' rows instead of every shard
+reading all of them); the go-live
+month is still taken over the whole ledger and drafts (``all_document_lines``, ``all_billed``)."""
+
+
 @contextmanager
 def settled(con: duckdb.DuckDBPyConnection, month: date, accounts_per_shard: int = ACCOUNTS_PER_SHARD,
             incremental: bool = True, **options) -> Iterator[tuple[str, str]]:
@@ -61,16 +69,21 @@ def settled(con: duckdb.DuckDBPyConnection, month: date, accounts_per_shard: int
     engine's (lookback, input relations by name)."""
     temps = ("_month_settlement", "_month_settlement_inputs", "_shard_fingerprints", "_month_fingerprints")
     all_accounts = options.pop("accounts", "core.billing_accounts")
+    whole = {name: options.get(name, INPUT_DEFAULTS[name]) for name in SHARD_RESTRICTED}
     try:
         for shard, accounts in enumerate(shard_ranges(con, accounts_per_shard, all_accounts)):
             con.execute(f"CREATE OR REPLACE TEMP VIEW _settling_accounts AS SELECT * FROM {all_accounts} "
                         f"WHERE {accounts}")
-            fingerprints = build_settlement_fingerprints(con, month, accounts="_settling_accounts", **options)
+            for name, relation in whole.items():  # the shard's rows only: a range filter the scans apply
+                con.execute(f"CREATE OR REPLACE TEMP VIEW _shard_{name} AS SELECT * FROM {relation} WHERE {accounts}")
+            shard_options = {**options, **{name: f"_shard_{name}" for name in whole},
+                             "all_document_lines": whole["document_lines"], "all_billed": whole["billed"]}
+            fingerprints = build_settlement_fingerprints(con, month, accounts="_settling_accounts", **shard_options)
             in_full = "" if incremental else " REPLACE (true AS resettle)"
             con.execute(f"CREATE OR REPLACE TEMP TABLE _shard_fingerprints AS SELECT *{in_full} "
                         f"FROM ({fingerprints.sql_query()})")
             lines = build_settlement_lines(con, month, accounts="_settling_accounts", resettled="_shard_fingerprints",
-                                           **options)
+                                           **shard_options)
             lines.create_view("_settling_shard", replace=True)
             into = "CREATE TEMP TABLE {} AS" if shard == 0 else "INSERT INTO {}"
             con.execute(f"{into.format('_month_settlement')} SELECT * FROM _settling_shard")
@@ -85,6 +98,8 @@ def settled(con: duckdb.DuckDBPyConnection, month: date, accounts_per_shard: int
     finally:
         con.execute("DROP VIEW IF EXISTS _settling_shard")
         con.execute("DROP VIEW IF EXISTS _settling_accounts")
+        for name in SHARD_RESTRICTED:
+            con.execute(f"DROP VIEW IF EXISTS _shard_{name}")
         for table in temps:
             con.execute(f"DROP TABLE IF EXISTS {table}")
 
