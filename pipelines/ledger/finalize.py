@@ -105,14 +105,18 @@ def numbered_documents(month: str) -> str:
     FROM numbered"""
 
 
+LINE_TYPES = {c.name: c.sql_type for c in TABLES["ledger.document_lines"].columns}
+
+
 def document_line_rows(month: str, documents: str) -> str:
-    """The ledger lines of ``documents``: every draft line column, with the document's id, number and type;
-    a correction of a line of a month finalized since it was drafted gets that line's document number (only
-    the ledger lines so referenced are looked up, not the whole ledger)."""
+    """The ledger lines of ``documents``: every draft line column, with the document's id, number and type, each
+    typed as ledger.document_lines declares it (so these rows are, value for value and type for type, the rows
+    appended, and hash alike); a correction of a line of a month finalized since it was drafted gets that line's
+    document number (only the ledger lines so referenced are looked up, not the whole ledger)."""
     renamed = {"document_id": "d.document_id", "document_number": "d.document_number", "document_type": "d.document_type",
                "coupon_amount": "coalesce(l.coupon_amount, 0)",
                "reference_document_number": "coalesce(l.reference_document_number, r.document_number)"}
-    cols = ", ".join(f"{renamed.get(c, 'l.' + c)} AS {c}" for c in LINE_HASHED)
+    cols = ", ".join(f"CAST({renamed.get(c, 'l.' + c)} AS {LINE_TYPES[c]}) AS {c}" for c in LINE_HASHED)
     return f"""
     SELECT {cols}
     FROM billing.invoice_lines l
@@ -189,14 +193,16 @@ def finalize(con: duckdb.DuckDBPyConnection, month: date, run_id: str | None = N
     m = month_literal(month)
     at = f"TIMESTAMP '{datetime.now(timezone.utc).replace(tzinfo=None).isoformat(sep=' ')}'"
     run = quote_literal(run_id) if run_id else "CAST(NULL AS VARCHAR)"
-    # In order, in one transaction: the lines, then the documents hashed from the lines as appended (the month has
-    # no other ledger rows: it is finalized once), then their numbers and the month, from the documents appended.
-    appended_lines = f"(SELECT * FROM ledger.document_lines WHERE billing_month = {m})"
+    # In order, in one transaction: the documents, hashed from their lines (the typed rows appended next: hashing
+    # them before they are appended reads committed tables, in parallel; rows this transaction appended are
+    # scanned on one thread), the lines, then their numbers and the month, from the documents appended (the month
+    # has no other ledger rows: it is finalized once). The check finalized_documents_unchanged rehashes the stored lines.
     appended_documents = f"(SELECT * FROM ledger.documents WHERE billing_month = {m})"
     with staged(con, con.sql(numbered_documents(m)), "_finalizing_numbered") as numbered:
+        lines = document_line_rows(m, numbered)
         counts = append(con, [
-            ("ledger.document_lines", con.sql(document_line_rows(m, numbered))),
-            ("ledger.documents", con.sql(document_rows(numbered, appended_lines, at, run))),
+            ("ledger.documents", con.sql(document_rows(numbered, f"({lines})", at, run))),
+            ("ledger.document_lines", con.sql(lines)),
             ("ledger.document_numbers", con.sql(number_rows(appended_documents, at))),
             ("ledger.finalized_months", con.sql(finalized_month_row(m, appended_documents, at, run))),
         ])
