@@ -160,6 +160,7 @@ def test_finance_bills_a_month_and_finalizes_it_in_the_ui(page, ingested: Dagste
     finalize_run = run_id_of(page)
     show_run_succeeded(page, server, finalize_run)
     assert server.run(finalize_run)["job"] == "finalize"
+    expect(page.get_by_text("Loading run logs")).to_have_count(0)  # the run's event log shown, not its spinner
     page.screenshot(path=screenshots_dir(tmp_path) / "ui-finalize.png")
 
     with connect(server.warehouse, read_only=True) as con:
