@@ -56,8 +56,8 @@ def shard_ranges(con: duckdb.DuckDBPyConnection, accounts_per_shard: int, accoun
 SHARD_RESTRICTED = ("document_lines", "billed", "rated", "settlement_inputs")
 """The per-account inputs a shard reads through a filter on its account range (so the scans of the ledger, the
 drafts, the rated usage and the earlier runs' fingerprints skip the other shards' rows instead of every shard
-reading all of them); the go-live
-month is still taken over the whole ledger and drafts (``all_document_lines``, ``all_billed``)."""
+reading all of them); the go-live month is still taken over the whole ledger and drafts (``all_document_lines``,
+``all_billed``)."""
 
 
 @contextmanager

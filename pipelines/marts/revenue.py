@@ -5,7 +5,7 @@ revenue, the roll-forward and the waterfall already are the rules."""
 from __future__ import annotations
 
 from pipelines.invoicing.engine import with_steps
-from pipelines.revenue.obligations import ESTIMATE_PREFIX
+from pipelines.revenue.obligations import ESTIMATE_PREFIX, is_estimate
 
 BOOKED = """
     SELECT accounting_month, obligation_id, account_id, currency, product_line, concerns_month, amount
@@ -20,10 +20,11 @@ the latest month of the books (the forward schedule is the waterfall's)."""
 
 ESTIMATED_PRODUCTS = f"""
     SELECT e.obligation_id, any_value(l.product_id) AS product_id
-    FROM (SELECT DISTINCT obligation_id FROM booked
-          WHERE obligation_id NOT IN (SELECT obligation_id FROM revenue.performance_obligations)) e
+    FROM (SELECT DISTINCT obligation_id, substr(obligation_id, {len(ESTIMATE_PREFIX) + 1}) AS line_id FROM booked
+          WHERE {is_estimate()}
+            AND obligation_id NOT IN (SELECT obligation_id FROM revenue.performance_obligations)) e
     JOIN (SELECT line_id, product_id FROM ledger.document_lines
-          UNION ALL SELECT line_id, product_id FROM billing.invoice_lines) l ON e.obligation_id = '{ESTIMATE_PREFIX}' || l.line_id
+          UNION ALL SELECT line_id, product_id FROM billing.invoice_lines) l USING (line_id)
     GROUP BY ALL"""
 """The product of a posted estimate that is no longer an obligation (its line was invoiced since, or re-estimated):
 the product of the line it estimated ('ACCRUED-<line id>'), issued or drafted; none when that line is gone."""
