@@ -148,6 +148,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "the analysts' marts: MRR and its movements, churn and ARPU, revenue by product, deferred revenue "
                  "roll-forward, revenue waterfall, AR aging, customer 360",
               steps(*(add_table(t) for t in MART_TABLES))),
+    Migration(9, "incremental state and ingest: audit.state_applied (what of each change log core.* has applied), "
+                 "audit.ingested_files.mtime_ns (an unchanged landed file is recognized without re-reading it)",
+              steps(add_table("audit.state_applied"), add_column("audit.ingested_files", "mtime_ns"))),
 )
 
 

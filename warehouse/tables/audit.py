@@ -19,6 +19,7 @@ TABLES = (
             _c('records_quarantined', 'BIGINT', 'Records rejected to audit.quarantine.', False),
             _c('error', 'VARCHAR', 'Why an UNREADABLE, UNSUPPORTED_EXTENSION or UNKNOWN_ENTITY file was not loaded; for a LOADED new delivery of a file name already recorded, the delivery it supersedes (supersedes the delivery with sha256 ...).'),
             _c('ingested_at', 'TIMESTAMP', 'When the delivery was processed (UTC); strictly later than every earlier delivery, and the _ingested_at of its raw rows.', False),
+            _c('mtime_ns', 'BIGINT', "The file's modification time when it was delivered (ns since the epoch). A landed file whose path, size and modification time match a recorded delivery is that delivery, recognized without re-reading it; NULL for deliveries recorded before schema version 9 (those files are hashed once more)."),
         ),
     ),
     Table(
@@ -32,6 +33,17 @@ TABLES = (
             _c('reason', 'VARCHAR', 'Why the record was rejected (column and rule).', False),
             _c('raw_payload', 'VARCHAR', 'The record exactly as received (the line, or the row as JSON).', personal='payload'),
             _c('quarantined_at', 'TIMESTAMP', 'When it was quarantined (UTC).', False),
+        ),
+    ),
+    Table(
+        'audit', 'state_applied', LEDGER, ("entity", "applied_through"), 'one row per change log applied to the state by a run',
+        "What the state layer (core.*) has applied of each raw change log: one row per entity per run that applied new rows. A run applies the raw rows ingested after the entity's latest applied_through, merging the keys they touch into core.<entity>_history and core.<entity> (never rebuilding from all history).",
+        (
+            _c('entity', 'VARCHAR', 'Entity whose change log (raw.<entity>) was applied.', False),
+            _c('applied_through', 'TIMESTAMP', 'The latest _ingested_at of the raw rows applied: rows ingested up to and including it are in core.*.', False),
+            _c('rows_applied', 'BIGINT', 'Raw rows ingested after the previous applied_through, applied by this run.', False),
+            _c('keys_touched', 'BIGINT', 'Distinct keys those rows touch, whose versions were recomputed.', False),
+            _c('applied_at', 'TIMESTAMP', 'When the run applied them (UTC).', False),
         ),
     ),
     Table(
