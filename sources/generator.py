@@ -233,6 +233,7 @@ class _Ctx:
     files: list = field(default_factory=list)
     usage_seq: int = 0
     n_blocks: int = 1
+    established: float = 0.0  # share of customers already with the operator at the start (they join on its first day)
 
     def month_bounds(self, k: int) -> tuple[int, int]:
         return _us(datetime.combine(add_months(self.start, k), datetime.min.time())), \
@@ -665,6 +666,7 @@ class _BlockDraws:
     business: np.ndarray
     join_month: np.ndarray
     join_offset: np.ndarray
+    established: np.ndarray  # joins on the first day of the first month (the base at go-live)
     first_n: np.ndarray
     last_n: np.ndarray
     pkg: np.ndarray
@@ -682,6 +684,8 @@ class _BlockDraws:
             business=rng.random(count) < 0.10,
             join_month=np.where(rng.random(count) < 0.55, 0, rng.integers(0, ctx.months, size=count)),
             join_offset=rng.random(count),
+            # a stream of its own, so the other draws are the same whatever the share
+            established=ctx.rng(11, block).random(count) < ctx.established,
             first_n=rng.integers(0, len(FIRST), size=count),
             last_n=rng.integers(0, len(LAST), size=count),
             pkg=rng.choice(len(PACKAGES), size=count, p=pkg_w / pkg_w.sum()),
@@ -707,8 +711,10 @@ def _simulate_block(ctx: _Ctx, block: int, first: int, count: int, n_total: int)
 
 def _new_customer(b: _Block, d: _BlockDraws, i: int, n: int) -> _Customer:
     """Customer ``n`` (the block's ``i``-th) and its billing account, created when it joins."""
-    lo, hi = b.ctx.month_bounds(int(d.join_month[i]))
-    joined = lo + int(d.join_offset[i] * (hi - lo - DAY)) // 1_000_000 * 1_000_000
+    join_month = 0 if d.established[i] else int(d.join_month[i])
+    lo, hi = b.ctx.month_bounds(join_month)
+    span = DAY if d.established[i] else hi - lo - DAY
+    joined = lo + int(d.join_offset[i] * span) // 1_000_000 * 1_000_000
     ctry = str(d.country[i])
     st = str(d.state[i]) if ctry == "US" else None
     city, pc = CITIES[st or ctry]
@@ -731,7 +737,7 @@ def _new_customer(b: _Block, d: _BlockDraws, i: int, n: int) -> _Customer:
                 credit_limit="5000.0000" if is_biz else "500.0000", currency=cur, status="ACTIVE",
                 created_at=joined + MINUTE)
     b.emit(joined + MINUTE, "billing_accounts", "c", "account_id", None, acct)
-    return _Customer(n=n, join_month=int(d.join_month[i]), joined=joined, r=r, late=d.late[i], offer=d.offer[i],
+    return _Customer(n=n, join_month=join_month, joined=joined, r=r, late=d.late[i], offer=d.offer[i],
                      package=PACKAGES[d.pkg[i]][1], currency=cur, is_biz=is_biz, first_name=fn, last_name=ln, postal_prefix=pc, customer=cust, account=acct)
 
 
@@ -1257,16 +1263,18 @@ def _usage(ctx: _Ctx, segs_by_block: list[UsageSegments]):
 
 def generate_landing_zone(out: Path, customers: int = 2000, start_month: str = "2025-01", months: int = 3,
                           seed: int = 42, usage_events: int | None = None, *, chunk_rows: int = 1_000_000,
-                          block_customers: int = 50_000, redeliver: bool = True) -> dict:
+                          block_customers: int = 50_000, redeliver: bool = True, established: float = 0.0) -> dict:
     """Write a sample landing zone under ``out``; return summary counts.
 
     ``usage_events``: approximate total number of usage events (default ≈ 50 per consumer mobile
     subscription-month). ``chunk_rows``: at most this many events per usage file.
-    ``block_customers``: customers simulated per block (bounds memory).
+    ``block_customers``: customers simulated per block (bounds memory). ``established``: the share of
+    customers already with the operator at the start (they join on the first day of the first month, so every
+    month bills about the same base; the benchmark's steady months); the rest join over the months as usual.
     """
     out = Path(out)
     y, m = (int(x) for x in start_month.split("-"))
-    ctx = _Ctx(out=out, start=date(y, m, 1), months=months, seed=seed, chunk_rows=chunk_rows, events_per_sub_month=float(USAGE_RATE[0]))
+    ctx = _Ctx(out=out, start=date(y, m, 1), months=months, seed=seed, chunk_rows=chunk_rows, events_per_sub_month=float(USAGE_RATE[0]), established=established)
     for system in {e.system for e in ENTITIES.values()}:
         shutil.rmtree(out / system, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -1361,9 +1369,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--usage-events", type=int, default=None, help="approximate total usage events")
     ap.add_argument("--chunk-rows", type=int, default=1_000_000, help="max events per usage file")
+    ap.add_argument("--established", type=float, default=0.0,
+                    help="share of customers already with the operator at the start (they join on its first day)")
     args = ap.parse_args(argv)
     summary = generate_landing_zone(args.out, args.customers, args.start, args.months, args.seed, args.usage_events,
-                                    chunk_rows=args.chunk_rows)
+                                    chunk_rows=args.chunk_rows, established=args.established)
     print(json.dumps(summary, indent=2))
 
 

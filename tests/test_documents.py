@@ -17,7 +17,7 @@ import pytest
 from pipelines.assets.documents import customer_documents
 from pipelines.documents.__main__ import main as documents_command
 from pipelines.documents.pdf import ChromiumMissing, chromium_binary, print_to_pdf
-from pipelines.documents.render import Operator, money, percent, plain, render_document
+from pipelines.documents.render import Operator, money, percent, plain, render_document, render_month
 from pipelines.partitions import month_key
 from pipelines.resources import Warehouse
 from warehouse.connection import connect
@@ -309,6 +309,15 @@ def test_the_finalize_asset_writes_the_months_documents(warehouse, tmp_path, mon
     [materialization] = result.asset_materializations_for_node("customer_documents")
     assert materialization.metadata["documents"].value == 3
     assert "CN-2025-000001" in materialization.metadata["first_document"].value  # number order: CN before INV
+
+
+@pytest.mark.parametrize("per_batch", [1, 2, 3, 1000])
+def test_a_month_rendered_in_batches_is_the_month_rendered_at_once(warehouse, per_batch):
+    # 3 documents: batches of 1 and 2 split them (CN-…001 | INV-…001, INV-…002), 3 and 1000 take them at once
+    with connect(warehouse, read_only=True) as con:
+        batched = list(render_month(con, date.fromisoformat(JAN), OPERATOR, per_batch=per_batch))
+        whole = [(n, render_document(con, n, OPERATOR)) for n in ("CN-2025-000001", "INV-2025-000001", "INV-2025-000002")]
+    assert [(h["document_number"], text) for h, text in batched] == whole
 
 
 def test_the_asset_is_in_the_finalize_jobs_group():

@@ -19,10 +19,10 @@ def customer_documents(context: dg.AssetExecutionContext, warehouse: Warehouse) 
     directory = documents_dir(warehouse.path)
     with warehouse.connection() as con:
         for month in months_in_run(context):
-            written = write_month_documents(con, month, directory)
-            metadata = {"documents": len(written), "directory": dg.MetadataValue.path(str(directory))}
-            if written:
-                header, path = written[0]
+            written, first = write_month_documents(con, month, directory)
+            metadata = {"documents": written, "directory": dg.MetadataValue.path(str(directory))}
+            if first:
+                header, path = first
                 metadata["first_document"] = dg.MetadataValue.md(header_markdown(header))
                 metadata["first_file"] = dg.MetadataValue.path(str(Path(path)))
             context.add_asset_metadata(metadata, asset_key=DOCUMENTS, partition_key=month_key(month))

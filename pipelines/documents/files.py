@@ -36,7 +36,11 @@ def write_html(path: Path, text: str) -> Path:
 
 
 def write_month_documents(con: duckdb.DuckDBPyConnection, billing_month: date, directory: Path,
-                          operator: Operator | None = None) -> list[tuple[dict, Path]]:
-    """Write the HTML of every document finalized for ``billing_month``; (header, path) of each, by number."""
-    return [(h, write_html(document_path(directory, h["issue_year"], h["document_number"]), text))
-            for h, text in render_month(con, billing_month, operator)]
+                          operator: Operator | None = None) -> tuple[int, tuple[dict, Path] | None]:
+    """Write the HTML of every document finalized for ``billing_month``; how many, and the first (header, path) by number."""
+    written, first = 0, None
+    for h, text in render_month(con, billing_month, operator):
+        path = write_html(document_path(directory, h["issue_year"], h["document_number"]), text)
+        first = first or (h, path)
+        written += 1
+    return written, first

@@ -58,7 +58,7 @@ FROM ledger.document_lines l
 LEFT JOIN core.products p ON p.product_id = l.product_id
 LEFT JOIN core.price_plans pl ON pl.plan_id = l.plan_id
 LEFT JOIN core.coupons cp ON cp.coupon_id = l.coupon_id
-WHERE l.document_id IN (SELECT d.document_id FROM ledger.documents d WHERE {where})
+WHERE {line_range} AND l.document_id IN (SELECT d.document_id FROM ledger.documents d WHERE {where})
 ORDER BY l.document_number, l.subscription_id NULLS LAST,
          l.adjustment_reason IS NOT NULL,
          CASE WHEN l.line_type LIKE 'RECURRING%' THEN 0 WHEN l.line_type LIKE 'ONE_TIME%' THEN 1 ELSE 2 END,
@@ -69,7 +69,7 @@ TAXES_SQL = """
 SELECT l.document_number, l.tax_jurisdiction, l.tax_name, l.tax_rate,
        sum(l.net_amount) AS taxable_amount, sum(l.tax_amount) AS tax_amount
 FROM ledger.document_lines l
-WHERE l.document_id IN (SELECT d.document_id FROM ledger.documents d WHERE {where})
+WHERE {line_range} AND l.document_id IN (SELECT d.document_id FROM ledger.documents d WHERE {where})
 GROUP BY ALL
 ORDER BY l.document_number, l.tax_jurisdiction NULLS LAST, l.tax_rate NULLS LAST, l.tax_name
 """
@@ -108,11 +108,14 @@ def _dicts(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> list[dict]
     return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
-def document_sheets(con: duckdb.DuckDBPyConnection, where: str, params: list) -> list[Sheet]:
-    """The documents of ``ledger.documents d`` matching ``where`` (SQL over ``d``, with ``params``), by number."""
+def document_sheets(con: duckdb.DuckDBPyConnection, where: str, params: list,
+                    numbers: tuple[str, str] | None = None) -> list[Sheet]:
+    """The documents of ``ledger.documents d`` matching ``where`` (SQL over ``d``, with ``params``), by number;
+    ``numbers``: (first, last) document number they lie within, so the lines are read only in that range."""
+    line_range, range_params = ("l.document_number BETWEEN ? AND ?", list(numbers)) if numbers else ("true", [])
     headers = _dicts(con, HEADERS_SQL.format(where=where), params)
-    lines = _dicts(con, LINES_SQL.format(where=where), params)
-    taxes = _dicts(con, TAXES_SQL.format(where=where), params)
+    lines = _dicts(con, LINES_SQL.format(where=where, line_range=line_range), range_params + params)
+    taxes = _dicts(con, TAXES_SQL.format(where=where, line_range=line_range), range_params + params)
     by_number = {
         key: {number: list(rows) for number, rows in itertools.groupby(rows, key=lambda r: r["document_number"])}
         for key, rows in (("lines", lines), ("taxes", taxes))
@@ -134,11 +137,25 @@ def render_document(con: duckdb.DuckDBPyConnection, document_number: str, operat
     return render_sheet(document_sheet(con, document_number), operator or Operator.from_env())
 
 
-def render_month(con: duckdb.DuckDBPyConnection, billing_month: date, operator: Operator | None = None) -> Iterator[tuple[dict, str]]:
-    """(header, HTML) of every document finalized for ``billing_month``, by number."""
+DOCUMENTS_PER_BATCH = 20_000
+"""Documents fetched and rendered at a time: memory stays bounded whatever the month's size (1M invoices)."""
+
+BATCHES_SQL = """
+SELECT min(document_number), max(document_number)
+FROM (SELECT document_number, (row_number() OVER (ORDER BY document_number) - 1) // $per_batch AS batch
+      FROM ledger.documents WHERE billing_month = $month)
+GROUP BY batch ORDER BY batch
+"""
+
+
+def render_month(con: duckdb.DuckDBPyConnection, billing_month: date, operator: Operator | None = None,
+                 per_batch: int = DOCUMENTS_PER_BATCH) -> Iterator[tuple[dict, str]]:
+    """(header, HTML) of every document finalized for ``billing_month``, by number, fetched ``per_batch`` at a time."""
     operator = operator or Operator.from_env()
-    for sheet in document_sheets(con, "d.billing_month = ?", [billing_month]):
-        yield sheet.header, render_sheet(sheet, operator)
+    for first, last in con.execute(BATCHES_SQL, {"month": billing_month, "per_batch": per_batch}).fetchall():
+        for sheet in document_sheets(con, "d.billing_month = ? AND d.document_number BETWEEN ? AND ?",
+                                     [billing_month, first, last], numbers=(first, last)):
+            yield sheet.header, render_sheet(sheet, operator)
 
 
 # -- formatting ------------------------------------------------------------------------------------------------
