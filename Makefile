@@ -7,7 +7,7 @@ export TALLY_LANDING_DIR   ?= $(CURDIR)/data/landing
 export TALLY_WAREHOUSE_PATH ?= $(CURDIR)/data/warehouse.duckdb
 export DAGSTER_HOME        ?= $(CURDIR)/.dagster_home
 
-.PHONY: demo test ui check-defs venv clean bench recover
+.PHONY: demo test ui check-defs venv clean bench bench-cycle recover
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -52,6 +52,13 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.rating --repeat 3
 	$(BIN)/python -m benchmarks.invoicing --accounts $(ACCOUNTS)
 	$(BIN)/python -m benchmarks.revenue --accounts $(ACCOUNTS)
+
+## The whole bill cycle through Dagster for two consecutive months at SCALE usage events a month (1M customers per
+## 100M events), stage by stage, against the floor; SCALE=1000000,10000000,100000000 prints the scale curve.
+## The landing zone is generated once into benchmarks/data/cycle/ (docs/performance.md).
+SCALE ?= 100000000
+bench-cycle: $(STAMP)
+	$(BIN)/python -m benchmarks.cycle --events $(SCALE)
 
 clean:
 	rm -rf data .dagster_home
