@@ -1,8 +1,10 @@
 """The landing zone: ``<landing>/<system>/<entity>/<file>``, as delivered by the extract jobs.
 
-:func:`discover` lists the landed files with their entity, supported extension, size,
-modification time and SHA-256 (computed streaming, so large Parquet files never sit in memory),
-in delivery order: modification time, then path. The ingest layer records each delivery in
+:func:`discover` lists the landed files with their entity, supported extension, size and
+modification time, in delivery order: modification time, then path. It reads no file: a
+:class:`LandedFile`'s SHA-256 is computed (streaming, so large Parquet files never sit in memory)
+the first time it is asked for. The ingest layer recognizes a file it has recorded by (path,
+size, modification time) without hashing it, hashes the others, records each delivery in
 ``audit.ingested_files`` by (path, checksum) and decides what to load (docs/cdc-extracts.md,
 "Delivery rules").
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from sources.entities import Entity
@@ -33,13 +36,22 @@ class LandedFile:
     relative_path: str  # posix path relative to the landing root (the `_file` of its records)
     entity: Entity | None  # None: not under a known <system>/<entity>/ folder
     size: int  # bytes
-    sha256: str  # hex digest of the content
+    mtime_ns: int  # modification time, ns since the epoch: the delivery order
     extension: str | None = None  # supported extension (readers.extract_extension); None: unsupported
-    mtime_ns: int = 0  # modification time, ns since the epoch: the delivery order
 
     @property
     def entity_name(self) -> str | None:
         return self.entity.name if self.entity else None
+
+    @property
+    def stamp(self) -> tuple[str, int, int]:
+        """(relative path, size, modification time): what recognizes an unchanged file without reading it."""
+        return self.relative_path, self.size, self.mtime_ns
+
+    @cached_property
+    def sha256(self) -> str:
+        """Hex SHA-256 of the content, read from disk on first use (then kept)."""
+        return sha256_file(self.path)
 
 
 def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
@@ -64,6 +76,8 @@ def hidden_or_temporary(relative_path: str) -> bool:
 def discover(landing_root: Path) -> list[LandedFile]:
     """Every landed file under ``landing_root``, but hidden or temporary ones, by modification time, then path.
 
+    Only lists (a ``stat`` per file): no file is read until its ``sha256`` is asked for.
+
     A file belongs to an entity when it sits at ``<system>/<entity>/<file>`` for a known entity
     of that system (``entity``), whatever its extension; ``extension`` is the supported
     extension its name ends with (``.jsonl`` … ``.csv.gz``), None for any other.
@@ -77,7 +91,6 @@ def discover(landing_root: Path) -> list[LandedFile]:
         if not p.is_file() or hidden_or_temporary(rel):
             continue
         stat = p.stat()
-        out.append(LandedFile(p, rel, entity_for_path(p, root), stat.st_size, sha256_file(p),
-                              extract_extension(p), stat.st_mtime_ns))
+        out.append(LandedFile(p, rel, entity_for_path(p, root), stat.st_size, stat.st_mtime_ns, extract_extension(p)))
     out.sort(key=lambda f: (f.mtime_ns, f.relative_path))
     return out

@@ -367,10 +367,9 @@ def _row_image(image: dict, op: str, d: _Decoding) -> tuple[dict, tuple[str, ...
 
 def _debezium_frame(records: list[_Record], entity: Entity) -> pl.DataFrame:
     """The decoded records as the intermediate frame, in file order."""
-    images = [r.image or {} for r in records]
-    return pl.DataFrame(
-        {
-            **{n: pl.Series(n, [image.get(n) for image in images], dtype=pl.String) for n in entity.column_names},
+    images = pl.from_dicts([r.image or {} for r in records], schema={n: pl.String for n in entity.column_names})
+    return images.with_columns(
+        **{
             "_op": pl.Series([r.op for r in records], dtype=pl.String),
             "_position": pl.Series([r.pos for r in records], dtype=pl.Int64),
             "_source_ts": pl.Series([r.ts for r in records], dtype=pl.Int64),
@@ -445,23 +444,26 @@ def _read_checked_csv(source: bytes, header: list[str], records: int) -> pl.Data
 def _physical_lines(data: bytes) -> pl.DataFrame:
     """One row per physical line: ``line_no`` (1-based), ``line`` (CR stripped), ``utf8_error``.
 
-    A line that is not valid UTF-8 is decoded with replacement characters and carries its reason
-    (the rare path, one line at a time).
+    A file that is not valid UTF-8 is decoded with replacement characters; only its lines that
+    then hold one (U+FFFD) are decoded again, alone, to tell which carry an error and where.
     """
     try:
-        lines = pl.DataFrame({"line": [data.decode("utf-8")]}).select(
-            pl.col("line").str.split("\n").explode(), pl.lit(None, dtype=pl.String).alias("utf8_error"))
+        text, invalid = data.decode("utf-8"), False
     except UnicodeDecodeError:
-        texts, reasons = [], []
-        for raw in data.split(b"\n"):
+        text, invalid = data.decode("utf-8", errors="replace"), True
+    lines = pl.DataFrame({"line": [text]}).select(pl.col("line").str.split("\n").explode()).with_columns(
+        pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("line_no"))
+    errors: dict[int, str] = {}
+    if invalid:
+        raw = data.split(b"\n")
+        for no in lines.filter(pl.col("line").str.contains("\ufffd", literal=True)).get_column("line_no"):
             try:
-                texts.append(raw.decode("utf-8"))
-                reasons.append(None)
+                raw[no - 1].decode("utf-8")
             except UnicodeDecodeError as e:
-                texts.append(raw.decode("utf-8", errors="replace"))
-                reasons.append(f"invalid UTF-8 at byte {e.start}")
-        lines = pl.DataFrame({"line": texts, "utf8_error": reasons}, schema={"line": pl.String, "utf8_error": pl.String})
-    return lines.with_columns(pl.col("line").str.strip_suffix("\r"), pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("line_no"))
+                errors[no] = f"invalid UTF-8 at byte {e.start}"
+    utf8_error = pl.col("line_no").replace_strict(errors, default=None, return_dtype=pl.String) if errors \
+        else pl.lit(None, dtype=pl.String)
+    return lines.select(pl.col("line").str.strip_suffix("\r"), utf8_error.alias("utf8_error"), "line_no")
 
 
 def _csv_header(head: dict) -> list[str]:

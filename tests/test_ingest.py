@@ -369,3 +369,120 @@ def test_the_sample_lands_its_ssp_and_contract_terms_in_core(zone):
                             "JOIN core.orders o USING (order_id) WHERE i.product_id = 7 AND o.contract_term_months = 24 "
                             "AND o.order_id IN (SELECT order_id FROM core.orders_history WHERE status = 'CONFIRMED')") == [
         (summary["orders_subsidized_device"], True)]
+
+
+# --- Recognizing an unchanged file without reading it (docs/cdc-extracts.md, "Delivery rules" 1) -----------------
+
+CUSTOMERS_REL = "crm/customers/customers-2025-01-31.jsonl"
+
+
+def ingest_counting(warehouse, landing):
+    """A real ingest (the engine, without Dagster); returns its summary and the landed files it hashed."""
+    import sources.landing as landing_module
+    from pipelines.ingest.engine import ingest_landing_zone
+    from warehouse.connection import connect
+    from warehouse.migrations import migrate
+
+    hashed, real = [], landing_module.sha256_file
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(landing_module, "sha256_file", lambda path: hashed.append(path.relative_to(landing).as_posix()) or real(path))
+        with connect(warehouse) as con:
+            migrate(con)
+            summary = ingest_landing_zone(con, landing)
+            assert accounting_violations(con, since=summary.first_delivery_at) == []
+    return summary, hashed
+
+
+def _touch(path, seconds=60):
+    later = path.stat().st_mtime_ns + seconds * 10**9
+    os.utime(path, ns=(later, later))
+
+
+def _rewrite_same_size(path, keep_mtime):
+    stat = path.stat()
+    path.write_bytes(path.read_bytes().replace(b"a@x", b"b@x"))
+    assert path.stat().st_size == stat.st_size
+    if keep_mtime:
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    else:
+        _touch(path)
+
+
+def _forget_mtimes(warehouse, landing):  # a ledger recorded before schema version 9
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("UPDATE audit.ingested_files SET mtime_ns = NULL")
+
+
+@pytest.mark.parametrize("change, hashed_next, ledger_next", [
+    # nothing changed: recognized by (path, size, mtime), never read
+    (lambda f, w, l: None, [], [("LOADED", None)]),
+    # touched (new mtime, same bytes): hashed once, already seen, nothing recorded; the checksum cache spares the next run
+    (lambda f, w, l: _touch(f), [CUSTOMERS_REL], [("LOADED", None)]),
+    # rewritten with new content of the same size: a new delivery that supersedes
+    (lambda f, w, l: _rewrite_same_size(f, keep_mtime=False), [CUSTOMERS_REL], [("LOADED", None), ("LOADED", "supersedes")]),
+    # rewritten in place keeping size and mtime: not noticed (the quick check's contract, as rsync's)
+    (lambda f, w, l: _rewrite_same_size(f, keep_mtime=True), [], [("LOADED", None)]),
+    # recorded before version 9 (mtime_ns NULL): hashed once more, recognized by (path, sha256)
+    (lambda f, w, l: _forget_mtimes(w, l), [CUSTOMERS_REL], [("LOADED", None)]),
+    # the same bytes under another name: hashed, a DUPLICATE
+    (lambda f, w, l: shutil.copy2(f, f.with_name("customers-2025-01-31-redelivery.jsonl")),
+     ["crm/customers/customers-2025-01-31-redelivery.jsonl"], [("LOADED", None), ("DUPLICATE", None)]),
+], ids=["unchanged", "touched", "rewritten", "rewritten-same-size-and-mtime", "recorded-before-v9", "copy"])
+def test_only_new_or_changed_files_are_hashed(tmp_path, change, hashed_next, ledger_next):
+    landing, warehouse = tmp_path.resolve() / "landing", tmp_path / "w.duckdb"
+    f = DebeziumFile("customers").create(10, T, customer(1, "a@x")).write(landing, "customers-2025-01-31.jsonl")
+    summary, hashed = ingest_counting(warehouse, landing)
+    assert hashed == [CUSTOMERS_REL] and summary.files_loaded == 1
+    change(f, warehouse, landing)
+    summary, hashed = ingest_counting(warehouse, landing)
+    assert hashed == hashed_next and summary.files_hashed == len(hashed_next)
+    ledger = query(warehouse, "SELECT status, error, mtime_ns FROM audit.ingested_files ORDER BY ingested_at")
+    assert [(s, e and "supersedes" if e else None) for s, e, _ in ledger] == ledger_next
+    assert all(m is not None for *_, m in ledger[1:])  # every delivery recorded now carries its mtime
+    summary, hashed = ingest_counting(warehouse, landing)  # and the run after reads nothing
+    assert hashed == [] and summary.files_loaded == 0 and summary.files_skipped == summary.files_seen
+
+
+def test_a_delivery_records_its_files_mtime(zone):
+    landing, warehouse = zone
+    f = DebeziumFile("customers").create(10, T, customer(1, "a@x")).write(landing, "customers-2025-01-31.jsonl")
+    ingest_counting(warehouse, landing.resolve())
+    assert query(warehouse, "SELECT file, size_bytes, mtime_ns FROM audit.ingested_files") == [
+        (CUSTOMERS_REL, f.stat().st_size, f.stat().st_mtime_ns)]
+
+
+def test_the_checksum_cache_is_only_a_cache(tmp_path):
+    """An entry is trusted only with a checksum the ledger holds for its path: a stale cache never loads wrong bytes."""
+    from pipelines.ingest.engine import CHECKSUM_CACHE
+
+    landing, warehouse = tmp_path.resolve() / "landing", tmp_path / "w.duckdb"
+    f = DebeziumFile("customers").create(10, T, customer(1, "a@x")).write(landing, "customers-2025-01-31.jsonl")
+    stat = f.stat()
+    (landing / CHECKSUM_CACHE).write_text(f'{{"{CUSTOMERS_REL}": [{stat.st_size}, {stat.st_mtime_ns}, "{"0" * 64}"]}}')
+    summary, hashed = ingest_counting(warehouse, landing)
+    assert hashed == [CUSTOMERS_REL] and summary.files_loaded == 1
+    assert query(warehouse, "SELECT sha256 <> repeat('0', 64) FROM audit.ingested_files") == [(True,)]
+    _touch(f)
+    assert ingest_counting(warehouse, landing)[1] == [CUSTOMERS_REL]
+    (landing / CHECKSUM_CACHE).unlink()  # lost: the touched file is hashed once more, nothing else changes
+    assert ingest_counting(warehouse, landing)[1] == [CUSTOMERS_REL]
+    assert ingest_counting(warehouse, landing)[1] == []
+    assert query(warehouse, "SELECT count(*) FROM audit.ingested_files") == [(1,)]
+
+
+def test_accounting_checks_this_runs_deliveries_and_the_totals(zone):
+    """A record moved from one delivery's name to another's leaves every total equal: only the check of the run's
+    deliveries (``since``) sees it; the totals see a record lost anywhere."""
+    landing, warehouse = zone
+    DebeziumFile("payments").create(10, T, payment(1, "100.00")).write(landing, "payments-2025-01-31.jsonl")
+    DebeziumFile("payments").create(11, T, payment(2, "5")).write(landing, PAYMENTS)
+    summary, _ = ingest_counting(warehouse, landing.resolve())
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("UPDATE raw.payments SET _file = 'payments/payments/payments-2025-01-31.jsonl' WHERE payment_id = 2")
+        assert accounting_violations(con) == []  # the totals add up
+        assert [v["file"] for v in accounting_violations(con, since=summary.first_delivery_at)] == [
+            "payments/payments/payments-2025-01-31.jsonl", PAYMENTS_REL]
+        con.execute("DELETE FROM raw.payments WHERE payment_id = 2")  # lost: raw.payments no longer has the ledger's total
+        assert accounting_violations(con) == [dict(file=PAYMENTS_REL, deliveries=1,
+                                                   records_read=1, records_loaded=1, records_quarantined=0, raw_rows=0,
+                                                   quarantine_rows=0)]

@@ -90,3 +90,21 @@ def test_hidden_and_temporary_files_are_not_listed(tmp_path):
     ):
         land(tmp_path, rel, b'{"key": {"customer_id": 1}, "val')
     assert listed(tmp_path) == [kept.relative_to(tmp_path).as_posix()]
+
+
+def test_discover_reads_no_file_and_a_checksum_is_computed_once_when_asked(tmp_path, monkeypatch):
+    import hashlib
+
+    import sources.landing as landing_module
+
+    hashed = []
+    real = landing_module.sha256_file
+    monkeypatch.setattr(landing_module, "sha256_file", lambda path: hashed.append(path) or real(path))
+    land(tmp_path, "crm/customers/customers-2025-01-31.jsonl", b"{}\n", mtime=T0)
+    land(tmp_path, "usage/usage_records/usage_records-2025-01-31.csv", b"op,seq\n", mtime=T0 + 1)
+    files = discover(tmp_path)
+    assert [(f.size, f.mtime_ns) for f in files] == [(3, T0 * 10**9), (7, (T0 + 1) * 10**9)]
+    assert files[0].stamp == ("crm/customers/customers-2025-01-31.jsonl", 3, T0 * 10**9)
+    assert hashed == []  # listing is a stat per file
+    assert files[0].sha256 == files[0].sha256 == hashlib.sha256(b"{}\n").hexdigest()
+    assert hashed == [files[0].path]  # once, on first use

@@ -29,8 +29,8 @@ READS_WITH_POLARS = {"polars"}  # the extract readers (sources/readers.py) parse
     check_specs=[
         dg.AssetCheckSpec(
             "records_accounted_for", asset=LEDGER, blocking=True,
-            description=("For every LOADED delivery: records loaded + quarantined = records read; per file name, raw/quarantine "
-                         "hold exactly the sums over its LOADED deliveries."),
+            description=("For every LOADED delivery: records loaded + quarantined = records read; each raw table and the "
+                         "quarantine hold exactly the ledger's totals, and this run's deliveries exactly their own records."),
         )
     ],
     **WAREHOUSE_STEP,
@@ -39,7 +39,7 @@ def ingest_landing_zone_asset(context: dg.AssetExecutionContext, warehouse: Ware
     """Load every new delivery of a landed CDC extract once (by name and checksum) into raw.*; reject bad records to audit.quarantine."""
     with warehouse.connection() as con:
         summary = ingest_landing_zone(con, Path(landing.path))
-        violations = accounting_violations(con)
+        violations = accounting_violations(con, since=summary.first_delivery_at)
         totals = dict(
             con.execute(
                 "SELECT status, count(*) FROM audit.ingested_files GROUP BY status"
@@ -61,8 +61,8 @@ def ingest_landing_zone_asset(context: dg.AssetExecutionContext, warehouse: Ware
         metadata={
             **rows[LEDGER],
             "files_seen": summary.files_seen, "files_loaded": summary.files_loaded,
-            "files_already_ingested": summary.files_skipped, "files_duplicate": summary.files_duplicate,
-            "files_failed": summary.files_failed, "ledger_by_status": totals,
+            "files_already_ingested": summary.files_skipped, "files_hashed": summary.files_hashed,
+            "files_duplicate": summary.files_duplicate, "files_failed": summary.files_failed, "ledger_by_status": totals,
         },
     )
     yield dg.MaterializeResult(
