@@ -46,10 +46,11 @@ check-defs: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 recover: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m pipelines.recover $(if $(RUN),--free $(RUN))
 
-## Rating (20M events, fastest of 3), then settling and finalizing a month for ACCOUNTS accounts, then revenue over their ledger (docs/performance.md).
+## Rating (20M events, fastest of 3), rating against a hand-written statement (20M, fastest of 3), then settling and finalizing a month for ACCOUNTS accounts, then revenue over their ledger (docs/performance.md).
 ACCOUNTS ?= 1000000
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.rating --repeat 3
+	$(BIN)/python -m benchmarks.rating_simple --repeat 3
 	$(BIN)/python -m benchmarks.invoicing --accounts $(ACCOUNTS)
 	$(BIN)/python -m benchmarks.revenue --accounts $(ACCOUNTS)
 

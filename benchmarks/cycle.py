@@ -180,13 +180,20 @@ def run_stage(name: str, month: str) -> dict:
     return {"run_id": result.run_id, "failed_checks": failed_checks}
 
 
-def measure(cmd: list[str], env: dict) -> dict:
-    """Run ``cmd``; its wall seconds, CPU seconds (user + system, children included) and peak RSS (MB)."""
+def measure(cmd: list[str], env: dict, profile: Path | None = None) -> dict:
+    """Run ``cmd``; its wall seconds, CPU seconds (user + system, children included) and peak RSS (MB). With
+    ``profile``, py-spy samples it from outside (20 a second) into that file."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    spy = None
+    if profile:
+        spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(proc.pid), "-r", "20",
+                                "-f", "raw", "-o", str(profile)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
+    if spy:
+        spy.wait()
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[2:])} failed (exit {proc.returncode})")
@@ -252,7 +259,27 @@ def environment(run_dir: Path) -> dict:
             "PYTHONPATH": str(ROOT)}
 
 
-def run_cycle(sample: Sample, run_dir: Path, threads: int, with_documents: bool = False) -> list[dict]:
+OUR_CODE = ("pipelines/", "warehouse/", "sources/", "domain/")
+
+
+def profile_top(raw: Path, n: int = 8) -> list[tuple[str, float]]:
+    """The ``n`` functions of our code with the largest share of ``raw``'s samples (py-spy's collapsed stacks),
+    inclusive: where a stage's time goes, by our step that spent it."""
+    from collections import Counter
+
+    shares, total = Counter(), 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        total += int(count)
+        ours = {f for f in stack.split(";") if any(part in f for part in OUR_CODE)}
+        for frame in ours:
+            name, _, where = frame.partition(" (")
+            shares[f"{name} ({where.split(':')[0].rsplit('/', 2)[-2]}/{where.split(':')[0].rsplit('/', 1)[-1]})"] += int(count)
+    return [(name, count / max(total, 1)) for name, count in shares.most_common(n)]
+
+
+def run_cycle(sample: Sample, run_dir: Path, threads: int, with_documents: bool = False,
+              profile: Path | None = None) -> list[dict]:
     """Every month of ``sample``, landed then billed stage by stage in ``run_dir`` (made afresh); one report a month."""
     shutil.rmtree(run_dir, ignore_errors=True)
     env = environment(run_dir)
@@ -263,11 +290,19 @@ def run_cycle(sample: Sample, run_dir: Path, threads: int, with_documents: bool 
         land(batches[month], sample.deliveries, run_dir / "landing")
         report = {"month": month, "floor": floor(batches[month], threads), "stages": {}}
         for stage in (*STAGES, DOCUMENTS) if with_documents else STAGES:
-            figures = measure([sys.executable, "-m", "benchmarks.cycle", "--stage", stage.name, "--month", month], env)
+            cmd = [sys.executable, "-m", "benchmarks.cycle", "--stage", stage.name, "--month", month]
+            raw = profile / f"{month}-{stage.name}.txt" if profile else None
+            if raw:
+                profile.mkdir(parents=True, exist_ok=True)
+            figures = measure(cmd, env, raw)
+            if raw and raw.exists():
+                figures["profile"] = profile_top(raw)
             report["stages"][stage.name] = figures
             print(f"  {month} {stage.name:<11} {figures['wall_s']:8.1f} s wall {figures['cpu_s']:8.1f} s CPU "
                   f"{figures['peak_mb']:8.0f} MB" + (f"  failed checks: {figures['failed_checks']}" if figures.get("failed_checks") else ""),
                   flush=True)
+            for name, share in figures.get("profile", []):
+                print(f"      {share:6.1%}  {name}")
         report.update(month_figures(run_dir / "warehouse.duckdb", month))
         reports.append(report)
     return reports
@@ -369,6 +404,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--generate-only", action="store_true")
     ap.add_argument("--documents", action="store_true",
                     help="also render the customers' HTML documents (a stage of its own, not in the cycle's total)")
+    ap.add_argument("--profile", type=Path, default=None,
+                    help="sample each stage with py-spy into this folder and print where its time goes (slower)")
     ap.add_argument("--verify", action="store_true",
                     help="also run the regular path (the finance jobs) and check that the totals are the same")
     ap.add_argument("--json", type=Path, help="also write the figures to this file")
@@ -390,7 +427,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"landing zone: {folder} ({'generated in %.0f s' % seconds if seconds is not None else 'cached'})", flush=True)
         if args.generate_only:
             continue
-        reports = run_cycle(sample, sample.folder / "run", args.threads, args.documents)
+        reports = run_cycle(sample, sample.folder / "run", args.threads, args.documents, args.profile)
         print(summarize(sample, reports), flush=True)
         if args.verify:
             differences = verify(sample, sample.folder / "run")

@@ -295,13 +295,13 @@ def build_usage_lines(con: duckdb.DuckDBPyConnection, tag: str, bm: str, n_tiers
         FROM quantities
         WHERE NOT (model_code = {matrix} AND event_count > 0 AND coalesce(cell_price, default_unit_price) IS NULL)
     ), volume_tiers AS (
-        SELECT *, {volume_tier(n_tiers)} FROM billables
+        SELECT *, {volume_tier(n_tiers, features.models)} FROM billables
     ), priced AS (
-        SELECT *, 'USAGE' AS line_type, {priced_columns(n_tiers)} FROM volume_tiers
+        SELECT *, 'USAGE' AS line_type, {priced_columns(n_tiers, features.models)} FROM volume_tiers
     )
     SELECT {_line_columns(bm, quantity=f"CAST(quantity AS {MONEY})", included_quantity=f"CAST(allowance AS {MONEY})",
                           billable_quantity=f"CAST(billable_quantity AS {MONEY})",
-                          unit_price=f"CAST(applied_unit_price AS {MONEY})", tier_slices=tier_slices(n_tiers),
+                          unit_price=f"CAST(applied_unit_price AS {MONEY})", tier_slices=tier_slices(n_tiers, features.models),
                           event_count="CAST(event_count AS BIGINT)")}
     FROM priced
     """)

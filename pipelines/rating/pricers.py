@@ -17,7 +17,14 @@ and :func:`tier_slices` the line's tier slices (JSON text) over them.
 Tier slices are rendered to JSON text by string concatenation of the DECIMAL text forms
 (identical to ``to_json`` of the slice structs: no value needs escaping); the parts that depend
 only on the price (tier number, bounds, unit and flat amounts) are rendered once per price
-(``tier{k}_json_head``, ``tier{k}_json_middle``), so a line only renders its quantity and amount.
+(``tier{k}_json_head``, ``tier{k}_json_middle``), so a line only renders its quantity and amount;
+the slice of a full tier (every tier below the line's top one: quantity ``upper - lower``) depends
+only on the price too and is rendered once per price (``tier{k}_full_json``), so a line renders one
+slice. A quantity or amount (DECIMAL(38,10)) is rendered through DECIMAL(18,10) when it fits
+(``rating_jmoney``: the same text, the 128-bit decimal-to-text cast costing twelve times as much).
+
+Only the branches of the charge models among the prices in force are written
+(``Features.models``): a line of another model never reaches them.
 
 Products of two DECIMAL(38,10) are DECIMAL(38,20); they are brought back to 10 decimals with
 ``rating_r10`` (DuckDB ``round`` on DECIMAL: half away from zero), never through DOUBLE.
@@ -42,6 +49,8 @@ MACROS = f"""
 CREATE OR REPLACE TEMP MACRO rating_r10(x) AS CAST(round(x, 10) AS {MONEY});
 CREATE OR REPLACE TEMP MACRO rating_jstr(x) AS coalesce('"' || CAST(x AS VARCHAR) || '"', 'null');
 CREATE OR REPLACE TEMP MACRO rating_jnum(x) AS coalesce(CAST(x AS VARCHAR), 'null');
+CREATE OR REPLACE TEMP MACRO rating_jmoney(x) AS
+    coalesce('"' || coalesce(CAST(TRY_CAST(x AS DECIMAL(18,10)) AS VARCHAR), CAST(x AS VARCHAR)) || '"', 'null');
 CREATE OR REPLACE TEMP MACRO rating_div_ceil(a, b) AS
     CAST((_unscaled(a) + _unscaled(b) - 1) // _unscaled(b) AS DECIMAL(38,0));
 """
@@ -74,7 +83,17 @@ def tier_columns(tiers: str, n: int) -> str:
                  f"|| ',\"quantity\":' AS tier{k}_json_head",
                  f"',\"unit_amount\":' || rating_jstr({unit}) || ',\"flat_amount\":' || rating_jstr({flat}) "
                  f"|| ',\"amount\":' AS tier{k}_json_middle"]
-    return f"SELECT {', '.join(cols)} FROM {tiers} GROUP BY price_id"
+    # the slice of a tier the line fills (quantity upper - lower: every tier below the line's top
+    # one) depends only on the price: rendered here once (NULL: the open tier, or its amount
+    # overflows, and then so does the line's amount, whose slices are not rendered)
+    full = [f"CASE WHEN tier{k}_upper IS NOT NULL THEN try({_slice(_tier('json_head', k), _tier('json_middle', k), _full(k), _tier('unit', k), _tier('flat', k))}) END AS tier{k}_full_json"
+            for k in range(1, n + 1)]
+    return f"SELECT *{''.join(', ' + x for x in full)} FROM (SELECT {', '.join(cols)} FROM {tiers} GROUP BY price_id)"
+
+
+def _full(k: int) -> str:
+    """The quantity of tier ``k`` when the billable quantity is above it."""
+    return f"({_tier('upper', k)} - {_tier('lower', k)})"
 
 
 def _tier(field: str, k: int | str) -> str:
@@ -84,8 +103,9 @@ def _tier(field: str, k: int | str) -> str:
 
 def _slice(head: str, middle: str, quantity: str, unit: str, flat: str) -> str:
     """A tier slice as JSON text: ``{"tier", "from", "to", "quantity", "unit_amount", "flat_amount",
-    "amount"}``, the constant parts (``head``, ``middle``) from :func:`tier_columns`."""
-    return (f"{head} || rating_jstr({quantity}) || {middle} || rating_jstr(rating_r10({quantity} * {unit}) + {flat}) "
+    "amount"}``, the constant parts (``head``, ``middle``) from :func:`tier_columns`; ``quantity``
+    and the amount are DECIMAL(38,10) (``rating_jmoney``)."""
+    return (f"{head} || rating_jmoney({quantity}) || {middle} || rating_jmoney(rating_r10({quantity} * {unit}) + {flat}) "
             "|| '}'")
 
 
@@ -99,7 +119,8 @@ def _graduated(n: int) -> tuple[str, str]:
                   f"- {_tier('lower', k)} ELSE CAST(0 AS {MONEY}) END)" for k in range(1, n + 1)}
     amount = " + ".join(f"(CASE WHEN {reached[k]} THEN {in_tier[k]} * {_tier('unit', k)} ELSE 0 END)" for k in reached)
     flats = " + ".join(f"(CASE WHEN {reached[k]} THEN {_tier('flat', k)} ELSE 0 END)" for k in reached)
-    slices = ", ".join(f"CASE WHEN {reached[k]} THEN {_slice(_tier('json_head', k), _tier('json_middle', k), in_tier[k], _tier('unit', k), _tier('flat', k))} END"
+    slices = ", ".join(f"CASE WHEN {reached[k]} THEN CASE WHEN billable > {_tier('upper', k)} THEN {_tier('full_json', k)} "
+                       f"ELSE {_slice(_tier('json_head', k), _tier('json_middle', k), in_tier[k], _tier('unit', k), _tier('flat', k))} END END"
                        for k in reached)
     return f"rating_r10({amount}) + ({flats})", f"'[' || concat_ws(',', {slices}) || ']'"
 
@@ -130,56 +151,78 @@ _PACKAGES = "rating_div_ceil(billable, package_size)"
 _PAYING = "greatest(event_count - free_events, 0)"
 
 
-def priced_columns(n_tiers: int) -> str:
+def _present(models) -> set[str]:
+    """The charge models to emit a branch for (``models``: those among the slots in force; None or
+    none: all)."""
+    return set(models) if models else set(MODEL_CODES)
+
+
+def priced_columns(n_tiers: int, models=None) -> str:
     """SELECT list over a base row (with ``volume_tier``, the VOLUME tier index, computed beforehand
     by :func:`volume_tier`): billable_quantity, applied_unit_price, amount_precise (NULL when the
-    line's arithmetic overflows)."""
+    line's arithmetic overflows). Only the branches of ``models`` (the charge models of the slots
+    in force, default all) are written: a line of another model never reaches the others."""
     n = n_tiers
+    present = _present(models)
     graduated_amount, _ = _graduated(n)
     volume_unit, volume_flat = (_pick(f, n) for f in ("unit", "flat"))
     matrix_price = "coalesce(cell_price, default_unit_price)"
     code = MODEL_CODES
-    amount = f"""CASE WHEN billable IS NULL THEN NULL  -- the quantity is out of range
-        WHEN model_code = {code['MATRIX']} THEN CAST(coalesce(rating_r10(billable * {matrix_price}), 0) AS {MONEY})
-        WHEN model_code = {code['PER_UNIT']} THEN CAST(rating_r10(billable * unit_price) AS {MONEY})
-        WHEN model_code = {code['PACKAGE']} THEN CAST(rating_r10({_PACKAGES} * unit_price) AS {MONEY})
-        WHEN model_code = {code['GRADUATED']} THEN CAST({graduated_amount} AS {MONEY})
-        WHEN model_code = {code['GRADUATED_PERCENTAGE']} THEN CAST({graduated_amount} AS {MONEY})
-        WHEN model_code = {code['VOLUME']} THEN CAST(rating_r10(billable * {volume_unit}) + {volume_flat} AS {MONEY})
-        WHEN model_code = {code['PERCENTAGE']} THEN CAST(({_rate_amount()}) + coalesce(fixed_fee, 0) * {_PAYING} AS {MONEY})
-        WHEN model_code = {code['DYNAMIC']} THEN CAST(coalesce(rating_r10({joined_sum('event_amount', PRODUCT)}), 0) AS {MONEY})
+    amounts = {
+        "MATRIX": f"CAST(coalesce(rating_r10(billable * {matrix_price}), 0) AS {MONEY})",
+        "PER_UNIT": f"CAST(rating_r10(billable * unit_price) AS {MONEY})",
+        "PACKAGE": f"CAST(rating_r10({_PACKAGES} * unit_price) AS {MONEY})",
+        "GRADUATED": f"CAST({graduated_amount} AS {MONEY})",
+        "GRADUATED_PERCENTAGE": f"CAST({graduated_amount} AS {MONEY})",
+        "VOLUME": f"CAST(rating_r10(billable * {volume_unit}) + {volume_flat} AS {MONEY})",
+        "PERCENTAGE": f"CAST(({_rate_amount()}) + coalesce(fixed_fee, 0) * {_PAYING} AS {MONEY})",
+        "DYNAMIC": f"CAST(coalesce(rating_r10({joined_sum('event_amount', PRODUCT)}), 0) AS {MONEY})",
+    }
+    whens = "".join(f"\n        WHEN model_code = {code[m]} THEN {x}" for m, x in amounts.items() if m in present)
+    amount = f"""CASE WHEN billable IS NULL THEN NULL  -- the quantity is out of range{whens}
     END"""
-    unit = f"""CASE model_code WHEN {code['MATRIX']} THEN {matrix_price}
-        WHEN {code['PER_UNIT']} THEN unit_price WHEN {code['PACKAGE']} THEN unit_price WHEN {code['VOLUME']} THEN {volume_unit}
-        WHEN {code['PERCENTAGE']} THEN rate END"""
+    units = {"MATRIX": matrix_price, "PER_UNIT": "unit_price", "PACKAGE": "unit_price", "VOLUME": volume_unit,
+             "PERCENTAGE": "rate"}
+    unit_whens = " ".join(f"WHEN {code[m]} THEN {x}" for m, x in units.items() if m in present)
+    unit = f"CASE model_code {unit_whens} END" if unit_whens else f"CAST(NULL AS {MONEY})"
     billable_quantity = (f"CASE WHEN model_code = {code['PERCENTAGE']} AND pct_ordered THEN coalesce(ordered_billable, 0) "
-                         "ELSE billable END")
+                         "ELSE billable END" if "PERCENTAGE" in present else "billable")
     return f"{billable_quantity} AS billable_quantity, {unit} AS applied_unit_price, try({amount}) AS amount_precise"
 
 
-def tier_slices(n_tiers: int) -> str:
+def tier_slices(n_tiers: int, models=None) -> str:
     """SQL: the line's tier slices as JSON text (tiered models, package, percentage details), over
     the columns of :func:`priced_columns`' rows; only for lines whose amount was computed (a slice
-    never exceeds its line's amount, all prices being >= 0)."""
+    never exceeds its line's amount, all prices being >= 0). Only the branches of ``models``
+    (default all), as :func:`priced_columns`."""
     n = n_tiers
+    present = _present(models)
     _, graduated_slices = _graduated(n)
     unit, flat, head, middle = (_pick(f, n) for f in ("unit", "flat", "json_head", "json_middle"))
     code = MODEL_CODES
-    return f"""CASE WHEN amount_precise IS NULL THEN NULL WHEN model_code = {code['PACKAGE']}
-             THEN '[{{"packages":' || rating_jstr({_PACKAGES}) || ',"package_size":' || rating_jstr(package_size)
+    branches = {
+        "PACKAGE": f"""'[{{"packages":' || rating_jstr({_PACKAGES}) || ',"package_size":' || rating_jstr(package_size)
              || ',"package_price":' || rating_jstr(unit_price) || ',"amount":'
-             || rating_jstr(rating_r10({_PACKAGES} * unit_price)) || '}}]'
-        WHEN model_code = {code['GRADUATED']} THEN {graduated_slices}
-        WHEN model_code = {code['GRADUATED_PERCENTAGE']} THEN {graduated_slices}
-        WHEN model_code = {code['VOLUME']} THEN '[' || {_slice(head, middle, 'billable', unit, flat)} || ']'
-        WHEN model_code = {code['PERCENTAGE']} THEN '[{{"rate":' || rating_jstr(rate) || ',"rate_amount":' || rating_jstr({_rate_amount()})
+             || rating_jstr(rating_r10({_PACKAGES} * unit_price)) || '}}]'""",
+        "GRADUATED": graduated_slices,
+        "GRADUATED_PERCENTAGE": graduated_slices,
+        "VOLUME": f"'[' || {_slice(head, middle, 'billable', unit, flat)} || ']'",
+        "PERCENTAGE": f"""'[{{"rate":' || rating_jstr(rate) || ',"rate_amount":' || rating_jstr({_rate_amount()})
              || ',"paying_events":' || rating_jnum({_PAYING}) || ',"fixed_fee":' || rating_jstr(fixed_fee)
-             || ',"fixed_amount":' || rating_jstr(coalesce(fixed_fee, 0) * {_PAYING}) || '}}]'
+             || ',"fixed_amount":' || rating_jstr(coalesce(fixed_fee, 0) * {_PAYING}) || '}}]'""",
+    }
+    whens = "".join(f"\n        WHEN model_code = {code[m]} THEN {x}" for m, x in branches.items() if m in present)
+    if not whens:  # no model with slices among the prices in force
+        return "CAST(NULL AS VARCHAR)"
+    return f"""CASE WHEN amount_precise IS NULL THEN NULL{whens}
     END"""
 
 
-def volume_tier(n_tiers: int) -> str:
-    """SQL: ``volume_tier``, the index of the VOLUME tier the billable quantity falls in."""
+def volume_tier(n_tiers: int, models=None) -> str:
+    """SQL: ``volume_tier``, the index of the VOLUME tier the billable quantity falls in (constant
+    NULL when no VOLUME price is among ``models``)."""
+    if "VOLUME" not in _present(models):
+        return "CAST(NULL AS INTEGER) AS volume_tier"
     return f"CASE WHEN model_code = {MODEL_CODES['VOLUME']} THEN {_volume_tier(n_tiers)} END AS volume_tier"
 
 

@@ -57,6 +57,7 @@ class Features:
     pct_ordered: bool
     config_error: bool
     matrix_attribute: bool  # some MATRIX dimension is an event attribute
+    models: frozenset[str] | None = None  # charge models of the valid price versions in force (None: any)
 
     @property
     def matrix(self) -> bool:
@@ -83,7 +84,9 @@ class Features:
                    coalesce(bool_or(config_error IS NOT NULL), false),
                    coalesce(bool_or({EVENT_ATTRIBUTE} IN (dim1_source, dim2_source, dim3_source)), false)
             FROM {tag}_prices WHERE price_id IN (SELECT DISTINCT price_id FROM {tag}_slots)""").fetchone()
-        return cls(*row)
+        models = con.execute(f"""SELECT DISTINCT charge_model FROM {tag}_prices
+            WHERE config_error IS NULL AND price_id IN (SELECT DISTINCT price_id FROM {tag}_slots)""").fetchall()
+        return cls(*row, models=frozenset(m for (m,) in models))
 
 
 def scan_window(con: duckdb.DuckDBPyConnection, tag: str, bm: str) -> tuple[str, str]:
