@@ -1,5 +1,5 @@
 """The analysts' snapshot of a pipeline-built warehouse (tests/test_marts.py's) masks every personal column and holds
-no unmasked value anywhere in the file: not in a table, not in a free block."""
+no unmasked value in any published file: not in a view, not in a Parquet file's pages or statistics."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import duckdb
 import pytest
 
 from tests.test_marts import MALFORMED_CUSTOMER, built_once
+from warehouse.connection import snapshot_dir
 from warehouse.snapshot import MASKS, publish_snapshot
 from warehouse.tables import TABLES
 
@@ -51,10 +52,13 @@ def test_personal_columns_are_masked_deterministically(published):
 def test_the_snapshot_has_every_table_with_its_rows_and_comments(published):
     warehouse, snapshot = published
     with duckdb.connect(str(warehouse), read_only=True) as live, duckdb.connect(str(snapshot), read_only=True) as snap:
-        tables = "SELECT schema_name || '.' || table_name, estimated_size, comment FROM duckdb_tables() ORDER BY 1"
-        live_tables = [(t, live.execute(f"SELECT count(*) FROM {t}").fetchone()[0], c) for t, _, c in live.execute(tables).fetchall()]
-        snap_tables = [(t, snap.execute(f"SELECT count(*) FROM {t}").fetchone()[0], c) for t, _, c in snap.execute(tables).fetchall()]
+        tables = "SELECT schema_name || '.' || table_name, comment FROM duckdb_tables() ORDER BY 1"
+        views = "SELECT schema_name || '.' || view_name, comment FROM duckdb_views() WHERE NOT internal ORDER BY 1"
+        live_tables = [(t, live.execute(f"SELECT count(*) FROM {t}").fetchone()[0], c) for t, c in live.execute(tables).fetchall()]
+        snap_tables = [(t, snap.execute(f"SELECT count(*) FROM {t}").fetchone()[0], c) for t, c in snap.execute(views).fetchall()]
         assert snap_tables == live_tables and sorted(t for t, *_ in snap_tables) == sorted(TABLES)
+        columns = "SELECT schema_name, table_name, column_name, data_type, comment FROM duckdb_columns() WHERE NOT internal ORDER BY ALL"
+        assert snap.execute(columns).fetchall() == live.execute(columns).fetchall()
         unmasked = "SELECT * EXCLUDE (name, email, phone, address_line) FROM core.customers ORDER BY customer_id"
         assert snap.execute(unmasked).fetchall() == live.execute(unmasked).fetchall()
 
@@ -64,7 +68,8 @@ def test_no_personal_value_is_left_anywhere_in_the_snapshot_file(published):
     with duckdb.connect(str(warehouse), read_only=True) as live:
         values = personal_values(live)
     assert {"Customer 1", "c1@example.com", "555-0100", "1 Main St", MALFORMED_CUSTOMER} <= values
-    live_bytes, snap_bytes = warehouse.read_bytes(), snapshot.read_bytes()
+    files = [snapshot, *(f for f in snapshot_dir(warehouse).rglob("*") if f.is_file())]
+    live_bytes, snap_bytes = warehouse.read_bytes(), b"".join(f.read_bytes() for f in files)
     probes = [v.encode() for v in ("c1@example.com", "quarantined@example.org", "Quarantined Person")]
     assert all(p in live_bytes for p in probes)  # the live file stores them as written: the probe can find them
     assert [p for p in probes if p in snap_bytes] == []
@@ -81,4 +86,4 @@ def test_republishing_replaces_the_file_atomically(published):
     before = snapshot.stat().st_ino
     assert publish_snapshot(warehouse) == snapshot
     assert snapshot.stat().st_ino != before  # a new file renamed into place, not the old one rewritten
-    assert not list(snapshot.parent.glob("*.tmp*"))
+    assert not list(snapshot.parent.glob("*.tmp*")) and not list(snapshot_dir(warehouse).glob("*.tmp"))

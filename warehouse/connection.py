@@ -67,8 +67,13 @@ def default_landing_dir() -> Path:
 
 
 def snapshot_path(warehouse: Path) -> Path:
-    """Where the read-only analyst snapshot of ``warehouse`` is published."""
+    """Where the read-only analyst snapshot of ``warehouse`` is published: its views file, the file analysts open."""
     return warehouse.with_name(warehouse.stem + ".snapshot" + warehouse.suffix)
+
+
+def snapshot_dir(warehouse: Path) -> Path:
+    """The folder holding the snapshot's Parquet files and manifest, next to its views file (warehouse/snapshot.py)."""
+    return warehouse.with_name(warehouse.stem + ".snapshot")
 
 
 def lock_wait_seconds() -> float:

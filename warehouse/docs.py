@@ -20,22 +20,27 @@ queries) and the table contract, `warehouse/tables/` (the table reference); do n
 
 Every table lives in the DuckDB warehouse (`$TALLY_WAREHOUSE_PATH`, default `data/warehouse.duckdb`). DuckDB lets one
 process write a file and locks it while Dagster runs write, so analysts never open it: they query the read-only
-snapshot next to it, `data/warehouse.snapshot.duckdb`, republished (atomically: a new file renamed into place) by
-every run that writes the warehouse. It is always complete and consistent, and opening it never blocks a run.
+snapshot next to it, `data/warehouse.snapshot.duckdb`, a small DuckDB file holding one view per table (same name,
+columns and comments) over masked Parquet files in `data/warehouse.snapshot/`. Every run that writes the warehouse
+republishes it: the partitions that changed as new Parquet files, then a new views file renamed into place. It is
+always complete and consistent, and opening it never blocks a run. The views name their Parquet files by absolute
+path: keep both where they were published (moved, they read again after the next publish there).
 
 - DuckDB CLI (1.5): `duckdb -readonly data/warehouse.snapshot.duckdb`, then `SHOW ALL TABLES;` or any query below.
 - Python: `duckdb.connect("data/warehouse.snapshot.duckdb", read_only=True).sql("FROM marts.mrr_movements").pl()`
   (`.df()` for pandas).
 - A BI tool (DBeaver, Metabase, Superset, Tableau through the DuckDB JDBC/ODBC driver): a DuckDB connection on the
   file, read-only (JDBC `jdbc:duckdb:/path/data/warehouse.snapshot.duckdb?duckdb.read_only=true`). Reconnect to see a
-  newer snapshot (an open connection keeps reading the file it opened).
+  newer snapshot: an open connection keeps reading the publication it opened through the next publish; the one after
+  deletes the Parquet files only that publication read.
 
-Table and column comments are in the file (`SELECT comment FROM duckdb_columns() WHERE table_name = 'customer_360'`).
+Table and column comments are in the file (`SELECT comment FROM duckdb_columns() WHERE table_name = 'customer_360'`;
+the tables are views there, so `duckdb_views()` lists them).
 
 **Personal data is masked in the snapshot.** Columns holding a name, an e-mail address, a phone number or a street
 address (marked *personal* below) read `customer-<customer_id>`, `customer-<customer_id>@masked.invalid`, `masked`
-and `masked`; a quarantined raw payload of a customers record reads `(masked: personal data)`. The snapshot file is
-built fresh from the masked values and holds no unmasked copy. Unmasked data stays in the live warehouse (and in the
+and `masked`; a quarantined raw payload of a customers record reads `(masked: personal data)`. The snapshot's files are
+written from the masked values and hold no unmasked copy. Unmasked data stays in the live warehouse (and in the
 customer documents finance prints), for finance only.
 
 Conventions: money is DECIMAL (precise amounts `DECIMAL(38,10)`, rounded amounts `DECIMAL(18,4)`

@@ -16,6 +16,7 @@ USAGE_EVENTS = table_key("core.usage_events")
 VERSIONS = table_key("core.subscription_versions")
 SUBSCRIPTIONS = table_key("core.subscriptions")
 ORDER_EXCEPTIONS = table_key("core.order_exceptions")
+STATE_APPLIED = table_key(cdc.STATE_APPLIED)
 
 
 @dg.multi_asset(
@@ -28,26 +29,46 @@ ORDER_EXCEPTIONS = table_key("core.order_exceptions")
         for name, key in STATE_KEYS.items()
     ]
     + [dg.AssetSpec(USAGE_EVENTS, deps=[table_key("raw.usage_records")],
-                    description="Usage events as of their latest change, deduplicated and ordered by sequence.")],
+                    description="Usage events as of their latest change, deduplicated and ordered by sequence."),
+       dg.AssetSpec(STATE_APPLIED, deps=[table_key(f"raw.{name}") for name in ENTITIES],
+                    description="What core.* has applied of each raw change log: one row per entity per run that applied new rows.")],
     **WAREHOUSE_STEP,
 )
 def core_state(context: dg.AssetExecutionContext, warehouse: Warehouse):
-    """Rebuild current state and SCD2 history of every entity from its deduplicated change log, ordered by source position."""
+    """Merge the change-log rows ingested since the last run into current state and SCD2 history, for the keys they touch."""
+    applied = 0
     with warehouse.connection() as con:
         for entity in CDC_ENTITIES:
-            hist = f"core.{entity.name}_history"
-            write(con, [(hist, cdc.history(con, entity, f"raw.{entity.name}"), "true")])
-            n = write(con, [(f"core.{entity.name}", cdc.current(con, entity, hist), "true")])[f"core.{entity.name}"]
-            versions, deleted = con.execute(
-                f"SELECT (SELECT count(*) FROM {hist}), count(*) FILTER (WHERE is_deleted) FROM core.{entity.name}"
-            ).fetchone()
-            anomalies = dict(cdc.anomalies(con, entity, f"raw.{entity.name}").aggregate("kind, count(*) AS n", "kind").fetchall())
+            hist, cur = f"core.{entity.name}_history", f"core.{entity.name}"
+            with cdc.entity_batch(con, entity, f"raw.{entity.name}", cdc.applied_through(con, entity.name)) as batch:
+                anomalies = {}
+                if batch.replace is not None:
+                    anomalies = dict(batch.anomalies.aggregate("kind, count(*) AS n", "kind").fetchall())
+                    applied += _write(con, batch, [(hist, batch.history, batch.replace), (cur, batch.current, batch.replace)])
+            n, versions, deleted = con.execute(
+                f"SELECT count(*), (SELECT count(*) FROM {hist}), count(*) FILTER (WHERE is_deleted) FROM {cur}").fetchone()
             yield dg.MaterializeResult(
                 asset_key=STATE_KEYS[entity.name],
-                metadata={ROW_COUNT: n, "rows": n, "history_versions": versions, "deleted_keys": deleted, "cdc_anomalies": anomalies},
+                metadata={ROW_COUNT: n, "rows": n, "history_versions": versions, "deleted_keys": deleted,
+                          "rows_applied": batch.rows_applied, "keys_touched": batch.keys_touched,
+                          "cdc_anomalies_of_touched_keys": anomalies},
             )
-        n = write(con, [("core.usage_events", cdc.usage_events(con, "raw.usage_records"), "true")])["core.usage_events"]
-        yield dg.MaterializeResult(asset_key=USAGE_EVENTS, metadata={ROW_COUNT: n, "events": n})
+        with cdc.usage_batch(con, cdc.applied_through(con, "usage_records")) as batch:
+            if batch.replace is not None:
+                applied += _write(con, batch, [("core.usage_events", batch.events, batch.replace)]
+                                  + ([("core.usage_events", batch.appended, None)] if batch.appended is not None else []))
+        n = con.execute("SELECT count(*) FROM core.usage_events").fetchone()[0]
+        yield dg.MaterializeResult(asset_key=USAGE_EVENTS, metadata={
+            ROW_COUNT: n, "events": n, "rows_applied": batch.rows_applied, "keys_touched": batch.keys_touched})
+        ledger = con.execute(f"SELECT count(*) FROM {cdc.STATE_APPLIED}").fetchone()[0]
+    yield dg.MaterializeResult(asset_key=STATE_APPLIED, metadata={ROW_COUNT: ledger, "entities_applied": applied})
+
+
+def _write(con, batch: cdc.Batch, writes: list) -> int:
+    """Write one entity's batch and its ledger row in ONE transaction; 1 if a ledger row was appended."""
+    row = batch.ledger_row()
+    write(con, writes + ([(cdc.STATE_APPLIED, row, None)] if row is not None else []))
+    return int(row is not None)
 
 
 @dg.multi_asset(

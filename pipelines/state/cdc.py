@@ -22,11 +22,21 @@ with examples, in ``docs/state.md``; in short:
 
 Each output is computed in a single sort per relation (one window specification), so the cost
 is one partitioned sort of the change log: ``O(n log n)``, nothing quadratic.
+
+Incremental apply (docs/state.md, "Incremental apply"): :func:`entity_batch` and
+:func:`usage_batch` stage what one run applies of a change log — the rows ingested after the
+entity's watermark in ``audit.state_applied`` — as a merge of the keys those rows touch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
 import duckdb
+import polars as pl
 
 from domain.periods import OPEN_END_TIMESTAMP
 from domain.sql import quote_ident, quote_literal
@@ -166,3 +176,138 @@ UNION ALL
 SELECT {ent}, {key_json}, 'MISSING_POSITION', _position, _file, _record_no
 FROM log WHERE op <> 't' AND _position IS NULL
 """)
+
+
+# --- Incremental apply (docs/state.md, "Incremental apply") --------------------------------
+
+STATE_APPLIED = "audit.state_applied"
+_KEYS = "_state_touched_keys"  # temp tables of one batch, dropped when it is done
+_HISTORY = "_state_history"
+_KNOWN = "_state_known_events"
+_KNOWN_WINNERS = "_state_known_winners"
+
+
+def applied_through(con: duckdb.DuckDBPyConnection, entity: str, ledger: str = STATE_APPLIED) -> datetime | None:
+    """The watermark of ``entity``: the latest ``applied_through`` in ``ledger``, None when nothing was applied yet."""
+    return con.execute(f"SELECT max(applied_through) FROM {ledger} WHERE entity = ?", [entity]).fetchone()[0]
+
+
+def _since(raw: str, watermark: datetime | None) -> str:
+    """The rows of ``raw`` ingested after ``watermark`` (all of them when None)."""
+    if watermark is None:
+        return raw
+    return f"(SELECT * FROM {raw} WHERE _ingested_at > TIMESTAMP {quote_literal(watermark.isoformat(sep=' '))})"
+
+
+@dataclass
+class Batch:
+    """What one run applies of one change log.
+
+    ``replace`` is the predicate of the ``core`` rows the batch replaces (``"true"``: all, the
+    full rebuild; None: nothing new, write nothing). ``history`` / ``current`` (entities) or
+    ``events`` (usage) are the rows to insert after that delete; ``appended`` (usage) are
+    further rows to append. ``anomalies`` are those of the touched keys (all keys on a full
+    rebuild). Relations read temp tables that live until the batch's context exits.
+    """
+
+    entity: str
+    rows_applied: int
+    keys_touched: int
+    applied_through: datetime | None
+    replace: str | None
+    history: duckdb.DuckDBPyRelation | None = None
+    current: duckdb.DuckDBPyRelation | None = None
+    events: duckdb.DuckDBPyRelation | None = None
+    appended: duckdb.DuckDBPyRelation | None = None
+    anomalies: duckdb.DuckDBPyRelation | None = None
+
+    def ledger_row(self) -> pl.DataFrame | None:
+        """The ``audit.state_applied`` row recording the batch; None when it applied no row."""
+        if self.applied_through is None or self.rows_applied == 0:
+            return None
+        return pl.DataFrame(
+            {"entity": [self.entity], "applied_through": [self.applied_through], "rows_applied": [self.rows_applied],
+             "keys_touched": [self.keys_touched], "applied_at": [datetime.now(timezone.utc).replace(tzinfo=None)]},
+            schema={"entity": pl.String, "applied_through": pl.Datetime("us"), "rows_applied": pl.Int64,
+                    "keys_touched": pl.Int64, "applied_at": pl.Datetime("us")},
+        )
+
+
+def _drop(con: duckdb.DuckDBPyConnection, *tables: str) -> None:
+    for t in tables:
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+
+
+@contextmanager
+def entity_batch(con: duckdb.DuckDBPyConnection, entity: Entity, raw: str,
+                 watermark: datetime | None) -> Iterator[Batch]:
+    """Stage the merge of ``raw`` rows ingested after ``watermark`` into ``core.<entity>[_history]``.
+
+    The touched keys (distinct keys of the new rows) get their whole history recomputed by
+    :func:`history` over ``raw`` restricted to those keys (a hash semi-join on a temp table of
+    the keys), staged once; ``current`` is its open versions. Write ``history`` and ``current``
+    with ``replace`` as delete predicate. No watermark: the full rebuild from all of ``raw``.
+    """
+    key = ", ".join(quote_ident(k) for k in entity.key)
+    new = _since(raw, watermark)
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {_KEYS} AS SELECT DISTINCT {key} FROM {new}")
+        rows, through = con.execute(f"SELECT count(*), max(_ingested_at) FROM {new}").fetchone()
+        keys = con.execute(f"SELECT count(*) FROM {_KEYS}").fetchone()[0]
+        if watermark is not None and rows == 0:
+            yield Batch(entity.name, 0, 0, None, None)
+            return
+        scope = raw if watermark is None else f"(SELECT * FROM {raw} WHERE ({key}) IN (SELECT {key} FROM {_KEYS}))"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {_HISTORY} AS {history_sql(entity, scope)}")
+        yield Batch(
+            entity.name, rows, keys, through,
+            replace="true" if watermark is None else f"({key}) IN (SELECT {key} FROM {_KEYS})",
+            history=con.table(_HISTORY), current=current(con, entity, _HISTORY), anomalies=anomalies(con, entity, scope),
+        )
+    finally:
+        _drop(con, _KEYS, _HISTORY)
+
+
+@contextmanager
+def usage_batch(con: duckdb.DuckDBPyConnection, watermark: datetime | None, raw: str = "raw.usage_records",
+                events: str = "core.usage_events") -> Iterator[Batch]:
+    """Stage the merge of ``raw`` rows ingested after ``watermark`` into ``events`` (core.usage_events).
+
+    Only the new rows are read, never the rest of ``raw``: every new row was ingested after
+    every applied one, so an event's new winner is the best of its new rows and its current
+    row in ``events`` (compared by ``_position``, the new row winning a tie: it is the later
+    delivery) — the winner :func:`usage_events` would pick from all rows. Events already in
+    ``events`` (few: corrections) are staged and replaced (``replace``, ``events``); brand-new
+    events are appended straight from the new rows (``appended``, an anti-join on the known
+    ids). No watermark: ``events`` is the full rebuild (``replace = "true"``).
+    """
+    new = _since(raw, watermark)
+    try:
+        rows, through, keys = con.execute(f"SELECT count(*), max(_ingested_at), count(DISTINCT event_id) FROM {new}").fetchone()
+        if watermark is None:
+            yield Batch("usage_records", rows, keys, through, "true", events=usage_events(con, raw))
+            return
+        if rows == 0:
+            yield Batch("usage_records", 0, 0, None, None)
+            return
+        entity = ENTITIES["usage_records"]
+        cols = ", ".join(quote_ident(c) for c in [*entity.column_names, "is_deleted", "_position", "_file"])
+        fresh = f"(SELECT * FROM {new} WHERE lower(_op) <> 't')"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {_KNOWN} AS "
+                    f"SELECT event_id FROM {events} WHERE event_id IN (SELECT event_id FROM {fresh})")
+        known = f"(SELECT * FROM {fresh} WHERE event_id IN (SELECT event_id FROM {_KNOWN}))"
+        unknown = f"(SELECT * FROM {fresh} WHERE event_id NOT IN (SELECT event_id FROM {_KNOWN}))"
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE {_KNOWN_WINNERS} AS
+SELECT {cols} FROM (
+    SELECT {cols}, true AS _new FROM ({usage_events(con, known).sql_query()})
+    UNION ALL
+    SELECT {cols}, false AS _new FROM {events} WHERE event_id IN (SELECT event_id FROM {_KNOWN})
+)
+QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY _position DESC NULLS LAST, _new DESC) = 1""")
+        yield Batch(
+            "usage_records", rows, keys, through,
+            replace=f"event_id IN (SELECT event_id FROM {_KNOWN})", events=con.table(_KNOWN_WINNERS),
+            appended=usage_events(con, unknown),
+        )
+    finally:
+        _drop(con, _KNOWN, _KNOWN_WINNERS)
