@@ -32,7 +32,6 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -376,11 +375,12 @@ def summarize(sample: Sample, reports: list[dict]) -> str:
         r["total"] = {"wall_s": wall, "cpu_s": cpu, "peak_mb": peak}
         totals.append(f"**{wall:.1f}** | {cpu:.1f} | {peak:,.0f}")
     lines.append("| **whole cycle** | " + " | ".join(totals) + " |")
+    legend = [f"- {s.name}: {s.what}" for s in STAGES]
     if all(DOCUMENTS.name in r["stages"] for r in reports):
         lines.append(f"| documents (not in the total) | " + " | ".join(
             f"{r['stages']['documents']['wall_s']:.1f} | {r['stages']['documents']['cpu_s']:.1f} | "
             f"{r['stages']['documents']['peak_mb']:,.0f}" for r in reports) + " |")
-    lines.append("")
+    lines += ["", "Stages:", *legend, ""]
     for r in reports:
         wall, floor_s = r["total"]["wall_s"], r["floor"]["wall_s"]
         lines.append(f"- {r['month']}: {r['events']:,} events rated, {r['invoices']:,} invoices "

@@ -37,6 +37,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
@@ -148,9 +149,9 @@ def event_select(lo: int, hi: int, n_subs: int) -> str:
     FROM k"""
 
 
-def ensure_events(events: int) -> Path:
-    """Parquet files for ``events`` events under benchmarks/data/usage_<N>/ (reused if complete)."""
-    folder = DATA / f"usage_{events}"
+def write_events(folder: Path, events: int, select: Callable[[int, int, int], str]) -> Path:
+    """Parquet files of ``select(lo, hi, n_subscriptions)`` for ``events`` events in chunks, under ``folder``
+    (reused if complete)."""
     done = folder / "_SUCCESS"
     if done.exists():
         return folder
@@ -160,11 +161,16 @@ def ensure_events(events: int) -> Path:
     t0 = time.perf_counter()
     for k, lo in enumerate(range(0, events, CHUNK)):
         hi = min(events, lo + CHUNK)
-        con.execute(f"COPY ({event_select(lo, hi, n_subs)}) TO '{folder}/part-{k:04d}.parquet' "
+        con.execute(f"COPY ({select(lo, hi, n_subs)}) TO '{folder}/part-{k:04d}.parquet' "
                     "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)")
         print(f"  generated {hi:,} / {events:,} events", file=sys.stderr, flush=True)
     done.write_text(f"{events} events, generated in {time.perf_counter() - t0:.1f}s\n")
     return folder
+
+
+def ensure_events(events: int) -> Path:
+    """Parquet files for ``events`` events under benchmarks/data/usage_<N>/ (reused if complete)."""
+    return write_events(DATA / f"usage_{events}", events, event_select)
 
 
 def usage_view(con: duckdb.DuckDBPyConnection, folder: Path, name: str = "src.usage_parquet") -> str:
@@ -406,8 +412,9 @@ class NaiveRater:
 
 
 # ------------------------------------------------------------------ driver
-def _run_phase(args: list[str]) -> dict:
-    out = subprocess.run([sys.executable, "-m", "benchmarks.rating", *args], capture_output=True, text=True,
+def run_phase(args: list[str], module: str = "benchmarks.rating") -> dict:
+    """Run ``module`` with ``args`` in a fresh process (its own peak RSS); the JSON its last line prints."""
+    out = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1])
     if out.returncode:
         sys.stderr.write(out.stderr)
@@ -447,14 +454,14 @@ def main(argv=None) -> None:
     runs = {"floor": [], "reference": [], "engine": []}
     for _ in range(a.repeat):  # interleaved, so a busy spell on a shared machine hits all three alike
         for phase, out in runs.items():
-            out.append(_run_phase(["--phase", phase, *common]))
+            out.append(run_phase(["--phase", phase, *common]))
     floor, reference, engine = (min(out, key=lambda r: r["seconds"]) for out in runs.values())
     res = {"events": a.events, "threads": a.threads, "repeat": a.repeat, "floor": floor, "reference": reference,
            "engine": engine, "all_seconds": {phase: [r["seconds"] for r in out] for phase, out in runs.items()},
            "reference_ratio": reference["seconds"] / floor["seconds"], "rate_ratio": engine["rate_seconds"] / floor["seconds"],
            "ratio": engine["seconds"] / floor["seconds"], "events_per_second": a.events / engine["seconds"]}
     if not a.skip_python:
-        py = _run_phase(["--phase", "python", *common, "--sample", str(a.sample)])
+        py = run_phase(["--phase", "python", *common, "--sample", str(a.sample)])
         res["python"] = py
         res["python_speedup"] = (py["seconds"] / py["events"]) / (engine["seconds"] / a.events)
     if a.repeat > 1:

@@ -40,16 +40,14 @@ import datetime as dt
 import json
 import os
 import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import duckdb
 
-DATA = Path(__file__).resolve().parent / "data"
-CHUNK = 10_000_000
-MEMORY_LIMIT = "3GB"  # as benchmarks/rating.py
+from benchmarks.rating import DATA, MEMORY_LIMIT, n_subscriptions, peak_rss_mb, run_phase, write_events
+
+MODULE = "benchmarks.rating_simple"
 MONTH = dt.date(2025, 3, 1)
 INCLUDED = "500"
 TIERS = [{"up_to": "1000", "unit_amount": "0.0020"}, {"up_to": "10000", "unit_amount": "0.0015"},
@@ -62,10 +60,6 @@ COMPARED = ("billing_month", "account_id", "subscription_id", "plan_id", "price_
             "line_type", "currency", "period_start", "period_end", "service_start", "service_end", "segment_start",
             "segment_end", "proration_factor", "quantity", "included_quantity", "billable_quantity", "event_count",
             "first_event_at", "last_event_at", "amount_precise", "amount")
-
-
-def n_subscriptions(events: int) -> int:
-    return max(1000, events // 200)
 
 
 def catalog() -> list[dict]:
@@ -115,20 +109,8 @@ def event_select(lo: int, hi: int, n_subs: int) -> str:
 
 
 def ensure_events(events: int) -> Path:
-    folder = DATA / f"simple_usage_{events}"
-    done = folder / "_SUCCESS"
-    if done.exists():
-        return folder
-    folder.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect()
-    t0 = time.perf_counter()
-    for k, lo in enumerate(range(0, events, CHUNK)):
-        hi = min(events, lo + CHUNK)
-        con.execute(f"COPY ({event_select(lo, hi, n_subscriptions(events))}) TO '{folder}/part-{k:04d}.parquet' "
-                    "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)")
-        print(f"  generated {hi:,} / {events:,} events", file=sys.stderr, flush=True)
-    done.write_text(f"{events} events, generated in {time.perf_counter() - t0:.1f}s\n")
-    return folder
+    """Parquet files of the simple workload's ``events`` events under benchmarks/data/simple_usage_<N>/."""
+    return write_events(DATA / f"simple_usage_{events}", events, event_select)
 
 
 # The hand-written rater: ONE statement, over the usage files and the catalog tables of src.
@@ -206,10 +188,6 @@ def _since(t: tuple[float, float]) -> tuple[float, float]:
     return now[0] - t[0], now[1] - t[1]
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _fresh(db: Path, threads: int) -> duckdb.DuckDBPyConnection:
     for p in (db, Path(str(db) + ".wal")):
         p.unlink(missing_ok=True)
@@ -274,15 +252,6 @@ def phase_check() -> dict:
             "equal": engine_only == 0 and reference_only == 0 and unrated == 0}
 
 
-def _run_phase(args: list[str]) -> dict:
-    out = subprocess.run([sys.executable, "-m", "benchmarks.rating_simple", *args], capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parents[1])
-    if out.returncode:
-        sys.stderr.write(out.stderr)
-        raise SystemExit(f"phase {args[1]} failed")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=20_000_000)
@@ -309,9 +278,9 @@ def main(argv=None) -> None:
     runs = {"reference": [], "engine": []}
     for _ in range(a.repeat):  # interleaved, so a busy spell on a shared machine hits both alike
         for phase, out in runs.items():
-            out.append(_run_phase(["--phase", phase, *common]))
+            out.append(run_phase(["--phase", phase, *common], MODULE))
     reference, engine = (min(out, key=lambda r: r["seconds"]) for out in runs.values())
-    check = _run_phase(["--phase", "check"])  # the last runs' tables
+    check = run_phase(["--phase", "check"], MODULE)  # the last runs' tables
     res = {"events": a.events, "threads": a.threads, "repeat": a.repeat, "reference": reference, "engine": engine,
            "check": check, "all_seconds": {p: [r["seconds"] for r in out] for p, out in runs.items()},
            "ratio": engine["seconds"] / reference["seconds"],

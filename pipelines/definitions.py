@@ -26,7 +26,7 @@ tables) and the analysts' snapshot, which depends on every asset and so runs las
 ingest_job = dg.define_asset_job(
     "ingest",
     selection=dg.AssetSelection.groups("ingest", "state", "publish"),
-    description="Load newly landed CDC extracts, rebuild current state, history and services, then republish the snapshot.",
+    description="Load newly landed CDC extracts, merge them into current state and history (the keys they touch), rebuild services, then republish the snapshot.",
 )
 bill_cycle_job = dg.define_asset_job(
     "bill_cycle",

@@ -23,7 +23,7 @@ import duckdb
 from pipelines.recover import take_turn
 from warehouse.connection import WarehouseLocked, connect, default_landing_dir, default_warehouse_path
 from warehouse.migrations import migrate
-from warehouse.snapshot import publish_snapshot
+from warehouse.snapshot import Publication, publish
 
 
 LOCKED_RETRIES = 4
@@ -67,8 +67,9 @@ class Warehouse(dg.ConfigurableResource):
                                           f"(retry {retry_number + 1} of {LOCKED_RETRIES}).")
             raise dg.RetryRequested(max_retries=LOCKED_RETRIES, seconds_to_wait=wait) from locked
 
-    def publish_snapshot(self) -> Path:
-        return publish_snapshot(Path(self.path))
+    def publish_snapshot(self) -> Publication:
+        """Publish what changed since the last publish to the analysts' snapshot (warehouse/snapshot.py)."""
+        return publish(Path(self.path))
 
 
 class LandingZone(dg.ConfigurableResource):

@@ -8,7 +8,7 @@ import pytest
 
 from tests.test_marts import MALFORMED_CUSTOMER, built_once
 from warehouse.connection import snapshot_dir
-from warehouse.snapshot import MASKS, publish_snapshot
+from warehouse.snapshot import MASKS, publish
 from warehouse.tables import TABLES
 
 PERSONAL = {q: [c.name for c in t.columns if c.personal] for q, t in TABLES.items() if any(c.personal for c in t.columns)}
@@ -17,7 +17,7 @@ PERSONAL = {q: [c.name for c in t.columns if c.personal] for q, t in TABLES.item
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
     warehouse, _ = built_once(tmp_path_factory)
-    return warehouse, publish_snapshot(warehouse)
+    return warehouse, publish(warehouse).path
 
 
 def personal_values(con) -> set[str]:
@@ -84,6 +84,6 @@ def test_no_personal_value_is_left_anywhere_in_the_snapshot_file(published):
 def test_republishing_replaces_the_file_atomically(published):
     warehouse, snapshot = published
     before = snapshot.stat().st_ino
-    assert publish_snapshot(warehouse) == snapshot
+    assert publish(warehouse).path == snapshot
     assert snapshot.stat().st_ino != before  # a new file renamed into place, not the old one rewritten
     assert not list(snapshot.parent.glob("*.tmp*")) and not list(snapshot_dir(warehouse).glob("*.tmp"))

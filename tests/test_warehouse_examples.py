@@ -11,7 +11,7 @@ import pytest
 
 from tests.test_marts import built_once
 from warehouse.docs import EXAMPLES, guide
-from warehouse.snapshot import publish_snapshot
+from warehouse.snapshot import publish
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "warehouse.md"
 SQL_BLOCK = re.compile(r"```sql\n(.*?)```", re.S)
@@ -21,7 +21,7 @@ QUERIES = SQL_BLOCK.findall(DOC.read_text())
 @pytest.fixture(scope="module")
 def snapshot(tmp_path_factory):
     warehouse, _ = built_once(tmp_path_factory)
-    with duckdb.connect(str(publish_snapshot(warehouse)), read_only=True) as con:
+    with duckdb.connect(str(publish(warehouse).path), read_only=True) as con:
         yield con
 
 

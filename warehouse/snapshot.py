@@ -293,7 +293,3 @@ def publish(warehouse: Path) -> Publication:
     return Publication(target, tables_rewritten, partitions_rewritten, size(written) + views + manifest_bytes,
                        size(referenced(tables)) + views + manifest_bytes, time.monotonic() - started)
 
-
-def publish_snapshot(warehouse: Path) -> Path:
-    """Publish the masked snapshot of ``warehouse`` (:func:`publish`); return the views file's path."""
-    return publish(warehouse).path

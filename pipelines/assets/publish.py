@@ -1,13 +1,11 @@
 """Publishing: the analysts' read-only snapshot, republished as the last step of every job that writes the warehouse."""
 
 from collections.abc import Iterable
-from pathlib import Path
 
 import dagster as dg
 
 from pipelines.assets.policy import WAREHOUSE_STEP
 from pipelines.resources import Warehouse
-from warehouse.snapshot import publish
 
 SNAPSHOT = dg.AssetKey(["warehouse_snapshot"])
 
@@ -22,7 +20,7 @@ def snapshot_asset(copies: Iterable[dg.AssetKey]) -> dg.AssetsDefinition:
     def warehouse_snapshot(warehouse: Warehouse) -> dg.MaterializeResult:
         """Publish the partitions that changed as masked Parquet and atomically replace the views file analysts open
         read-only (never a locked file)."""
-        done = publish(Path(warehouse.path))
+        done = warehouse.publish_snapshot()
         return dg.MaterializeResult(metadata={
             "snapshot": dg.MetadataValue.path(str(done.path)),
             "tables rewritten": done.tables_rewritten,

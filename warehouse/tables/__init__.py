@@ -11,7 +11,7 @@ from warehouse.tables import audit, billing, core, ledger, marts, raw, revenue
 
 SCHEMAS = {
     "raw": "Append-only change logs exactly as received from the landing zone (one table per entity).",
-    "core": "Current state and SCD2 history of every entity, rebuilt from raw; subscriptions from confirmed orders.",
+    "core": "Current state and SCD2 history of every entity, merged from raw by the keys each run's new change-log rows touch; subscriptions from confirmed orders.",
     "billing": "Bill cycles: rated usage, unrated usage, draft invoices and their lines, per billing month.",
     "ledger": "What was issued or decided, append-only: finalized invoices and credit notes with their lines, numbers, finalized months, voids, payments processed and applied.",
     "revenue": "Revenue (ASC 606 / IFRS 15): obligations, allocations, schedules, posted revenue and journals, closed months.",
