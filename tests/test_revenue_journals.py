@@ -14,9 +14,10 @@ from decimal import Decimal as D
 import duckdb
 
 from domain import install_macros
+from domain.periods import month_literal
 from pipelines.revenue.checks import revenue_problems
 from pipelines.revenue.close import DERIVED_TABLES as REVENUE_TABLES
-from pipelines.revenue.close import close_month, refresh
+from pipelines.revenue.close import close_month, closed_month_row, refresh
 from pipelines.revenue.journals import journal_rows
 from pipelines.revenue.reports import (
     contract_balance_rows,
@@ -117,14 +118,15 @@ def build(con: duckdb.DuckDBPyConnection, first_open: date, run_id: str = "run-1
 
 
 def close(con: duckdb.DuckDBPyConnection, month: date) -> None:
-    """Post ``month`` as close_month does: its open journal, its schedule's open amounts, the closed month."""
+    """Post ``month`` as close_month does: its open journal, its schedule's open amounts, the closed month (its counts,
+    totals per currency and hash as close_month records them)."""
     con.execute(f"""
         INSERT INTO revenue.journal_lines SELECT * FROM revenue.open_journal_lines WHERE accounting_month = DATE '{month}';
         INSERT INTO revenue.recognized
         SELECT booked_month, obligation_id, contract_id, account_id, currency, obligation_kind, product_line, service_month,
                open_amount, service_month < booked_month, 'close' FROM revenue.schedule
         WHERE booked_month = DATE '{month}' AND open_amount <> 0;
-        INSERT INTO revenue.closed_months VALUES (DATE '{month}', 0, 0, '{{}}', 'h', TIMESTAMP '2025-01-01', 'close')""")
+        INSERT INTO revenue.closed_months {closed_month_row(month_literal(month), "TIMESTAMP '2025-01-01'", "'close'")}""")
 
 
 def lines(con: duckdb.DuckDBPyConnection, where: str = "true", table: str = "revenue.open_journal_lines") -> list[tuple]:

@@ -28,6 +28,7 @@ from tests.test_revenue_journals import (
     JAN,
     MAR,
     add_obligations,
+    balances,
     books,
     build,
     close,
@@ -187,6 +188,71 @@ def test_deferred_revenue_reconciles_with_the_unrecognized_schedule():
         # February: billed 43.00 - booked 42.00 = 1.00 in the journal; the schedule has nothing left to book: 0.
         (FEB, "USD", "NET_DEFERRED", D("1.00"), D("0.00")),
     ]
+
+
+# A closed month's contract positions re-derived by later facts (seen at 100k accounts: a few hundred orders failing
+# payment after January closed, a commitment's term changed). Each case: January's documents and obligations, what
+# the recompute after the close writes differently (as the engine would: the obligation's and its schedule's contract,
+# the order), January's contract balances as posted (deferred, unbilled, asset) and as recomputed, February's.
+# U1: January usage 12.00 of ACC-1 invoiced Feb 1 (INV-2), unbilled AR at Jan 31.
+USAGE = (doc("INV-2", "2025-02-01", "12.00"), obligation("U1", FEB, "12.00", {JAN: "12.00"}, kind="USAGE"))
+REDERIVED = {
+    # INV-1 (Jan 30) bills [Jan 30, Feb 28) 29.00 under ORD-7, January recognizing 2.00; the order fails payment on
+    # Feb 2, its subscription leaves the state, the line traces to no order: contract ACC-1. January's posted 2.00 stays
+    # ORD-7's: recomputed, ACC-1 billed 29.00 - 12.00 = a liability 17.00 and ORD-7 2.00 unbilled, where January
+    # posted 29.00 - 2.00 = 27.00 deferred and 12.00 unbilled (the GBP 75.96 on both of the benchmark).
+    "order_fails_payment_after_close": (
+        [doc("INV-1", "2025-01-30", "29.00"), USAGE[0]],
+        [obligation("L1", JAN, "29.00", {JAN: "2.00", FEB: "27.00"}, contract_id="ORD-7"), USAGE[1]], [],
+        "UPDATE {table} SET contract_id = 'ACC-1' WHERE obligation_id = 'L1'",
+        (D("27.00"), D("12.00"), 0), (D("17.00"), D("2.00"), 0), (D("2.00"), D("2.00"), 0)),
+    # A line billed in January for February's service (30.00, ORD-8) moves to ACC-1 the same way: recomputed, it nets
+    # with the usage (30.00 - 12.00 = 18.00 deferred, nothing unbilled); January posted 30.00 and 12.00.
+    "billed_ahead_line_changes_contract": (
+        [doc("INV-3", "2025-01-30", "30.00"), USAGE[0]],
+        [obligation("L2", JAN, "30.00", {FEB: "30.00"}, contract_id="ORD-8"), USAGE[1]], [],
+        "UPDATE {table} SET contract_id = 'ACC-1' WHERE obligation_id = 'L2'",
+        (D("30.00"), D("12.00"), 0), (D("18.00"), 0, 0), (0, 0, 0)),
+    # The subsidized handset of ORD-50 (24 months; docs/journals.md): a contract asset of 336.00 + 21.00 - 150.00 =
+    # 207.00 at Jan 31; the order's term is removed after the close (backdated): the same position is unbilled AR now.
+    "commitment_term_removed_after_close": (
+        [doc("INV-5", "2025-01-01", "150.00"), doc("INV-6", "2025-02-01", "30.00")],
+        [obligation("G1", JAN, "120.00", {JAN: "336.00"}, allocated="336.00", kind="GOOD", product_line="DEVICE",
+                    contract_id="ORD-50"),
+         obligation("S1", JAN, "30.00", {JAN: "21.00"}, allocated="21.00", contract_id="ORD-50"),
+         obligation("S2", FEB, "30.00", {FEB: "21.00"}, allocated="21.00", contract_id="ORD-50")],
+        [{"order_id": 50, "contract_term_months": 24}],
+        "UPDATE core.orders SET contract_term_months = NULL WHERE order_id = 50",
+        (0, 0, D("207.00")), (0, D("207.00"), 0), (0, D("198.00"), 0)),
+}
+
+
+def contract_totals(con: duckdb.DuckDBPyConnection, month) -> tuple:
+    return con.execute("""SELECT coalesce(sum(contract_liability), 0), coalesce(sum(unbilled_ar), 0),
+                                 coalesce(sum(contract_asset), 0)
+                          FROM revenue.contract_balances WHERE accounting_month = ?""", [month]).fetchone()
+
+
+@pytest.mark.parametrize("case", sorted(REDERIVED))
+def test_a_closed_month_reconciles_with_its_contracts_as_posted_when_later_facts_re_derive_them(case):
+    documents, obligations, orders, change, posted, recomputed, february = REDERIVED[case]
+    con = books(ledger_documents=documents, ledger_finalized_months=[{"billing_month": JAN}, {"billing_month": FEB}],
+                **({"core_orders": orders} if orders else {}))
+    add_obligations(con, *obligations)
+    build(con, JAN)
+    assert deferred_mismatches(con) == [] and contract_totals(con, JAN) == posted
+    close(con, JAN)
+    journal = con.execute("SELECT * FROM revenue.journal_lines ORDER BY ALL").fetchall()
+    for table in ("revenue.performance_obligations", "revenue.schedule"):
+        con.execute(change.format(table=table))
+    build(con, FEB)
+    assert contract_totals(con, JAN) == recomputed   # the recompute re-derives the closed month's positions
+    assert contract_totals(con, FEB) == february
+    # The closed month's books are the posted ones; the change is February's CONTRACT_BALANCE (from the posted balances).
+    assert con.execute("SELECT * FROM revenue.journal_lines ORDER BY ALL").fetchall() == journal
+    assert {m: (-b.get("DEFERRED_REVENUE", 0), b.get("UNBILLED_AR", 0), b.get("CONTRACT_ASSET", 0))
+            for m in (JAN, FEB) for b in [balances(con, m)]} == {JAN: posted, FEB: february}
+    assert problems(con) == {}
 
 
 # Property: random histories of invoices, credit notes, voids and payments in two currencies, January closed or not.

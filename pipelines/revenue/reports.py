@@ -44,6 +44,16 @@ estimates no longer obligations (invoiced, or no longer owed) that closed months
 back by the schedule, or already posted back): billed and allocated 0, billed in the first month they recognized in
 (where their recognition starts)."""
 
+CLOSED_BALANCES = """
+    SELECT c.accounting_month, t.currency,
+           CAST(json_extract_string(c.totals, '$."' || t.currency || '".deferred_revenue') AS DECIMAL(18,4)) AS deferred,
+           CAST(json_extract_string(c.totals, '$."' || t.currency || '".unbilled_ar') AS DECIMAL(18,4)) AS unbilled,
+           CAST(json_extract_string(c.totals, '$."' || t.currency || '".contract_assets') AS DECIMAL(18,4)) AS asset
+    FROM revenue.closed_months c, LATERAL (SELECT unnest(json_keys(c.totals)) AS currency) t"""
+"""Per closed month and currency, the contracts' balances as posted: deferred revenue, unbilled AR and contract
+assets at its month end as revenue.closed_months recorded them when it closed (pipelines/revenue/close.py
+BALANCE_TOTALS), exact decimals."""
+
 MONTH_STATUS = "CASE WHEN accounting_month < (SELECT first_open FROM bounds) THEN 'CLOSED' ELSE 'OPEN' END AS month_status"
 """CLOSED before the first open month (posted in revenue.closed_months), else OPEN."""
 
@@ -234,7 +244,13 @@ def deferred_mismatches(con: duckdb.DuckDBPyConnection) -> list[tuple]:
     journal, expected).
 
     * DEFERRED_REVENUE (a credit), UNBILLED_AR, CONTRACT_ASSET closing balances of revenue.trial_balance =
-      Σ contract_liability, Σ unbilled_ar, Σ contract_asset of revenue.contract_balances;
+      Σ contract_liability, Σ unbilled_ar, Σ contract_asset of revenue.contract_balances for an open month; for a
+      closed month, the contracts' balances as posted (:data:`CLOSED_BALANCES`: what it recorded when it closed, after
+      this check compared them with the contracts then). A closed month is immutable: when later facts re-derive its
+      contracts' positions (an order failing payment after the close takes its issued lines to the account's
+      contract, a commitment's term changed), the recomputed revenue.contract_balances of that month differ from the
+      posted books and the difference is booked in the first open month by its CONTRACT_BALANCE entry (the change
+      since the posted balances), never compared back into the closed month;
     * NET_DEFERRED = DEFERRED_REVENUE - UNBILLED_AR - CONTRACT_ASSET = Σ over the obligations billed by the month
       end of (billed - allocated + what their schedule has not booked by then: open amounts booked later and
       posted revenue of later months) - revenue booked by then on obligations billed later; an estimate
@@ -251,7 +267,11 @@ def deferred_mismatches(con: duckdb.DuckDBPyConnection) -> list[tuple]:
         ), contracts AS (
             SELECT accounting_month, currency, sum(contract_liability) AS deferred, sum(unbilled_ar) AS unbilled,
                    sum(contract_asset) AS asset
-            FROM revenue.contract_balances GROUP BY ALL
+            FROM revenue.contract_balances
+            WHERE accounting_month NOT IN (SELECT accounting_month FROM revenue.closed_months)
+            GROUP BY ALL
+            UNION ALL
+            SELECT accounting_month, currency, deferred, unbilled, asset FROM ({CLOSED_BALANCES})
         ), booked AS (
             SELECT obligation_id, accounting_month AS month, amount FROM revenue.recognized
             UNION ALL SELECT obligation_id, booked_month, open_amount FROM revenue.schedule
