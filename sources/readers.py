@@ -4,7 +4,8 @@ Two formats (``Entity.format``):
 
 * ``debezium``: JSON lines, one Kafka record per line ``{"key": {...}, "value": envelope|null}``
   (a bare envelope, or Kafka Connect's ``{"schema": ..., "payload": ...}`` wrapping, is accepted
-  too). Decoded with ``json.loads`` per line, then typed and validated column-wise.
+  too). Decoded with ``json.loads`` per line (a number with a fraction or exponent kept as written,
+  never a float), then typed and validated column-wise.
 * ``table``: Parquet or CSV with ``op`` (I/U/D), ``seq`` and the entity columns. Fully
   vectorised (millions of rows). A CSV record is one physical line (:func:`_read_csv`).
 
@@ -190,16 +191,40 @@ def _outside(window: tuple[datetime, datetime]) -> str:
 # Debezium JSON lines → intermediate frame (entity columns as text, meta columns, _pre_reason)
 
 
+class _JsonNumber(str):
+    """A JSON number with a fraction or exponent (or NaN, Infinity), kept as the text it is written with: parsed as
+    a Python float it would be rounded to 17 significant digits (12345678901234.5678 → 12345678901234.568), a
+    silently changed amount. Its text is typed like any other (an exact decimal, or a reason)."""
+
+
+def _json_loads(line: str):
+    """``json.loads`` with every non-integer number kept as its text (:class:`_JsonNumber`), never a float."""
+    return json.loads(line, parse_float=_JsonNumber, parse_constant=_JsonNumber)
+
+
 def _text(v) -> str | None:
+    """A decoded JSON value as the text typed into its column: a string as is, a number as written, true/false, a
+    nested value as canonical JSON (:func:`_json_text`)."""
     if v is None:
         return None
     if isinstance(v, str):
-        return v
+        return str(v)
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, (int, float)):
+    if isinstance(v, int):
         return repr(v)
-    return json.dumps(v, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    return _json_text(v)
+
+
+def _json_text(v) -> str:
+    """Canonical JSON of a decoded value (names sorted, no spaces, non-ASCII kept), numbers as written."""
+    if isinstance(v, _JsonNumber):
+        return str(v)
+    if isinstance(v, dict):
+        return "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + _json_text(v[k]) for k in sorted(v)) + "}"
+    if isinstance(v, list):
+        return "[" + ",".join(map(_json_text, v)) + "]"
+    return json.dumps(v, ensure_ascii=False)
 
 
 def _unwrap(obj):
@@ -286,7 +311,7 @@ def _decode_line(no: int, raw_line: bytes, d: _Decoding) -> _Record:
     except UnicodeDecodeError as e:
         return _Record(no, raw_line.decode("utf-8", errors="replace"), reason=f"invalid UTF-8 at byte {e.start}")
     try:
-        obj = json.loads(line)
+        obj = _json_loads(line)
     except json.JSONDecodeError as e:
         return _Record(no, line, reason=f"invalid JSON: {e.msg.removesuffix(' at')} at char {e.pos}")
     if not isinstance(obj, dict):

@@ -13,7 +13,7 @@ import pytest
 from sources.entities import CHANGE_LOG_COLUMNS, ENTITIES
 from sources.landing import discover
 from sources.readers import (
-    ExtractReadError, change_log_schema, entity_for_path, polars_dtype, read_extract, reject_schema,
+    ExtractReadError, _json_loads, _text, change_log_schema, entity_for_path, polars_dtype, read_extract, reject_schema,
 )
 
 CUST = ENTITIES["customers"]
@@ -431,6 +431,27 @@ def test_exponent_notation_is_exact_or_rejected(tmp_path):
         5: "quantity: '1e28' is too large for DECIMAL(38,10)",
         7: "quantity: cannot parse 'e5' as DECIMAL(38,10)",
     }
+
+
+@pytest.mark.parametrize("written, amount, reason", [
+    # JSON numbers are typed as written, never through a float (which keeps 17 significant digits)
+    ("12345678901234.5678", Decimal("12345678901234.5678"), None),  # a float: 12345678901234.568
+    ("0.10000000000000001", None, "amount: '0.10000000000000001' has more than 4 decimal places (DECIMAL(18,4))"),  # 0.1
+    ("12.3400", Decimal("12.34"), None),
+    ("1.5e-3", Decimal("0.0015"), None),
+    ("NaN", None, "amount: cannot parse 'NaN' as DECIMAL(18,4)"),
+])
+def test_a_json_number_is_typed_as_written(tmp_path, written, amount, reason):
+    line = _payment_line(1, "AMOUNT").replace('"AMOUNT"', written)
+    r = _read(tmp_path, PAY, [line])
+    assert r.changes["amount"].to_list() == ([amount] if amount is not None else [])
+    assert _reasons(r) == ({1: reason} if reason else {})
+
+
+def test_a_nested_value_keeps_its_numbers_as_written():
+    # a JSON column (plan_charges.tiers, properties) arrives as canonical JSON text: names sorted, numbers as written
+    assert _text(_json_loads('[{"up_to": 100, "unit_amount": 0.0125000000000000001, "b": [1.50, null, true, "x"]}]')) == \
+        '[{"b":[1.50,null,true,"x"],"unit_amount":0.0125000000000000001,"up_to":100}]'
 
 
 def test_parquet_numbers_of_another_type_are_exact_or_rejected(tmp_path):
